@@ -1,0 +1,33 @@
+"""Builds steerid._native (pybind11 + Eigen).
+
+Eigen is never vendored: its headers come from the pinned `cmeel-eigen` build requirement,
+which installs them under `<site-packages>/cmeel.prefix/include/eigen3`.
+"""
+import sysconfig
+from pathlib import Path
+
+from pybind11.setup_helpers import Pybind11Extension, build_ext
+from setuptools import setup
+
+
+def eigen_include_dir() -> str:
+    candidates = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}
+    for site in candidates:
+        include = Path(site) / "cmeel.prefix" / "include" / "eigen3"
+        if (include / "Eigen" / "Core").is_file():
+            return str(include)
+    raise RuntimeError(
+        "Eigen headers not found under cmeel.prefix/include/eigen3 in "
+        f"{sorted(candidates)}; install the build requirement with `pip install cmeel-eigen==3.4.1`."
+    )
+
+
+native = Pybind11Extension(
+    "steerid._native",
+    sorted(str(p) for p in Path("csrc").glob("*.cpp")),
+    include_dirs=[eigen_include_dir(), "csrc"],
+    cxx_std=17,
+    extra_compile_args=["-O3", "-DNDEBUG"],
+)
+
+setup(ext_modules=[native], cmdclass={"build_ext": build_ext})
