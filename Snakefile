@@ -1,0 +1,27 @@
+# steerid: is this steering vector really the direction, or one of many that do the same?
+# Reproduces arXiv 2602.06801 on any Hugging Face causal LM. Entry point: `snakemake --cores 8`.
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "schemas/config.schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/model.smk"
+include: "rules/prompts.smk"
+include: "rules/activations.smk"
+include: "rules/vectors.smk"
+include: "rules/spectra.smk"
+include: "rules/evaluate.smk"
+include: "rules/figures.smk"
+
+
+rule all:
+    input:
+        "results/summary.md",

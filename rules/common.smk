@@ -1,0 +1,51 @@
+# Shared helpers: config checks that need Python, wildcard constraints, target lists and param slices.
+
+from steerid.scoring import TRAIT_SCORERS
+from steerid.specs import spec_kind
+
+
+def check_config(config):
+    """Checks JSON Schema cannot express; each error names the offending value."""
+    for name, model in config["models"].items():
+        try:
+            spec_kind(model["spec"])
+        except ValueError as err:
+            raise ValueError(f"config models.{name}.spec: {err}") from None
+    for trait in config["traits"]:
+        scorer = config["scoring"].get(trait)
+        if scorer not in TRAIT_SCORERS.get(trait, ()):
+            raise ValueError(
+                f"config traits: trait {trait!r} has no usable scorer (scoring.{trait} = {scorer!r}); "
+                f"available for it: {list(TRAIT_SCORERS.get(trait, ()))}"
+            )
+
+
+check_config(config)
+
+
+wildcard_constraints:
+    model="|".join(config["models"]),
+    trait="|".join(config["traits"]),
+    layer=r"\d+",
+
+
+def steering_targets(pattern):
+    """``pattern`` expanded over every model (at its steering layer) and trait."""
+    return [
+        pattern.format(model=model, layer=spec["layer"], trait=trait)
+        for model, spec in config["models"].items()
+        for trait in config["traits"]
+    ]
+
+
+def spectrum_targets():
+    return [f"results/{model}/spectra/L{spec['layer']}.h5" for model, spec in config["models"].items()]
+
+
+def runtime_params():
+    """Device, dtype and batch size of model jobs (threads come from the rule's `threads`)."""
+    runtime = config["runtime"]
+    return {key: runtime[key] for key in ("device", "dtype", "batch_size")}
+
+
+MODEL_THREADS = config["runtime"]["threads"]

@@ -1,0 +1,14 @@
+rule prompts:
+    output:
+        "results/prompts/{trait}.json",
+    params:
+        n_pairs=config["prompts"]["n_pairs"],
+        n_eval=config["prompts"]["n_eval"],
+        seed=config["seed"],
+    log:
+        "logs/prompts/{trait}.log",
+    resources:
+        mem_mb=500,
+        runtime=5,
+    script:
+        "../workflow_scripts/prompts.py"

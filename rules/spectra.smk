@@ -1,0 +1,56 @@
+rule covariance:
+    input:
+        "results/{model}/activations/L{layer}/background.h5",
+    output:
+        "results/{model}/covariance/L{layer}.h5",
+    params:
+        chunk_rows=config["covariance"]["chunk_rows"],
+    threads: 2
+    log:
+        "logs/{model}/L{layer}/covariance.log",
+    benchmark:
+        "logs/{model}/L{layer}/covariance.benchmark.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    script:
+        "../workflow_scripts/covariance.py"
+
+
+rule spectrum:
+    input:
+        "results/{model}/covariance/L{layer}.h5",
+    output:
+        "results/{model}/spectra/L{layer}.h5",
+    params:
+        top_k=config["spectrum"]["top_k"],
+        rank_thresholds=config["spectrum"]["rank_thresholds"],
+        seed=config["seed"],
+    threads: 2
+    log:
+        "logs/{model}/L{layer}/spectrum.log",
+    benchmark:
+        "logs/{model}/L{layer}/spectrum.benchmark.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    script:
+        "../workflow_scripts/spectrum.py"
+
+
+rule perturbations:
+    input:
+        vector="results/{model}/vectors/L{layer}/{trait}.h5",
+        spectrum="results/{model}/spectra/L{layer}.h5",
+    output:
+        "results/{model}/perturbations/L{layer}/{trait}.h5",
+    params:
+        **config["perturbations"],
+        seed=config["seed"],
+    log:
+        "logs/{model}/L{layer}/perturbations-{trait}.log",
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../workflow_scripts/perturbations.py"

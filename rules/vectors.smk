@@ -1,0 +1,12 @@
+rule steering_vectors:
+    input:
+        "results/{model}/activations/L{layer}/contrast-{trait}.h5",
+    output:
+        "results/{model}/vectors/L{layer}/{trait}.h5",
+    log:
+        "logs/{model}/L{layer}/steering_vectors-{trait}.log",
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../workflow_scripts/steering_vectors.py"

@@ -1,0 +1,66 @@
+"""Read and add at a residual site: the output of one decoder layer.
+
+Extraction and injection use the same site (the paper's code read ``hidden_states[L//2]``, the
+input of layer L//2, and injected at its output: an off-by-one this module cannot make).
+
+Position modes for adding:
+
+- ``last``: the last position of each forward call (the paper's mode). With a KV cache that is
+  the last prompt token, then every generated token. Left padding keeps it correct.
+- ``all``: every position of every forward call (prompt and generated tokens).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+from torch import nn
+
+POSITION_MODES = ("last", "all")
+
+
+def _hidden(output):
+    return output[0] if isinstance(output, tuple) else output
+
+
+def _replace_hidden(output, hidden: torch.Tensor):
+    return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+
+
+@contextlib.contextmanager
+def capture_residual(site: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Collect the site's output (batch, seq, d) of every forward call into the yielded list."""
+    captured: list[torch.Tensor] = []
+
+    def hook(_module, _inputs, output):
+        captured.append(_hidden(output).detach())
+
+    handle = site.register_forward_hook(hook)
+    try:
+        yield captured
+    finally:
+        handle.remove()
+
+
+@contextlib.contextmanager
+def add_to_residual(site: nn.Module, delta: torch.Tensor, positions: str = "last") -> Iterator[None]:
+    """Add ``delta`` ((d,) for every row, or (batch, d) per row) to the site's output."""
+    if positions not in POSITION_MODES:
+        raise ValueError(f"positions {positions!r} is not a position mode; expected one of {POSITION_MODES}")
+    per_row = delta if delta.ndim == 2 else delta.unsqueeze(0)
+
+    def hook(_module, _inputs, output):
+        hidden = _hidden(output)
+        shift = per_row.to(dtype=hidden.dtype, device=hidden.device).unsqueeze(1)
+        if positions == "all":
+            return _replace_hidden(output, hidden + shift)
+        steered = torch.cat([hidden[:, :-1], hidden[:, -1:] + shift], dim=1)
+        return _replace_hidden(output, steered)
+
+    handle = site.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()

@@ -1,0 +1,110 @@
+"""HDF5 files with provenance, written atomically and read in streamed blocks.
+
+A file is built under a temporary sibling name and renamed into place only when complete, and
+carries ``complete = True`` as its last attribute: a crash never leaves a file that looks done.
+Row datasets grow in chunks so a dump larger than memory is written block by block.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import platform
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import h5py
+import numpy as np
+
+import steerid
+from steerid.io import atomic_path
+
+
+def params_digest(params: Mapping) -> str:
+    """SHA-256 of a rule's parameters (canonical JSON): the config slice this output depends on."""
+    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def provenance(params: Mapping, **fields) -> dict:
+    """Attributes every output carries: steerid version, parameter digest, and rule-specific fields."""
+    return {
+        "steerid_version": steerid.__version__,
+        "python": platform.python_version(),
+        "params_sha256": params_digest(params),
+        **{key: _attr(value) for key, value in fields.items()},
+    }
+
+
+def _attr(value):
+    if value is None:
+        return "none"
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, default=str)
+    return value
+
+
+class RowWriter:
+    """Appends (n, ...) blocks to growable, chunked datasets of one open HDF5 file."""
+
+    def __init__(self, handle: h5py.File, chunk_rows: int = 1024):
+        self.handle = handle
+        self.chunk_rows = chunk_rows
+
+    def append(self, name: str, block: np.ndarray) -> None:
+        block = np.asarray(block)
+        if name not in self.handle:
+            self.handle.create_dataset(
+                name, shape=(0, *block.shape[1:]), maxshape=(None, *block.shape[1:]), dtype=block.dtype,
+                chunks=(self.chunk_rows, *block.shape[1:]), compression="lzf",
+            )
+        dataset = self.handle[name]
+        start = dataset.shape[0]
+        dataset.resize(start + block.shape[0], axis=0)
+        dataset[start:] = block
+
+
+@contextlib.contextmanager
+def create(path: str | Path, attrs: Mapping) -> Iterator[h5py.File]:
+    """Open a new HDF5 file for writing; it appears at ``path``, marked complete, only on success."""
+    with atomic_path(path) as temporary:
+        with h5py.File(temporary, "w") as handle:
+            handle.attrs.update(attrs)
+            yield handle
+            handle.attrs["complete"] = True
+
+
+def write(path: str | Path, datasets: Mapping[str, np.ndarray], attrs: Mapping) -> None:
+    """Write whole arrays (and attributes) to a new file atomically."""
+    with create(path, attrs) as handle:
+        for name, array in datasets.items():
+            handle.create_dataset(name, data=np.asarray(array))
+
+
+@contextlib.contextmanager
+def open_complete(path: str | Path) -> Iterator[h5py.File]:
+    """Open a file for reading, refusing one that was never finished."""
+    with h5py.File(path, "r") as handle:
+        if not handle.attrs.get("complete", False):
+            raise ValueError(f"{path} is incomplete (no 'complete' attribute); delete it and rerun its rule")
+        yield handle
+
+
+def read(path: str | Path, *names: str) -> list[np.ndarray]:
+    """Read whole datasets from a complete file."""
+    with open_complete(path) as handle:
+        return [handle[name][()] for name in names]
+
+
+def read_attrs(path: str | Path) -> dict:
+    """All attributes of a complete file."""
+    with open_complete(path) as handle:
+        return dict(handle.attrs)
+
+
+def iter_blocks(path: str | Path, name: str, block_rows: int, dtype=np.float32) -> Iterator[np.ndarray]:
+    """Stream a row dataset in C-contiguous blocks of at most ``block_rows`` rows."""
+    with open_complete(path) as handle:
+        dataset = handle[name]
+        for start in range(0, dataset.shape[0], block_rows):
+            yield np.ascontiguousarray(dataset[start : start + block_rows], dtype=dtype)

@@ -1,0 +1,6 @@
+from steerid import workflow
+from steerid.logs import logged
+from steerid.stages import covariance
+
+with logged(snakemake.log[0]):
+    covariance(snakemake.input[0], snakemake.params.chunk_rows, workflow.params(snakemake), snakemake.output[0])
