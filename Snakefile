@@ -6,7 +6,12 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# config.yaml is the default study; a --configfile replaces it rather than merging into it (so a
+# user's model list is not silently extended by the default model). Keys it leaves out take the
+# schema's defaults.
+if not workflow.overwrite_configfiles:
+
+    configfile: workflow.basedir + "/config.yaml"
 
 
 validate(config, "schemas/config.schema.yaml")

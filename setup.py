@@ -3,6 +3,7 @@
 Eigen is never vendored: its headers come from the pinned `cmeel-eigen` build requirement,
 which installs them under `<site-packages>/cmeel.prefix/include/eigen3`.
 """
+import sys
 import sysconfig
 from pathlib import Path
 
@@ -11,14 +12,15 @@ from setuptools import setup
 
 
 def eigen_include_dir() -> str:
-    candidates = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}
+    # pip's isolated build environment puts build requirements on sys.path, not in sysconfig's paths.
+    candidates = [*sys.path, *(sysconfig.get_paths()[key] for key in ("purelib", "platlib"))]
     for site in candidates:
         include = Path(site) / "cmeel.prefix" / "include" / "eigen3"
         if (include / "Eigen" / "Core").is_file():
             return str(include)
     raise RuntimeError(
         "Eigen headers not found under cmeel.prefix/include/eigen3 in "
-        f"{sorted(candidates)}; install the build requirement with `pip install cmeel-eigen==3.4.1`."
+        f"{candidates}; install the build requirement with `pip install cmeel-eigen==3.4.1`."
     )
 
 

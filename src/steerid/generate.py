@@ -63,7 +63,7 @@ def choose_tokens(logits: torch.Tensor, uniforms: torch.Tensor, sampling: Sampli
     keep = (cdf - sorted_probs) < sampling.top_p
     cdf = (sorted_probs * keep).cumsum(dim=-1)
     targets = uniforms.to(cdf).unsqueeze(-1) * cdf[:, -1:]
-    picks = torch.searchsorted(cdf, targets, right=True).clamp(max=cdf.shape[-1] - 1)
+    picks = torch.minimum(torch.searchsorted(cdf, targets, right=True), keep.sum(dim=-1, keepdim=True) - 1)
     return order.gather(-1, picks).squeeze(-1)
 
 

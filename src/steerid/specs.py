@@ -13,7 +13,7 @@ def spec_kind(spec: str) -> str:
     """``embedded``, ``local`` or ``hub``; a ValueError naming the spec when it is none of them."""
     if spec in EMBEDDED_NAMES:
         return "embedded"
-    if Path(spec).is_dir():
+    if spec and Path(spec).is_dir():
         if not (Path(spec) / "config.json").is_file():
             raise ValueError(f"model spec {spec!r} is a folder without config.json; expected a Hugging Face model folder")
         return "local"

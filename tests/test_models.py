@@ -1,0 +1,96 @@
+import json
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+from steerid.models import (
+    check_layer,
+    decoder_layers,
+    format_prompt,
+    read_manifest,
+    resolve_dtype,
+    tokenize_prompts,
+)
+from steerid.specs import spec_kind
+
+
+def test_spec_kinds(tmp_path):
+    assert spec_kind("smollm2-135m") == "embedded"
+    assert spec_kind("Qwen/Qwen2.5-3B-Instruct") == "hub"
+    (tmp_path / "config.json").write_text("{}")
+    assert spec_kind(str(tmp_path)) == "local"
+
+
+@pytest.mark.parametrize("spec", ["no such model", "./missing/dir/x/y", ""])
+def test_unresolvable_spec_names_the_value(spec):
+    with pytest.raises(ValueError, match="cannot be resolved") as err:
+        spec_kind(spec)
+    assert repr(spec) in str(err.value)
+
+
+def test_folder_without_config_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="without config.json"):
+        spec_kind(str(tmp_path))
+
+
+def test_manifest_of_embedded_model(smollm2_dir):
+    manifest = read_manifest(smollm2_dir)
+    assert (manifest.kind, manifest.architecture, manifest.n_layers, manifest.d_model) == ("embedded", "llama", 30, 576)
+    assert manifest.has_chat_template
+    assert json.loads((smollm2_dir / "model.json").read_text())["spec"] == "smollm2-135m"
+    assert (smollm2_dir / "model.safetensors").is_file()
+
+
+def test_layer_check_names_layer(smollm2):
+    _, _, manifest = smollm2
+    check_layer(manifest, 29)
+    with pytest.raises(ValueError, match="layer 30 does not exist.*0 <= layer < 30"):
+        check_layer(manifest, 30)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: GPT2LMHeadModel(GPT2Config(n_layer=3, n_embd=32, n_head=2, vocab_size=50)),
+        lambda: LlamaForCausalLM(LlamaConfig(num_hidden_layers=3, hidden_size=32, intermediate_size=64,
+                                             num_attention_heads=2, num_key_value_heads=1, vocab_size=50)),
+    ],
+    ids=["gpt2", "llama"],
+)
+def test_decoder_layers_across_architectures(build):
+    assert len(decoder_layers(build())) == 3
+
+
+def test_decoder_layers_unknown_model():
+    with pytest.raises(ValueError, match="cannot find the decoder layers of Linear"):
+        decoder_layers(torch.nn.Linear(2, 2))
+
+
+def test_chat_template_used_when_present(smollm2):
+    _, tokenizer, _ = smollm2
+    text = format_prompt(tokenizer, "Describe the sea.")
+    assert text.startswith("<|im_start|>") and text.endswith("<|im_start|>assistant\n")
+    assert "Describe the sea." in text
+
+
+def test_plain_prompt_without_chat_template(smollm2):
+    _, tokenizer, _ = smollm2
+    template, tokenizer.chat_template = tokenizer.chat_template, None
+    try:
+        assert format_prompt(tokenizer, "Describe the sea.") == "Describe the sea."
+    finally:
+        tokenizer.chat_template = template
+
+
+def test_prompts_are_left_padded(smollm2):
+    _, tokenizer, _ = smollm2
+    ids, mask = tokenize_prompts(tokenizer, ["Hi.", "Tell me a long story about the sea and its tides."], torch.device("cpu"))
+    assert mask[0, 0] == 0 and mask[0, -1] == 1 and bool(mask[1].all())
+
+
+def test_dtype_resolution():
+    assert resolve_dtype("auto", torch.device("cpu")) is torch.float32
+    assert resolve_dtype("auto", torch.device("cuda")) is torch.bfloat16
+    with pytest.raises(ValueError, match="'int8'"):
+        resolve_dtype("int8", torch.device("cpu"))

@@ -1,0 +1,155 @@
+"""The whole DAG on the test config, with the real embedded model, run once and shared."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+from steerid import store
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_CONFIG = REPO / "tests" / "config" / "test.yaml"
+MODEL, LAYER, TRAIT = "smollm2-135m", 15, "sentiment"
+pytestmark = pytest.mark.workflow
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 1500) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def run(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("workflow")
+    result = snakemake(workdir, "--configfile", str(TEST_CONFIG), "--cores", "2")
+    assert result.returncode == 0, result.stderr[-5000:]
+    return workdir
+
+
+def results(run: Path, relative: str) -> Path:
+    return run / "results" / relative
+
+
+def test_summary_and_figure(run):
+    summary = results(run, "summary.md").read_text()
+    assert "| smollm2-135m | sentiment | 15 |" in summary
+    assert "v+orthogonal" in summary and "v+null" in summary and "v+top" in summary
+    figure = results(run, "figures/e1_orthogonal.png").read_bytes()
+    assert figure.startswith(b"\x89PNG") and len(figure) > 10_000
+
+
+def test_activations_shapes_and_provenance(run):
+    contrast = results(run, f"{MODEL}/activations/L{LAYER}/contrast-{TRAIT}.h5")
+    positive, negative = store.read(contrast, "positive", "negative")
+    assert positive.shape == negative.shape == (16, 576)
+    assert np.isfinite(positive).all() and np.isfinite(negative).all()
+    attrs = store.read_attrs(contrast)
+    assert attrs["model"] == MODEL and attrs["layer"] == LAYER and attrs["architecture"] == "llama"
+    assert len(attrs["params_sha256"]) == 64 and attrs["steerid_version"]
+
+
+def test_background_is_token_level(run):
+    path = results(run, f"{MODEL}/activations/L{LAYER}/background.h5")
+    activations, position, text_index = store.read(path, "activations", "position", "text_index")
+    assert activations.shape[1] == 576 and len(activations) == len(position) == len(text_index)
+    assert set(np.unique(text_index)) == set(range(24))
+    assert (position == 0).sum() == 24  # one first token per text
+
+
+def test_covariance_equals_numpy_on_the_dump(run):
+    (activations,) = store.read(results(run, f"{MODEL}/activations/L{LAYER}/background.h5"), "activations")
+    covariance, mean = store.read(results(run, f"{MODEL}/covariance/L{LAYER}.h5"), "covariance", "mean")
+    expected = np.cov(activations.astype(np.float64), rowvar=False)
+    assert np.abs(covariance - expected).max() / np.abs(expected).max() < 1e-10
+    np.testing.assert_allclose(mean, activations.astype(np.float64).mean(axis=0), rtol=1e-10, atol=1e-9)
+
+
+def test_spectrum(run):
+    path = results(run, f"{MODEL}/spectra/L{LAYER}.h5")
+    eigenvalues, eigenvectors = store.read(path, "eigenvalues", "eigenvectors")
+    assert eigenvalues.shape == (576,) and eigenvectors.shape == (576, 576)
+    assert np.all(np.diff(eigenvalues) <= 0)
+    attrs = store.read_attrs(path)
+    assert 0 < attrs["rank_fraction_at_0.01"] <= 1 and attrs["randomized_max_rel_error"] < 1e-2
+
+
+def test_perturbation_geometry(run):
+    path = results(run, f"{MODEL}/perturbations/L{LAYER}/{TRAIT}.h5")
+    v, orthogonal, null, top = store.read(path, "v", "orthogonal", "null", "top")
+    assert orthogonal.shape == (2, 576) and null.shape == (1, 576) and top.shape == (1, 576)
+    for deltas in (orthogonal, null, top):
+        np.testing.assert_allclose(np.linalg.norm(deltas, axis=1), np.linalg.norm(v), rtol=1e-10)
+        assert np.abs(deltas @ v).max() / np.linalg.norm(v) ** 2 < 1e-6
+
+
+def test_generations_cover_every_condition(run):
+    lines = results(run, f"{MODEL}/generations/e1/L{LAYER}/{TRAIT}.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    conditions = {r["condition"] for r in records}
+    assert conditions == {"baseline", "v", "orthogonal-0", "orthogonal-1", "null-0", "top-0"}
+    assert len(records) == len(conditions) * 6 * 2
+    assert all(r["n_tokens"] <= 12 for r in records)
+
+
+def test_scores_and_stats(run):
+    with h5py.File(results(run, f"{MODEL}/scores/e1/L{LAYER}/{TRAIT}.h5")) as handle:
+        grids = {name: handle["scores"][name][()] for name in handle["scores"]}
+    assert all(grid.shape == (6, 2) and np.isfinite(grid).all() for grid in grids.values())
+    stats = json.loads(results(run, f"{MODEL}/stats/e1/L{LAYER}/{TRAIT}.json").read_text())
+    assert set(stats["by_type"]) == {"v", "v+orthogonal", "v+null", "v+top"}
+    for kind in ("v+orthogonal", "v+null", "v+top"):
+        ratio = stats["by_type"][kind]["efficacy_ratio"]
+        assert ratio["ci_low"] <= ratio["value"] <= ratio["ci_high"]
+    expected_delta = grids["v"].mean() - grids["baseline"].mean()
+    assert stats["by_type"]["v"]["delta"]["value"] == pytest.approx(expected_delta)
+
+
+def test_logs_and_benchmarks_written(run):
+    assert (run / "logs" / MODEL / f"L{LAYER}" / f"evaluate-{TRAIT}.log").read_text().strip()
+    assert (run / "logs" / MODEL / f"L{LAYER}" / f"evaluate-{TRAIT}.benchmark.tsv").is_file()
+
+
+def test_second_run_has_nothing_to_do(run):
+    result = snakemake(run, "--configfile", str(TEST_CONFIG), "--cores", "2", "-n")
+    assert result.returncode == 0
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_default_config_lists_the_whole_chain(tmp_path):
+    result = snakemake(tmp_path, "-n", "--cores", "8", "--quiet", "rules")
+    assert result.returncode == 0, result.stderr
+    for rule in ("prepare_model", "prompts", "dump_contrast", "dump_background", "steering_vectors", "covariance",
+                 "spectrum", "perturbations", "evaluate", "score", "stats", "figure_e1", "summary"):
+        assert rule in result.stdout
+
+
+def write_config(tmp_path: Path, **changes) -> Path:
+    config = yaml.safe_load(TEST_CONFIG.read_text())
+    config.update(changes)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"traits": ["sentiment", "happiness"]}, "happiness"),
+        ({"perturbations": {"n_orthogonal": -2}}, "-2"),
+        ({"models": {"m": {"spec": "no/such/model/anywhere", "layer": 3}}}, "no/such/model/anywhere"),
+        ({"colour": "blue"}, "colour"),
+    ],
+    ids=["unknown-trait", "negative-seeds", "unresolvable-model", "unknown-key"],
+)
+def test_bad_config_fails_at_parse_time(tmp_path, changes, named):
+    result = snakemake(tmp_path, "--configfile", str(write_config(tmp_path, **changes)), "-n", "--cores", "1")
+    assert result.returncode != 0
+    assert named in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
