@@ -1,5 +1,6 @@
 # Shared helpers: config checks that need Python, wildcard constraints, target lists and param slices.
 
+from steerid.prompts import ENVIRONMENTS, select_prompt_set
 from steerid.scoring import TRAIT_SCORERS
 from steerid.specs import spec_kind
 
@@ -12,6 +13,10 @@ def check_config(config):
         except ValueError as err:
             raise ValueError(f"config models.{name}.spec: {err}") from None
     for trait in config["traits"]:
+        try:
+            select_prompt_set(trait, config["prompts"]["n_pairs"], config["prompts"]["n_eval"], ENVIRONMENTS, config["seed"])
+        except ValueError as err:
+            raise ValueError(f"config prompts: {err}") from None
         scorer = config["scoring"].get(trait)
         if scorer not in TRAIT_SCORERS.get(trait, ()):
             raise ValueError(

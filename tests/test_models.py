@@ -94,3 +94,21 @@ def test_dtype_resolution():
     assert resolve_dtype("auto", torch.device("cuda")) is torch.bfloat16
     with pytest.raises(ValueError, match="'int8'"):
         resolve_dtype("int8", torch.device("cpu"))
+
+
+def test_unfetchable_hub_model_names_the_spec(tmp_path, monkeypatch):
+    from steerid.models import prepare_model
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ValueError, match="'steerid-test/no-such-model'.*could not be fetched"):
+        prepare_model("steerid-test/no-such-model", tmp_path / "m")
+    assert not (tmp_path / "m" / "model.json").exists()
+
+
+def test_local_folder_spec(smollm2_dir, tmp_path):
+    from steerid.models import load_model, prepare_model
+
+    manifest = prepare_model(str(smollm2_dir), tmp_path / "local")
+    assert (manifest.kind, manifest.load_from, manifest.n_layers) == ("local", str(smollm2_dir.resolve()), 30)
+    model, _, _ = load_model(tmp_path / "local", device="cpu", dtype="float32")
+    assert len(decoder_layers(model)) == 30

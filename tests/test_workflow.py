@@ -145,11 +145,21 @@ def write_config(tmp_path: Path, **changes) -> Path:
         ({"perturbations": {"n_orthogonal": -2}}, "-2"),
         ({"models": {"m": {"spec": "no/such/model/anywhere", "layer": 3}}}, "no/such/model/anywhere"),
         ({"colour": "blue"}, "colour"),
+        ({"prompts": {"n_pairs": 16, "n_eval": 500, "environment": "in_distribution"}}, "n_eval=500"),
     ],
-    ids=["unknown-trait", "negative-seeds", "unresolvable-model", "unknown-key"],
+    ids=["unknown-trait", "negative-seeds", "unresolvable-model", "unknown-key", "too-many-eval-prompts"],
 )
 def test_bad_config_fails_at_parse_time(tmp_path, changes, named):
     result = snakemake(tmp_path, "--configfile", str(write_config(tmp_path, **changes)), "-n", "--cores", "1")
     assert result.returncode != 0
     assert named in result.stdout + result.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_unfetchable_hub_model_fails_in_the_first_rule(tmp_path):
+    config = write_config(tmp_path, models={"ghost": {"spec": "steerid-test/no-such-model", "layer": 1}})
+    result = snakemake(tmp_path, "--configfile", str(config), "--cores", "1", "resources/models/ghost/model.json")
+    assert result.returncode != 0
+    log = (tmp_path / "logs" / "ghost" / "prepare_model.log").read_text()
+    assert "'steerid-test/no-such-model'" in log and "could not be fetched" in log
+    assert not (tmp_path / "resources" / "models" / "ghost" / "model.json").exists()

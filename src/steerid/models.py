@@ -81,28 +81,56 @@ class Manifest:
 
 
 def prepare_model(spec: str, out_dir: Path, revision: str | None = None) -> Manifest:
-    """Resolve ``spec`` into ``out_dir`` (converting embedded GGUF to safetensors) and write the manifest."""
+    """Resolve ``spec`` into ``out_dir`` (converting embedded GGUF to safetensors) and write the manifest.
+
+    Hub models are fetched once into the Hugging Face cache and pinned to the resolved commit, so
+    every later stage loads exactly the same weights.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     kind = spec_kind(spec)
     if kind == "embedded":
         _convert_embedded(spec, out_dir)
         load_from = str(out_dir.resolve())
+    elif kind == "local":
+        load_from = str(Path(spec).resolve())
     else:
-        load_from = str(Path(spec).resolve()) if kind == "local" else spec
-    model, tokenizer = _load_pretrained(load_from, revision, torch.device("cpu"), torch.float32, low_mem=True)
+        load_from, revision = spec, _fetch_hub_snapshot(spec, revision)
+    config, tokenizer = _load_config_and_tokenizer(load_from, revision)
     manifest = Manifest(
         spec=spec,
         kind=kind,
         load_from=load_from,
         revision=revision,
-        architecture=model.config.model_type,
-        n_layers=len(decoder_layers(model)),
-        d_model=int(model.config.hidden_size),
+        architecture=config.model_type,
+        n_layers=int(config.num_hidden_layers),
+        d_model=int(config.hidden_size),
         has_chat_template=tokenizer.chat_template is not None,
     )
     atomic_write_text(out_dir / MANIFEST, json.dumps(asdict(manifest), indent=2))
     return manifest
+
+
+def _fetch_hub_snapshot(spec: str, revision: str | None) -> str:
+    """Download (or find in the cache) a hub model; return the commit it resolved to."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = snapshot_download(repo_id=spec, revision=revision)
+    except Exception as err:  # the hub client raises many types: offline, auth, not found
+        raise ValueError(
+            f"model spec {spec!r} (revision {revision!r}) could not be fetched from the Hugging Face hub "
+            f"or found in its cache: {type(err).__name__}: {err}"
+        ) from err
+    return Path(folder).name
+
+
+def _load_config_and_tokenizer(load_from: str, revision: str | None):
+    from transformers import AutoConfig, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(load_from, revision=revision)
+    config = getattr(config, "text_config", None) or config
+    return config, AutoTokenizer.from_pretrained(load_from, revision=revision)
 
 
 def _convert_embedded(spec: str, out_dir: Path) -> None:
@@ -157,7 +185,7 @@ def load_model(model_dir: Path, device: str = "auto", dtype: str = "auto"):
     return model, tokenizer, manifest
 
 
-def _load_pretrained(load_from: str, revision: str | None, device: torch.device, dtype: torch.dtype, low_mem=False):
+def _load_pretrained(load_from: str, revision: str | None, device: torch.device, dtype: torch.dtype):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
