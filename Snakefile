@@ -1,6 +1,8 @@
 # steerid: is this steering vector really the direction, or one of many that do the same?
 # Reproduces arXiv 2602.06801 on any Hugging Face causal LM. Entry point: `snakemake --cores 8`.
 
+from pathlib import Path
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -11,7 +13,7 @@ min_version("9.0")
 # schema's defaults.
 if not workflow.overwrite_configfiles:
 
-    configfile: workflow.basedir + "/config.yaml"
+    configfile: Path(workflow.basedir) / "config.yaml"
 
 
 validate(config, "schemas/config.schema.yaml")

@@ -14,6 +14,8 @@ rule dump_contrast:
     resources:
         mem_mb=6000,
         runtime=60,
+    conda:
+        "../envs/steerid.yaml"
     script:
         "../workflow_scripts/dump_contrast.py"
 
@@ -35,5 +37,7 @@ rule dump_background:
     resources:
         mem_mb=6000,
         runtime=60,
+    conda:
+        "../envs/steerid.yaml"
     script:
         "../workflow_scripts/dump_background.py"

@@ -21,6 +21,8 @@ rule evaluate:
     resources:
         mem_mb=6000,
         runtime=240,
+    conda:
+        "../envs/steerid.yaml"
     script:
         "../workflow_scripts/evaluate.py"
 
@@ -39,6 +41,8 @@ rule score:
     resources:
         mem_mb=2000,
         runtime=30,
+    conda:
+        "../envs/steerid.yaml"
     script:
         "../workflow_scripts/score.py"
 
@@ -57,5 +61,7 @@ rule stats:
     resources:
         mem_mb=1000,
         runtime=10,
+    conda:
+        "../envs/steerid.yaml"
     script:
         "../workflow_scripts/stats.py"

@@ -10,6 +10,8 @@ rule figure_e1:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        "../envs/steerid.yaml"
     script:
         "../workflow_scripts/figure_e1.py"
 
@@ -26,5 +28,7 @@ rule summary:
     resources:
         mem_mb=500,
         runtime=5,
+    conda:
+        "../envs/steerid.yaml"
     script:
         "../workflow_scripts/summary.py"

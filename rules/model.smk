@@ -11,5 +11,7 @@ rule prepare_model:
     resources:
         mem_mb=6000,
         runtime=30,
+    conda:
+        "../envs/steerid.yaml"
     script:
         "../workflow_scripts/prepare_model.py"

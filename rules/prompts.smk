@@ -10,5 +10,7 @@ rule prompts:
     resources:
         mem_mb=500,
         runtime=5,
+    conda:
+        "../envs/steerid.yaml"
     script:
         "../workflow_scripts/prompts.py"

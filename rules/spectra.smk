@@ -13,6 +13,8 @@ rule covariance:
     resources:
         mem_mb=2000,
         runtime=30,
+    conda:
+        "../envs/steerid.yaml"
     script:
         "../workflow_scripts/covariance.py"
 
@@ -34,6 +36,8 @@ rule spectrum:
     resources:
         mem_mb=2000,
         runtime=30,
+    conda:
+        "../envs/steerid.yaml"
     script:
         "../workflow_scripts/spectrum.py"
 
@@ -52,5 +56,7 @@ rule perturbations:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        "../envs/steerid.yaml"
     script:
         "../workflow_scripts/perturbations.py"

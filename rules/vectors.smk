@@ -8,5 +8,7 @@ rule steering_vectors:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        "../envs/steerid.yaml"
     script:
         "../workflow_scripts/steering_vectors.py"
