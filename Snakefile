@@ -19,6 +19,9 @@ if not workflow.overwrite_configfiles:
 validate(config, "schemas/config.schema.yaml")
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/model.smk"
 include: "rules/prompts.smk"
@@ -32,3 +35,4 @@ include: "rules/figures.smk"
 rule all:
     input:
         "results/summary.md",
+        FIGURES,

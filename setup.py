@@ -7,7 +7,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from pybind11.setup_helpers import Pybind11Extension, build_ext
+from pybind11.setup_helpers import ParallelCompile, Pybind11Extension, build_ext
 from setuptools import setup
 
 
@@ -23,6 +23,9 @@ def eigen_include_dir() -> str:
         f"{candidates}; install the build requirement with `pip install cmeel-eigen==3.4.1`."
     )
 
+
+# Compile the translation units in parallel (NPY_NUM_BUILD_JOBS overrides the CPU count).
+ParallelCompile("NPY_NUM_BUILD_JOBS").install()
 
 native = Pybind11Extension(
     "steerid._native",

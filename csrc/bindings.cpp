@@ -2,13 +2,21 @@
 // shapes, memory layout) and the GIL: arguments are validated while the GIL is held, then the GIL
 // is released around all numeric work. Input arrays are read in place (zero-copy); a layout the
 // kernels cannot read in place is rejected with a ValueError instead of being copied silently.
+#include "blas.hpp"
+#include "convert.hpp"
 #include "dense_block.hpp"
+#include "parallel.hpp"
 #include "randomized_eigh.hpp"
 #include "streaming_covariance.hpp"
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
+
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <sstream>
@@ -104,17 +112,17 @@ std::int64_t to_int64(const py::handle& obj, const std::string& what) {
     return static_cast<std::int64_t>(value);
 }
 
-std::uint64_t to_seed(const py::handle& obj) {
+std::uint64_t to_seed(const py::handle& obj, const std::string& who = "randomized_eigh") {
     py::object index = py::reinterpret_steal<py::object>(PyNumber_Index(obj.ptr()));
     if (!index) {
         PyErr_Clear();
-        throw py::type_error("randomized_eigh: seed must be an integer, got " + type_name(obj) + " " +
+        throw py::type_error(who + ": seed must be an integer, got " + type_name(obj) + " " +
                              std::string(py::repr(obj)));
     }
     const unsigned long long value = PyLong_AsUnsignedLongLong(index.ptr());
     if (value == static_cast<unsigned long long>(-1) && PyErr_Occurred()) {
         PyErr_Clear();
-        throw py::value_error("randomized_eigh: seed=" + std::string(py::str(index)) +
+        throw py::value_error(who + ": seed=" + std::string(py::str(index)) +
                               " is out of range; expected an integer in [0, 2**64)");
     }
     return static_cast<std::uint64_t>(value);
@@ -219,6 +227,117 @@ std::unique_ptr<StreamingCovariance> from_state(const py::handle& obj) {
     return acc;
 }
 
+// ------------------------------------------------------------------------------ BLAS loading
+
+std::string g_blas_note = "not loaded yet";
+
+void* capsule_pointer(const py::dict& capi, const char* name) {
+    if (!capi.contains(name)) {
+        throw std::runtime_error(std::string("no ") + name + " in __pyx_capi__");
+    }
+    py::object capsule = capi[name];
+    const char* capsule_name = PyCapsule_GetName(capsule.ptr());
+    if (capsule_name == nullptr && PyErr_Occurred()) {
+        throw py::error_already_set();
+    }
+    void* pointer = PyCapsule_GetPointer(capsule.ptr(), capsule_name);
+    if (pointer == nullptr) {
+        throw py::error_already_set();
+    }
+    return pointer;
+}
+
+// Takes dsyrk/dgemm (BLAS) and dgeqrf/dorgqr/dsyevd (LAPACK) from SciPy's Cython API capsules,
+// once, with the GIL held, on the first call that needs them (so importing steerid._native does
+// not import SciPy). Without SciPy every kernel falls back to Eigen.
+void ensure_blas() {
+    static bool attempted = false;  // guarded by the GIL
+    if (attempted) {
+        return;
+    }
+    attempted = true;
+    try {
+        py::module_ cython_blas = py::module_::import("scipy.linalg.cython_blas");
+        py::module_ cython_lapack = py::module_::import("scipy.linalg.cython_lapack");
+        py::dict blas_capi = cython_blas.attr("__pyx_capi__");
+        py::dict lapack_capi = cython_lapack.attr("__pyx_capi__");
+        steerid::blas::Table table;
+        table.dsyrk = reinterpret_cast<steerid::blas::dsyrk_t>(capsule_pointer(blas_capi, "dsyrk"));
+        table.dgemm = reinterpret_cast<steerid::blas::dgemm_t>(capsule_pointer(blas_capi, "dgemm"));
+        table.dgeqrf = reinterpret_cast<steerid::blas::dgeqrf_t>(capsule_pointer(lapack_capi, "dgeqrf"));
+        table.dorgqr = reinterpret_cast<steerid::blas::dorgqr_t>(capsule_pointer(lapack_capi, "dorgqr"));
+        table.dsyevd = reinterpret_cast<steerid::blas::dsyevd_t>(capsule_pointer(lapack_capi, "dsyevd"));
+        const std::string version = py::str(py::module_::import("scipy").attr("__version__"));
+        table.source = "scipy.linalg.cython_blas/cython_lapack (SciPy " + version + ")";
+        steerid::blas::install(table);
+        g_blas_note = table.source;
+    } catch (const std::exception& error) {
+        PyErr_Clear();
+        g_blas_note = std::string("Eigen fallback (SciPy's Cython BLAS unavailable: ") + error.what() + ")";
+    }
+}
+
+// Refuses a d whose (d, d) float64 state alone exceeds the physical memory, instead of letting
+// the allocation succeed lazily and the OOM killer end the interpreter.
+void require_state_fits(std::int64_t d, const std::string& who) {
+    const long double bytes = static_cast<long double>(d) * static_cast<long double>(d) * 8.0L;
+    long double physical = 0.0L;
+#if defined(_SC_PHYS_PAGES) && defined(_SC_PAGESIZE)
+    physical = static_cast<long double>(sysconf(_SC_PHYS_PAGES)) * static_cast<long double>(sysconf(_SC_PAGESIZE));
+#endif
+    if (physical > 0.0L && bytes > physical) {
+        std::ostringstream msg;
+        msg.precision(3);
+        msg << who << ": d=" << d << " needs a (d, d) float64 matrix of " << static_cast<double>(bytes / 1.0e9L)
+            << " GB, more than the " << static_cast<double>(physical / 1.0e9L) << " GB of physical memory";
+        PyErr_SetString(PyExc_MemoryError, msg.str().c_str());
+        throw py::error_already_set();
+    }
+}
+
+// Validated view of a symmetric matrix argument C plus the float64 matrix the kernels read:
+// float64 is read in place (row-major symmetric == column-major), float32 is widened once.
+struct SymmetricInput {
+    RowMajorView view;
+    Eigen::MatrixXd widened;  // only for float32
+    const double* data() const {
+        return view.kind == ScalarKind::f64 ? static_cast<const double*>(view.data) : widened.data();
+    }
+};
+
+RowMajorView symmetric_view(const py::object& C, const std::string& who) {
+    const RowMajorView view = float_matrix_view(C, who, "C", false);
+    if (view.rows != view.cols) {
+        throw py::value_error(who + ": C has shape (" + std::to_string(view.rows) + ", " +
+                              std::to_string(view.cols) + "); expected a square (d, d) matrix");
+    }
+    if (view.rows == 0) {
+        throw py::value_error(who + ": C has shape (0, 0); expected d >= 1");
+    }
+    return view;
+}
+
+// Runs with the GIL released: finiteness and symmetry checks, then widening of float32.
+void prepare_symmetric(SymmetricInput& input, const std::string& who) {
+    const double rel_tol = input.view.kind == ScalarKind::f64 ? 1.5e-8 : 3.5e-4;  // ~sqrt(machine eps)
+    steerid::require_finite_symmetric(input.view, rel_tol, who + ": C");
+    if (input.view.kind == ScalarKind::f32) {
+        const Index d = input.view.rows;
+        input.widened =
+            Eigen::Map<const Eigen::MatrixXf>(static_cast<const float*>(input.view.data), d, d).cast<double>();
+    }
+}
+
+py::tuple eigh_result_to_python(const steerid::EighResult& result, Index d) {
+    const Index k = result.values.size();
+    py::array_t<double> values(static_cast<py::ssize_t>(k));
+    py::array_t<double> vectors({static_cast<py::ssize_t>(d), static_cast<py::ssize_t>(k)});
+    Eigen::Map<Eigen::VectorXd>(values.mutable_data(), k) = result.values;
+    Eigen::Map<Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(vectors.mutable_data(), d, k) =
+        result.vectors;
+    return py::make_tuple(values, vectors);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_native, m) {
@@ -243,6 +362,7 @@ d : int
                      throw py::value_error("StreamingCovariance: d=" + std::to_string(d) +
                                            " is invalid; expected a dimension d >= 1");
                  }
+                 require_state_fits(d, "StreamingCovariance");
                  return std::make_unique<StreamingCovariance>(static_cast<Index>(d));
              }),
              py::arg("d"))
@@ -254,6 +374,7 @@ d : int
                     throw py::value_error("StreamingCovariance.update: block has " + std::to_string(view.cols) +
                                           " columns, accumulator has d=" + std::to_string(self.dim()));
                 }
+                ensure_blas();
                 py::gil_scoped_release release;
                 self.update(view);
             },
@@ -345,50 +466,34 @@ a non-zero state with ``count == 0``.
         "randomized_eigh",
         [](const py::object& C, const py::object& k_obj, const py::object& oversample_obj,
            const py::object& power_iters_obj, const py::object& seed_obj) {
-            const RowMajorView view = float_matrix_view(C, "randomized_eigh", "C", false);
-            if (view.rows != view.cols) {
-                throw py::value_error("randomized_eigh: C has shape (" + std::to_string(view.rows) + ", " +
-                                      std::to_string(view.cols) + "); expected a square (d, d) matrix");
-            }
-            const Index d = view.rows;
-            const std::int64_t k = to_int64(k_obj, "randomized_eigh: k");
-            const std::int64_t oversample = to_int64(oversample_obj, "randomized_eigh: oversample");
-            const std::int64_t power_iters = to_int64(power_iters_obj, "randomized_eigh: power_iters");
-            const std::uint64_t seed = to_seed(seed_obj);
+            const std::string who = "randomized_eigh";
+            SymmetricInput input{symmetric_view(C, who), {}};
+            const Index d = input.view.rows;
+            const std::int64_t k = to_int64(k_obj, who + ": k");
+            const std::int64_t oversample = to_int64(oversample_obj, who + ": oversample");
+            const std::int64_t power_iters = to_int64(power_iters_obj, who + ": power_iters");
+            const std::uint64_t seed = to_seed(seed_obj, who);
             if (k < 1 || k > d) {
-                throw py::value_error("randomized_eigh: k=" + std::to_string(k) +
-                                      " is out of range; expected 1 <= k <= d=" + std::to_string(d));
+                throw py::value_error(who + ": k=" + std::to_string(k) + " is out of range; expected 1 <= k <= d=" +
+                                      std::to_string(d));
             }
             if (oversample < 0) {
-                throw py::value_error("randomized_eigh: oversample=" + std::to_string(oversample) +
+                throw py::value_error(who + ": oversample=" + std::to_string(oversample) +
                                       " is invalid; expected oversample >= 0");
             }
             if (power_iters < 0) {
-                throw py::value_error("randomized_eigh: power_iters=" + std::to_string(power_iters) +
+                throw py::value_error(who + ": power_iters=" + std::to_string(power_iters) +
                                       " is invalid; expected power_iters >= 0");
             }
+            ensure_blas();
             steerid::EighResult result;
             {
                 py::gil_scoped_release release;
-                steerid::require_finite(view, "randomized_eigh: C");
-                const double rel_tol = view.kind == ScalarKind::f64 ? 1.5e-8 : 3.5e-4;  // ~sqrt(machine eps)
-                steerid::require_symmetric(view, rel_tol, "randomized_eigh: C");
-                if (view.kind == ScalarKind::f64) {
-                    // Zero-copy: the row-major buffer read column-major is C^T, which equals C.
-                    Eigen::Map<const Eigen::MatrixXd> c(static_cast<const double*>(view.data), d, d);
-                    result = steerid::randomized_eigh(c, k, oversample, power_iters, seed);
-                } else {
-                    const Eigen::MatrixXd c =
-                        Eigen::Map<const Eigen::MatrixXf>(static_cast<const float*>(view.data), d, d).cast<double>();
-                    result = steerid::randomized_eigh(c, k, oversample, power_iters, seed);
-                }
+                prepare_symmetric(input, who);
+                Eigen::Map<const Eigen::MatrixXd> c(input.data(), d, d);
+                result = steerid::randomized_eigh(c, k, oversample, power_iters, seed);
             }
-            py::array_t<double> values(static_cast<py::ssize_t>(k));
-            py::array_t<double> vectors({static_cast<py::ssize_t>(d), static_cast<py::ssize_t>(k)});
-            Eigen::Map<Eigen::VectorXd>(values.mutable_data(), k) = result.values;
-            Eigen::Map<Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(vectors.mutable_data(), d,
-                                                                                               k) = result.vectors;
-            return py::make_tuple(values, vectors);
+            return eigh_result_to_python(result, d);
         },
         py::arg("C"), py::arg("k"), py::arg("oversample") = 10, py::arg("power_iters") = 2, py::arg("seed") = 0,
         R"doc(
@@ -398,7 +503,10 @@ A Gaussian test matrix Omega (d, l), l = min(k + oversample, d), drawn from a se
 mt19937_64 with a hand-written Box-Muller transform, is multiplied by C; every product is
 followed by a Householder QR re-orthonormalisation, each power iteration is two products
 (the range of C^(2q+1) Omega), and the Rayleigh-Ritz matrix Q^T C Q gives the eigenpairs.
-The result is deterministic for a seed. The GIL is released while it computes.
+Products run in BLAS dgemm, the QR and the small eigenproblem in LAPACK (SciPy's, through
+its Cython API; Eigen if SciPy is missing). The result is deterministic for a seed (up to
+the BLAS's own reduction order, which does not change between calls on one machine). The
+GIL is released while it computes.
 
 Parameters
 ----------
@@ -423,4 +531,111 @@ Raises
 TypeError for a non-array or non-float C; ValueError for a C that is not 2-D, square,
 C-contiguous, finite or symmetric, and for k, oversample or power_iters out of range.
 )doc");
+
+    m.def(
+        "randomized_eigh_adaptive",
+        [](const py::object& C, const py::object& rtol_obj, const py::object& block_obj, const py::object& max_k_obj,
+           const py::object& seed_obj, const py::object& oversample_obj, const py::object& power_iters_obj) {
+            const std::string who = "randomized_eigh_adaptive";
+            SymmetricInput input{symmetric_view(C, who), {}};
+            const Index d = input.view.rows;
+            if (PyBool_Check(rtol_obj.ptr()) || !PyNumber_Check(rtol_obj.ptr()) || PyComplex_Check(rtol_obj.ptr())) {
+                throw py::type_error(who + ": rtol must be a real number, got " + type_name(rtol_obj) + " " +
+                                     std::string(py::repr(rtol_obj)));
+            }
+            const double rtol = PyFloat_AsDouble(rtol_obj.ptr());
+            if (rtol == -1.0 && PyErr_Occurred()) {
+                PyErr_Clear();
+                throw py::type_error(who + ": rtol must be a real number, got " + type_name(rtol_obj));
+            }
+            if (!std::isfinite(rtol) || rtol < 0.0) {
+                throw py::value_error(who + ": rtol=" + std::string(py::repr(rtol_obj)) +
+                                      " is invalid; expected a finite number >= 0");
+            }
+            const std::int64_t block = to_int64(block_obj, who + ": block");
+            const std::int64_t max_k = max_k_obj.is_none() ? static_cast<std::int64_t>(d)
+                                                           : to_int64(max_k_obj, who + ": max_k");
+            const std::int64_t oversample = to_int64(oversample_obj, who + ": oversample");
+            const std::int64_t power_iters = to_int64(power_iters_obj, who + ": power_iters");
+            const std::uint64_t seed = to_seed(seed_obj, who);
+            if (block < 1) {
+                throw py::value_error(who + ": block=" + std::to_string(block) + " is invalid; expected block >= 1");
+            }
+            if (max_k < 1 || max_k > d) {
+                throw py::value_error(who + ": max_k=" + std::to_string(max_k) +
+                                      " is out of range; expected 1 <= max_k <= d=" + std::to_string(d));
+            }
+            if (oversample < 0) {
+                throw py::value_error(who + ": oversample=" + std::to_string(oversample) +
+                                      " is invalid; expected oversample >= 0");
+            }
+            if (power_iters < 0) {
+                throw py::value_error(who + ": power_iters=" + std::to_string(power_iters) +
+                                      " is invalid; expected power_iters >= 0");
+            }
+            ensure_blas();
+            steerid::EighResult result;
+            {
+                py::gil_scoped_release release;
+                prepare_symmetric(input, who);
+                Eigen::Map<const Eigen::MatrixXd> c(input.data(), d, d);
+                result = steerid::randomized_eigh_adaptive(c, rtol, block, max_k, oversample, power_iters, seed);
+            }
+            py::tuple pair = eigh_result_to_python(result, d);
+            return py::make_tuple(pair[0], pair[1], py::bool_(result.saturated));
+        },
+        py::arg("C"), py::arg("rtol"), py::arg("block") = 64, py::arg("max_k") = py::none(), py::arg("seed") = 0,
+        py::arg("oversample") = 10, py::arg("power_iters") = 2,
+        R"doc(
+Top eigenpairs of a symmetric PSD matrix, with k grown until the spectrum falls below rtol.
+
+The sampled subspace grows by ``block`` columns at a time (the first block has a margin
+``max(oversample, block // 2)`` more); each new block is power-iterated on C deflated by the
+subspace already found, with a QR re-orthonormalisation after every product. After each block
+the Rayleigh-Ritz values of the whole subspace are computed; growth stops once every value
+> rtol * largest lies at least ``margin`` places inside the subspace, or the subspace has
+``max_k + margin`` columns, or spans R^d.
+
+Returns
+-------
+values : (k,) float64, descending
+vectors : (d, k) float64, orthonormal columns (sign convention of randomized_eigh)
+saturated : bool
+    False: every eigenvalue > rtol * largest is among ``values``, so
+    ``numerical_rank(values, rtol)`` is the numerical rank. True: all k returned values are
+    still above the threshold, so the rank is only known to be >= k (raise ``max_k``).
+
+Raises
+------
+TypeError / ValueError as randomized_eigh, and for rtol (finite, >= 0), block (>= 1) and
+max_k (1 <= max_k <= d) out of range.
+)doc");
+
+    m.def(
+        "_blas_info",
+        []() {
+            ensure_blas();
+            py::dict info;
+            info["source"] = steerid::blas::table().source;
+            info["note"] = g_blas_note;
+            info["enabled"] = steerid::blas::enabled();
+            info["lapack_factorisations"] = steerid::blas::lapack_factorisations();
+            info["f16c"] = steerid::half_conversion_uses_f16c();
+            info["threads"] = steerid::available_cpus();
+            return info;
+        },
+        "Diagnostics: where the BLAS/LAPACK kernels come from, whether they are used, float16 path, threads.");
+    m.def(
+        "_set_blas_enabled", [](bool on) { steerid::blas::set_enabled(on); }, py::arg("on"),
+        "Testing hook: False makes every kernel use its Eigen fallback (process-wide).");
+    m.def(
+        "_set_lapack_factorisations", [](bool on) { steerid::blas::set_lapack_factorisations(on); }, py::arg("on"),
+        "Tuning hook: True sends the QR and small eigenproblems of the randomized solvers to LAPACK.");
+    m.def(
+        "_set_block_rows",
+        [](std::int64_t rows) { StreamingCovariance::set_block_rows_override(static_cast<Index>(rows)); },
+        py::arg("rows"), "Tuning/testing hook: rows per internal rank-k update (0 restores the default).");
+    m.def(
+        "_block_rows", [](std::int64_t d) { return static_cast<std::int64_t>(StreamingCovariance::block_rows(d)); },
+        py::arg("d"), "Rows per internal rank-k update used for dimension d.");
 }

@@ -1,5 +1,13 @@
 #include "streaming_covariance.hpp"
 
+#include "blas.hpp"
+#include "convert.hpp"
+#include "parallel.hpp"
+
+#include <atomic>
+#include <cmath>
+#include <limits>
+
 #include <algorithm>
 #include <sstream>
 #include <string>
@@ -8,41 +16,72 @@ namespace steerid {
 
 namespace {
 
-// Converts rows [0, m) of a row-major (m, d) source into the columns of a column-major (d, m)
-// float64 destination (column i = row i) and, in the same pass, accumulates the column sums.
-template <typename T, typename Convert>
-void load_rows(const T* src, Index d, Index m, double* dst, double* sum, Convert convert) {
-    std::fill(sum, sum + d, 0.0);
-    for (Index i = 0; i < m; ++i) {
-        const T* row = src + i * d;
-        double* col = dst + i * d;
-        for (Index j = 0; j < d; ++j) {
-            const double v = convert(row[j]);
-            col[j] = v;
-            sum[j] += v;
-        }
-    }
+std::atomic<Index> g_block_rows_override{0};
+
+constexpr double kOverflowGuard = 0.0625 * std::numeric_limits<double>::max();
+
+// Column sums and sums of squares of all rows, split over the available cores.
+void column_moments(const RowMajorView& block, Eigen::VectorXd& sum, Eigen::VectorXd& sumsq) {
+    const Index d = block.cols;
+    const int parts = available_cpus();
+    Eigen::MatrixXd partial_sum = Eigen::MatrixXd::Zero(d, parts);
+    Eigen::MatrixXd partial_sq = Eigen::MatrixXd::Zero(d, parts);
+    parallel_for(block.rows, std::max<Index>(1, StreamingCovariance::kParallelElements / d),
+                 [&](Index r0, Index r1, Index part) {
+                     accumulate_moments(block, r0, r1, partial_sum.col(part).data(), partial_sq.col(part).data());
+                 });
+    sum = partial_sum.rowwise().sum();
+    sumsq = partial_sq.rowwise().sum();
 }
 
-void load_block(const RowMajorView& block, Index start, Index m, double* dst, double* sum) {
+// Exact column sums of squared deviations from mu (only needed when the cheap bound overflows).
+Eigen::VectorXd centred_sumsq(const RowMajorView& block, const Eigen::VectorXd& mu) {
     const Index d = block.cols;
-    switch (block.kind) {
-        case ScalarKind::f16:
-            load_rows(static_cast<const std::uint16_t*>(block.data) + start * d, d, m, dst, sum,
-                      [](std::uint16_t h) { return half_to_double(h); });
-            break;
-        case ScalarKind::f32:
-            load_rows(static_cast<const float*>(block.data) + start * d, d, m, dst, sum,
-                      [](float x) { return static_cast<double>(x); });
-            break;
-        case ScalarKind::f64:
-            load_rows(static_cast<const double*>(block.data) + start * d, d, m, dst, sum,
-                      [](double x) { return x; });
-            break;
+    const int parts = available_cpus();
+    Eigen::MatrixXd partial = Eigen::MatrixXd::Zero(d, parts);
+    parallel_for(block.rows, std::max<Index>(1, StreamingCovariance::kParallelElements / d),
+                 [&](Index r0, Index r1, Index part) {
+                     accumulate_centred_sumsq(block, r0, r1, mu.data(), partial.col(part).data());
+                 });
+    return partial.rowwise().sum();
+}
+
+bool all_below_guard(const Eigen::VectorXd& v) {
+    for (Index i = 0; i < v.size(); ++i) {
+        if (!(std::abs(v[i]) < kOverflowGuard)) {  // also false for NaN
+            return false;
+        }
     }
+    return true;
+}
+
+[[noreturn]] void throw_overflow(const std::string& who, const std::string& what) {
+    throw std::invalid_argument(who + ": " + what +
+                                " would overflow float64 (values too large in magnitude, e.g. ~1e154 or more); "
+                                "rescale the data before accumulating");
 }
 
 }  // namespace
+
+Index StreamingCovariance::block_rows(Index d) {
+    const Index forced = g_block_rows_override.load(std::memory_order_relaxed);
+    if (forced > 0) {
+        return forced;
+    }
+    // Rows converted and rank-updated together: large enough for dsyrk to reach its peak
+    // (k >= 1024) and to amortise thread start-up, small enough that the float64 scratch
+    // (rows * d * 8 bytes) stays a few tens of MiB: 4096 rows at d <= 1024, 2048 at d <= 2048,
+    // 1024 above (32 MiB at d = 4096).
+    if (d <= 1024) {
+        return 4096;
+    }
+    if (d <= 2048) {
+        return 2048;
+    }
+    return 1024;
+}
+
+void StreamingCovariance::set_block_rows_override(Index rows) { g_block_rows_override.store(std::max<Index>(rows, 0)); }
 
 StreamingCovariance::StreamingCovariance(Index d) : d_(d) {
     if (d < 1) {
@@ -59,64 +98,89 @@ std::int64_t StreamingCovariance::count() const {
 }
 
 void StreamingCovariance::update(const RowMajorView& block) {
+    const std::string who = "StreamingCovariance.update";
     if (block.cols != d_) {
-        throw std::invalid_argument("StreamingCovariance.update: block has " + std::to_string(block.cols) +
-                                    " columns, accumulator has d=" + std::to_string(d_));
+        throw std::invalid_argument(who + ": block has " + std::to_string(block.cols) + " columns, accumulator has d=" +
+                                    std::to_string(d_));
     }
-    if (block.rows == 0) {
+    const Index n = block.rows;
+    if (n == 0) {
         return;
     }
-    // Checked up front so that a rejected block leaves the state untouched.
-    require_finite(block, "StreamingCovariance.update: block");
+    // Pass 1 (no lock; the block is only read): column sums and sums of squares. Any NaN/Inf
+    // makes its column sum non-finite, so the clean path needs no separate finiteness scan; the
+    // exact scan (count and first position) runs only once something is wrong. Everything is
+    // validated before the state changes, so a rejected block leaves the accumulator untouched.
+    Eigen::VectorXd sum;
+    Eigen::VectorXd sumsq;
+    column_moments(block, sum, sumsq);
+    if (!sum.allFinite()) {
+        require_finite(block, who + ": block");
+        throw_overflow(who, "the column sums of the block");
+    }
+    const Eigen::VectorXd block_mean = sum / static_cast<double>(n);
+    Eigen::VectorXd scatter_bound = sumsq;  // sum (x - mean)^2 <= sum x^2
+    if (!all_below_guard(scatter_bound)) {
+        scatter_bound = centred_sumsq(block, block_mean);
+        if (!all_below_guard(scatter_bound)) {
+            throw_overflow(who, "the scatter of the block");
+        }
+    }
 
-    const Index max_rows = std::min(block.rows, kBlockRows);
-    Eigen::MatrixXd scratch(d_, max_rows);  // the only O(n d) buffer, bounded by kBlockRows
-    Eigen::VectorXd block_mean(d_);
+    // The only O(n d) buffer, bounded by block_rows(d) whatever n is; allocated before the
+    // state is touched so that a MemoryError leaves it intact.
+    const Index rows = std::min(n, block_rows(d_));
+    Eigen::MatrixXd scratch(d_, n > 1 ? rows : 0);
 
     std::lock_guard<std::mutex> lock(mutex_);
-    for (Index start = 0; start < block.rows; start += kBlockRows) {
-        const Index m = std::min(kBlockRows, block.rows - start);
-        auto centred = scratch.leftCols(m);
-        load_block(block, start, m, scratch.data(), block_mean.data());
-        block_mean /= static_cast<double>(m);
-        if (m > 1) {
-            centred.colwise() -= block_mean;
+    const std::int64_t total = count_ + static_cast<std::int64_t>(n);
+    const double n_a = static_cast<double>(count_);
+    const double n_b = static_cast<double>(n);
+    const double weight = count_ == 0 ? 0.0 : n_a * n_b / static_cast<double>(total);
+    const Eigen::VectorXd delta = count_ == 0 ? Eigen::VectorXd::Zero(d_) : Eigen::VectorXd(block_mean - mean_);
+    {
+        const Eigen::VectorXd predicted =
+            m2_.diagonal() + scatter_bound + weight * delta.cwiseAbs2();
+        if (!all_below_guard(predicted) || !all_below_guard(delta)) {
+            throw_overflow(who, "adding the block to the accumulated scatter");
         }
-        add_centred_block(centred, block_mean, m);
     }
-}
 
-void StreamingCovariance::add_centred_block(const Eigen::Ref<const Eigen::MatrixXd>& centred,
-                                            const Eigen::VectorXd& block_mean, std::int64_t block_count) {
-    // The block's own scatter goes straight into the running M2 (lower triangle only); a single
-    // row has zero scatter about its own mean.
-    if (block_count > 1) {
-        m2_.selfadjointView<Eigen::Lower>().rankUpdate(centred);
+    // Pass 2: convert to float64 and centre on the block mean (both cores), then add the
+    // block's scatter to the lower triangle of M2 with one symmetric rank-k update (BLAS dsyrk).
+    // A single row has zero scatter about its own mean.
+    if (n > 1) {
+        for (Index start = 0; start < n; start += rows) {
+            const Index m = std::min(rows, n - start);
+            double* dst = scratch.data();
+            parallel_for(m, std::max<Index>(1, kParallelElements / d_), [&](Index r0, Index r1, Index) {
+                convert_centred(block, start + r0, start + r1, block_mean.data(), dst + r0 * d_);
+            });
+            blas::syrk_lower(d_, m, 1.0, dst, d_, m2_.data(), d_);
+        }
     }
+    // Chan's merge of (count_, mean_, M2) with (n, block_mean, block scatter).
     if (count_ == 0) {
         mean_ = block_mean;
-        count_ = block_count;
-        return;
+    } else {
+        m2_.selfadjointView<Eigen::Lower>().rankUpdate(delta, weight);
+        mean_ += delta * (n_b / static_cast<double>(total));
     }
-    const std::int64_t total = count_ + block_count;
-    const double n_a = static_cast<double>(count_);
-    const double n_b = static_cast<double>(block_count);
-    const double n = static_cast<double>(total);
-    const Eigen::VectorXd delta = block_mean - mean_;
-    m2_.selfadjointView<Eigen::Lower>().rankUpdate(delta, n_a * n_b / n);
-    mean_ += delta * (n_b / n);
     count_ = total;
 }
 
 void StreamingCovariance::merge(const StreamingCovariance& other) {
+    const std::string who = "StreamingCovariance.merge";
     if (other.d_ != d_) {
-        throw std::invalid_argument("StreamingCovariance.merge: cannot merge an accumulator with d=" +
-                                    std::to_string(other.d_) + " into one with d=" + std::to_string(d_) +
-                                    "; expected equal dimensions");
+        throw std::invalid_argument(who + ": cannot merge an accumulator with d=" + std::to_string(other.d_) +
+                                    " into one with d=" + std::to_string(d_) + "; expected equal dimensions");
     }
     if (&other == this) {
         // Chan's formula with identical halves: delta = 0, so M2 doubles and the mean stays.
         std::lock_guard<std::mutex> lock(mutex_);
+        if (!all_below_guard(2.0 * m2_.diagonal())) {
+            throw_overflow(who, "doubling the scatter");
+        }
         m2_.triangularView<Eigen::Lower>() *= 2.0;
         count_ *= 2;
         return;
@@ -135,9 +199,16 @@ void StreamingCovariance::merge(const StreamingCovariance& other) {
     const double n_a = static_cast<double>(count_);
     const double n_b = static_cast<double>(other.count_);
     const double n = static_cast<double>(total);
+    const double weight = n_a * n_b / n;
     const Eigen::VectorXd delta = other.mean_ - mean_;
+    {
+        const Eigen::VectorXd predicted = m2_.diagonal() + other.m2_.diagonal() + weight * delta.cwiseAbs2();
+        if (!all_below_guard(predicted) || !all_below_guard(delta)) {
+            throw_overflow(who, "merging the two scatters");
+        }
+    }
     m2_.triangularView<Eigen::Lower>() += other.m2_;
-    m2_.selfadjointView<Eigen::Lower>().rankUpdate(delta, n_a * n_b / n);
+    m2_.selfadjointView<Eigen::Lower>().rankUpdate(delta, weight);
     mean_ += delta * (n_b / n);
     count_ = total;
 }

@@ -21,8 +21,12 @@ namespace steerid {
 class StreamingCovariance {
 public:
     // Rows of an update that are converted, centred and rank-updated together. Bounds the
-    // scratch memory of one update to block_rows * d * 8 bytes, whatever the size of the input.
-    static constexpr Index kBlockRows = 1024;
+    // scratch memory of one update to block_rows(d) * d * 8 bytes, whatever the size of the input.
+    static Index block_rows(Index d);
+    // Testing/tuning hook: force block_rows() (0 restores the default).
+    static void set_block_rows_override(Index rows);
+    // Below this many elements a memory-bound pass runs on one thread.
+    static constexpr Index kParallelElements = Index(1) << 16;
 
     explicit StreamingCovariance(Index d);
     StreamingCovariance(const StreamingCovariance&) = delete;
@@ -32,7 +36,7 @@ public:
     std::int64_t count() const;
 
     // Adds the rows of `block` (block.cols must equal dim()). Throws std::invalid_argument,
-    // before changing any state, if the block holds a NaN or Inf.
+    // before changing any state, if the block holds a NaN or Inf or its scatter would overflow.
     void update(const RowMajorView& block);
 
     // Adds the data seen by `other` (same dim; may be *this).
@@ -53,8 +57,6 @@ public:
     void restore(std::int64_t count, const double* mean, const double* m2);
 
 private:
-    void add_centred_block(const Eigen::Ref<const Eigen::MatrixXd>& centred, const Eigen::VectorXd& block_mean,
-                           std::int64_t block_count);
     void write_symmetric(double* out, double scale) const;
 
     const Index d_;

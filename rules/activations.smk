@@ -1,6 +1,6 @@
 rule dump_contrast:
     input:
-        model="resources/models/{model}/model.json",
+        model="resources/models/{model}",
         prompts="results/prompts/{trait}.json",
     output:
         "results/{model}/activations/L{layer}/contrast-{trait}.h5",
@@ -9,10 +9,10 @@ rule dump_contrast:
     threads: MODEL_THREADS
     log:
         "logs/{model}/L{layer}/dump_contrast-{trait}.log",
-    benchmark:
-        "logs/{model}/L{layer}/dump_contrast-{trait}.benchmark.tsv"
+    cache: "omit-software"
     resources:
-        mem_mb=6000,
+        mem_mb=model_mem_mb,
+        gpu=MODEL_GPUS,
         runtime=60,
     conda:
         "../envs/steerid.yaml"
@@ -22,7 +22,7 @@ rule dump_contrast:
 
 rule dump_background:
     input:
-        model="resources/models/{model}/model.json",
+        model="resources/models/{model}",
     output:
         "results/{model}/activations/L{layer}/background.h5",
     params:
@@ -32,10 +32,10 @@ rule dump_background:
     threads: MODEL_THREADS
     log:
         "logs/{model}/L{layer}/dump_background.log",
-    benchmark:
-        "logs/{model}/L{layer}/dump_background.benchmark.tsv"
+    cache: "omit-software"
     resources:
-        mem_mb=6000,
+        mem_mb=model_mem_mb,
+        gpu=MODEL_GPUS,
         runtime=60,
     conda:
         "../envs/steerid.yaml"

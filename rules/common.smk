@@ -1,7 +1,7 @@
 # Shared helpers: config checks that need Python, wildcard constraints, target lists and param slices.
 
 from steerid.prompts import ENVIRONMENTS, select_prompt_set
-from steerid.scoring import TRAIT_SCORERS
+from steerid.scoring import MODEL_SCORERS, TRAIT_SCORERS
 from steerid.specs import spec_kind
 
 
@@ -17,11 +17,12 @@ def check_config(config):
             select_prompt_set(trait, config["prompts"]["n_pairs"], config["prompts"]["n_eval"], ENVIRONMENTS, config["seed"])
         except ValueError as err:
             raise ValueError(f"config prompts: {err}") from None
-        scorer = config["scoring"].get(trait)
-        if scorer not in TRAIT_SCORERS.get(trait, ()):
+        scorer = config["scoring"][trait]
+        if scorer in MODEL_SCORERS:
             raise ValueError(
-                f"config traits: trait {trait!r} has no usable scorer (scoring.{trait} = {scorer!r}); "
-                f"available for it: {list(TRAIT_SCORERS.get(trait, ()))}"
+                f"config traits: trait {trait!r} is scored by {scorer!r}, which needs the steered model itself; "
+                "the generation experiments score completions only (text scorers: "
+                f"{[s for s in TRAIT_SCORERS[trait] if s not in MODEL_SCORERS]})"
             )
 
 
@@ -54,3 +55,11 @@ def runtime_params():
 
 
 MODEL_THREADS = config["runtime"]["threads"]
+MODEL_GPUS = config["runtime"]["gpus"]
+
+
+def model_mem_mb(wildcards):
+    return config["models"][wildcards.model]["mem_mb"]
+
+
+FIGURES = ["results/figures/e1_orthogonal.png"]

@@ -1,6 +1,6 @@
 rule evaluate:
     input:
-        model="resources/models/{model}/model.json",
+        model="resources/models/{model}",
         prompts="results/prompts/{trait}.json",
         perturbations="results/{model}/perturbations/L{layer}/{trait}.h5",
     output:
@@ -19,7 +19,8 @@ rule evaluate:
     benchmark:
         "logs/{model}/L{layer}/evaluate-{trait}.benchmark.tsv"
     resources:
-        mem_mb=6000,
+        mem_mb=model_mem_mb,
+        gpu=MODEL_GPUS,
         runtime=240,
     conda:
         "../envs/steerid.yaml"

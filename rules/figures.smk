@@ -2,7 +2,11 @@ rule figure_e1:
     input:
         steering_targets("results/{model}/stats/e1/L{layer}/{trait}.json"),
     output:
-        "results/figures/e1_orthogonal.png",
+        report(
+            "results/figures/e1_orthogonal.png",
+            caption="../report/e1_orthogonal.rst",
+            category="E1 orthogonal perturbations",
+        ),
     params:
         dpi=config["figures"]["dpi"],
     log:
@@ -20,9 +24,10 @@ rule summary:
     input:
         stats=steering_targets("results/{model}/stats/e1/L{layer}/{trait}.json"),
         spectra=spectrum_targets(),
-        figures=["results/figures/e1_orthogonal.png"],
     output:
-        "results/summary.md",
+        report("results/summary.md", caption="../report/summary.rst", category="Summary"),
+    params:
+        figures=FIGURES,
     log:
         "logs/summary.log",
     resources:

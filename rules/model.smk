@@ -1,15 +1,14 @@
 rule prepare_model:
     output:
-        "resources/models/{model}/model.json",
+        directory("resources/models/{model}"),
     params:
         spec=lambda w: config["models"][w.model]["spec"],
         revision=lambda w: config["models"][w.model].get("revision"),
     log:
         "logs/{model}/prepare_model.log",
-    benchmark:
-        "logs/{model}/prepare_model.benchmark.tsv"
+    cache: "omit-software"
     resources:
-        mem_mb=6000,
+        mem_mb=model_mem_mb,
         runtime=30,
     conda:
         "../envs/steerid.yaml"

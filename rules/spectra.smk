@@ -5,11 +5,11 @@ rule covariance:
         "results/{model}/covariance/L{layer}.h5",
     params:
         chunk_rows=config["covariance"]["chunk_rows"],
+        sink_positions=config["covariance"]["sink_positions"],
     threads: 2
     log:
         "logs/{model}/L{layer}/covariance.log",
-    benchmark:
-        "logs/{model}/L{layer}/covariance.benchmark.tsv"
+    cache: "omit-software"
     resources:
         mem_mb=2000,
         runtime=30,
@@ -27,12 +27,12 @@ rule spectrum:
     params:
         top_k=config["spectrum"]["top_k"],
         rank_thresholds=config["spectrum"]["rank_thresholds"],
+        variance_fractions=config["spectrum"]["variance_fractions"],
         seed=config["seed"],
     threads: 2
     log:
         "logs/{model}/L{layer}/spectrum.log",
-    benchmark:
-        "logs/{model}/L{layer}/spectrum.benchmark.tsv"
+    cache: "omit-software"
     resources:
         mem_mb=2000,
         runtime=30,

@@ -27,3 +27,24 @@ def smollm2(smollm2_dir):
     from steerid.models import load_model
 
     return load_model(smollm2_dir, device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def output_cache(tmp_path_factory):
+    """A between-workflow output cache (SNAKEMAKE_OUTPUT_CACHE) for the session."""
+    return tmp_path_factory.mktemp("output-cache")
+
+
+@pytest.fixture(scope="session")
+def run(tmp_path_factory, output_cache):
+    """A working directory where the whole DAG ran once on the test config (shared, read-only).
+
+    It runs with --cache, so the cacheable stages also populate ``output_cache``.
+    """
+    from snakemake_runner import TEST_CONFIG, snakemake
+
+    workdir = tmp_path_factory.mktemp("workflow")
+    result = snakemake(workdir, "--configfile", str(TEST_CONFIG), "--cores", "2", "--cache",
+                       env={"SNAKEMAKE_OUTPUT_CACHE": str(output_cache)})
+    assert result.returncode == 0, result.stderr[-5000:]
+    return workdir

@@ -1,4 +1,6 @@
-"""Tests of steerid.linalg: streaming covariance, randomized eigh, numerical rank, error paths."""
+"""Tests of steerid.linalg: streaming covariance (in memory and from HDF5), randomized and
+adaptive eigensolvers, spectrum policy and rank summaries, every error path, and hypothesis
+fuzzing of the native bindings (only documented exception types, never a crash)."""
 
 from __future__ import annotations
 
@@ -6,10 +8,24 @@ import pickle
 import re
 import threading
 
+import h5py
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from steerid.linalg import StreamingCovariance, numerical_rank, randomized_eigh
+from steerid import _native
+from steerid.linalg import (
+    StreamingCovariance,
+    covariance_from_hdf5,
+    explained_variance_rank,
+    numerical_rank,
+    participation_ratio,
+    randomized_eigh,
+    randomized_eigh_adaptive,
+    spectrum_eigvalsh,
+    top_eigenpairs,
+)
 
 
 def rel_err(actual: np.ndarray, expected: np.ndarray) -> float:
@@ -437,3 +453,480 @@ def test_randomized_eigh_rejects_bad_matrices(matrix: object, exc: type, pattern
 def test_numerical_rank_rejects_bad_input(values: object, rtol: object, exc: type, pattern: str) -> None:
     with pytest.raises(exc, match=pattern):
         numerical_rank(values, rtol)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- native backends
+
+
+@pytest.fixture(params=["blas", "eigen"])
+def backend(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """Runs a test with SciPy's BLAS/LAPACK kernels and with the Eigen fallback."""
+    _native._set_blas_enabled(request.param == "blas")
+    try:
+        yield request.param
+    finally:
+        _native._set_blas_enabled(True)
+
+
+@pytest.fixture
+def small_blocks():  # type: ignore[no-untyped-def]
+    """Forces 7-row internal rank-k updates, so every multi-block path runs on small data."""
+    _native._set_block_rows(7)
+    try:
+        yield 7
+    finally:
+        _native._set_block_rows(0)
+
+
+def test_blas_comes_from_scipy() -> None:
+    info = _native._blas_info()
+    assert info["source"].startswith("scipy.linalg.cython_blas")
+    assert info["enabled"] is True
+    assert info["threads"] >= 1
+    assert _native._block_rows(576) >= 1024 and _native._block_rows(4096) * 4096 * 8 <= 64 * 2**20
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
+def test_backends_and_internal_blocks_agree_with_numpy(backend: str, small_blocks: int, dtype: type) -> None:
+    rng = np.random.default_rng(20)
+    offset = 1e4 if dtype is not np.float16 else 50.0
+    X = (offset + rng.standard_normal((3001, 13)) @ rng.standard_normal((13, 13))).astype(dtype)
+    acc = stream(X, rng, max_size=200)
+    expected = np.cov(X.astype(np.float64), rowvar=False)
+    assert rel_err(acc.covariance(), expected) < 1e-10
+    assert rel_err(acc.mean, X.astype(np.float64).mean(axis=0)) < 1e-12
+
+
+def test_large_block_runs_the_threaded_passes(backend: str) -> None:
+    # 40000 x 24 = 960k elements: the moment and conversion passes split over the cores.
+    rng = np.random.default_rng(21)
+    X = (rng.standard_normal((40000, 24)) * np.linspace(0.1, 10, 24) + 1e3).astype(np.float32)
+    acc = StreamingCovariance(24)
+    acc.update(X)
+    assert acc.count == 40000
+    assert rel_err(acc.covariance(), np.cov(X.astype(np.float64), rowvar=False)) < 1e-10
+
+
+def test_float16_subnormals_and_extremes_are_converted_exactly() -> None:
+    values = np.array([0.0, 6e-8, -6e-8, 6.1e-5, 1e-6, 65504.0, -65504.0, 1.0], dtype=np.float16)
+    X = np.ascontiguousarray(np.stack([values, values[::-1], np.roll(values, 3)], axis=1))
+    acc = StreamingCovariance(3)
+    acc.update(X)
+    exact = X.astype(np.float64)
+    assert np.array_equal(acc.mean, exact.mean(axis=0)) or rel_err(acc.mean, exact.mean(axis=0)) < 1e-15
+    assert rel_err(acc.covariance(), np.cov(exact, rowvar=False)) < 1e-12
+
+
+def test_huge_values_raise_overflow_error_and_leave_state_unchanged() -> None:
+    acc = StreamingCovariance(2)
+    acc.update(np.array([[1.0, 2.0], [2.0, 1.0]]))
+    before = acc.state()
+    with pytest.raises(ValueError, match="overflow float64"):
+        acc.update(np.array([[1e300, 0.0], [-1e300, 1.0]]))
+    with pytest.raises(ValueError, match="overflow float64"):
+        acc.update(np.array([[1.7e308, 0.0], [1.7e308, 1.0]]))  # the column sum overflows
+    after = acc.state()
+    assert after["count"] == 2 and np.array_equal(after["m2"], before["m2"])
+    # Large but representable data with a small spread is fine: centring happens first.
+    big = StreamingCovariance(1)
+    big.update(np.array([[1e200], [1e200]]))
+    assert big.covariance()[0, 0] == 0.0
+
+
+def test_merge_overflow_is_an_error() -> None:
+    a = StreamingCovariance(1)
+    a.update(np.array([[1e153], [-1e153]]))
+    b = StreamingCovariance(1)
+    b.update(np.array([[-1e153], [1e153]]))
+    c = StreamingCovariance(1)
+    c.update(np.array([[1e154], [1e154]]))
+    with pytest.raises(ValueError, match="overflow float64"):
+        for _ in range(10):
+            a.merge(a)
+    with pytest.raises(ValueError, match="overflow float64"):
+        b.merge(c)
+
+
+def test_constructor_refuses_a_state_larger_than_memory() -> None:
+    with pytest.raises(MemoryError, match="physical memory"):
+        StreamingCovariance(10**7)
+
+
+# --------------------------------------------------------------------------- HDF5 streaming
+
+
+@pytest.fixture(scope="module")
+def h5_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, np.ndarray]:
+    rng = np.random.default_rng(30)
+    X = (rng.standard_normal((5000, 16)) @ rng.standard_normal((16, 16)) + 100.0).astype(np.float32)
+    path = tmp_path_factory.mktemp("h5") / "acts.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("plain", data=X)
+        f.create_dataset("lzf", data=X, chunks=(384, 16), compression="lzf")
+        f.create_dataset("half", data=X.astype(np.float16), chunks=(500, 16))
+        f.create_dataset("big_endian", data=X.astype(">f8"))
+        f.create_dataset("ints", data=np.zeros((10, 4), dtype=np.int32))
+        f.create_dataset("vector", data=np.zeros(10, dtype=np.float32))
+        f.create_dataset("empty", data=np.zeros((0, 16), dtype=np.float32))
+        bad = X.copy()
+        bad[4321, 5] = np.nan
+        f.create_dataset("with_nan", data=bad, chunks=(1000, 16))
+        f.create_group("group")
+    return str(path), X
+
+
+@pytest.mark.parametrize("name", ["plain", "lzf", "half", "big_endian"])
+@pytest.mark.parametrize("prefetch", [True, False])
+def test_covariance_from_hdf5_matches_in_memory(h5_data: tuple[str, np.ndarray], name: str, prefetch: bool) -> None:
+    path, X = h5_data
+    with h5py.File(path) as f:
+        data = f[name][...].astype(np.float64)
+    acc = covariance_from_hdf5(path, name, chunk_rows=700, prefetch=prefetch)
+    assert acc.count == len(X)
+    assert rel_err(acc.covariance(), np.cov(data, rowvar=False)) < 1e-10
+
+
+def test_covariance_from_hdf5_applies_the_row_mask(h5_data: tuple[str, np.ndarray]) -> None:
+    path, X = h5_data
+    mask = np.random.default_rng(31).random(len(X)) > 0.3
+    mask[:700] = True  # a slab with nothing excluded
+    mask[1400:2100] = False  # a slab with nothing included
+    acc = covariance_from_hdf5(path, "lzf", chunk_rows=700, where=mask)
+    assert acc.count == int(mask.sum())
+    assert rel_err(acc.covariance(), np.cov(X[mask].astype(np.float64), rowvar=False)) < 1e-10
+
+
+def test_covariance_from_hdf5_resumes_into_an_accumulator(h5_data: tuple[str, np.ndarray]) -> None:
+    path, X = h5_data
+    acc = StreamingCovariance(16)
+    acc.update(X[:10])
+    covariance_from_hdf5(path, "plain", chunk_rows=1024, accumulator=acc)
+    both = np.vstack([X[:10], X]).astype(np.float64)
+    assert acc.count == len(both)
+    assert rel_err(acc.covariance(), np.cov(both, rowvar=False)) < 1e-10
+    assert covariance_from_hdf5(path, "empty", chunk_rows=10).count == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "pattern"),
+    [
+        ({"dataset": "ints"}, TypeError, r"int32"),
+        ({"dataset": "vector"}, ValueError, r"2-D"),
+        ({"dataset": "group"}, TypeError, r"group"),
+        ({"dataset": "missing"}, KeyError, r"missing"),
+        ({"chunk_rows": 0}, ValueError, r"chunk_rows=0"),
+        ({"chunk_rows": 2.5}, TypeError, r"chunk_rows must be an integer"),
+        ({"where": np.ones(5000, dtype=np.int8)}, TypeError, r"boolean"),
+        ({"where": np.ones(4999, dtype=bool)}, ValueError, r"\(5000,\)"),
+        ({"accumulator": StreamingCovariance(3)}, ValueError, r"d=3"),
+        ({"dataset": "with_nan"}, ValueError, r"slab starting at row 4000.*1 non-finite value.*\(row 321, col 5\)"),
+    ],
+    ids=["int", "1d", "group", "missing", "chunk0", "chunk-float", "mask-int", "mask-len", "acc-d", "nan"],
+)
+def test_covariance_from_hdf5_errors(h5_data: tuple[str, np.ndarray], kwargs: dict, exc: type, pattern: str) -> None:
+    path, _ = h5_data
+    args = {"dataset": "plain", "chunk_rows": 1000, **kwargs}
+    with pytest.raises(exc, match=pattern):
+        covariance_from_hdf5(path, **args)
+
+
+def test_covariance_from_hdf5_missing_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(OSError):
+        covariance_from_hdf5(tmp_path / "absent.h5", "x", chunk_rows=10)
+
+
+# --------------------------------------------------------------------------- spectra
+
+
+def test_randomized_eigh_backends_agree(backend: str, decaying: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    c, ref_vals, _ = decaying
+    vals, vecs = randomized_eigh(c, 12, seed=5)
+    assert np.max(np.abs(vals - ref_vals[:12]) / ref_vals[:12]) < 1e-8
+    assert np.abs(vecs.T @ vecs - np.eye(12)).max() < 1e-12
+
+
+def test_randomized_eigh_with_a_sink_eigenvalue_keeps_the_small_ones() -> None:
+    # One eigenvalue 3e4 times the next, as attention sinks make on real activations.
+    values = np.arange(1, 201, dtype=float) ** -1.0
+    values[0] = 3e4
+    c, _ = psd_with_spectrum(values, seed=22)
+    ref = np.linalg.eigvalsh(c)[::-1]
+    vals, _ = randomized_eigh(c, 30)
+    assert np.max(np.abs(vals[:10] - ref[:10]) / ref[:10]) < 1e-6
+
+
+@pytest.mark.parametrize(
+    ("decay", "rtol"),
+    [(1.0, 0.01), (1.0, 0.05), (0.75, 0.05), (3.0, 0.01), (1.0, 0.2)],
+)
+def test_randomized_eigh_adaptive_finds_the_lapack_rank(decay: float, rtol: float) -> None:
+    d = 400
+    values = np.arange(1, d + 1, dtype=float) ** -decay + 1e-4
+    c, _ = psd_with_spectrum(values, seed=23)
+    ref = np.linalg.eigvalsh(c)
+    vals, vecs, saturated = randomized_eigh_adaptive(c, rtol, block=32)
+    assert saturated is False
+    assert numerical_rank(vals, rtol) == numerical_rank(ref, rtol)
+    assert len(vals) < d and vecs.shape == (d, len(vals))
+    assert np.all(np.diff(vals) <= 0)
+    assert np.abs(vecs.T @ vecs - np.eye(len(vals))).max() < 1e-10
+    again = randomized_eigh_adaptive(c, rtol, block=32)
+    assert np.array_equal(again[0], vals) and np.array_equal(again[1], vecs)
+
+
+def test_randomized_eigh_adaptive_saturates_and_spans() -> None:
+    d = 120
+    values = np.linspace(2.0, 1.0, d)  # flat: everything is above 10 %
+    c, _ = psd_with_spectrum(values, seed=24)
+    vals, vecs, saturated = randomized_eigh_adaptive(c, 0.1, block=16, max_k=40)
+    assert saturated is True and len(vals) == 40 and vecs.shape == (d, 40)
+    assert numerical_rank(vals, 0.1) == 40  # a lower bound: "rank >= 40"
+    # Allowed to grow to the whole space, it is exact.
+    vals_all, _, saturated_all = randomized_eigh_adaptive(c, 0.1, block=50)
+    assert saturated_all is False and len(vals_all) == d
+    assert np.allclose(vals_all, np.sort(values)[::-1], rtol=1e-10)
+    # Low rank: stops at once with the zero tail inside the margin.
+    low, _ = psd_with_spectrum(np.r_[5.0, 4.0, 3.0, np.zeros(d - 3)], seed=25)
+    vals_low, _, sat_low = randomized_eigh_adaptive(low, 1e-6, block=8)
+    assert sat_low is False and numerical_rank(vals_low, 1e-6) == 3
+    zero_vals, _, sat_zero = randomized_eigh_adaptive(np.zeros((5, 5)), 0.1)
+    assert sat_zero is False and np.all(zero_vals == 0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "pattern"),
+    [
+        ({"rtol": -0.1}, ValueError, r"rtol=-0\.1"),
+        ({"rtol": float("inf")}, ValueError, r"rtol=inf"),
+        ({"rtol": "0.1"}, TypeError, r"rtol must be a real number"),
+        ({"rtol": 0.1, "block": 0}, ValueError, r"block=0"),
+        ({"rtol": 0.1, "max_k": 7}, ValueError, r"max_k=7.*d=6"),
+        ({"rtol": 0.1, "max_k": 0}, ValueError, r"max_k=0"),
+        ({"rtol": 0.1, "oversample": -1}, ValueError, r"oversample=-1"),
+        ({"rtol": 0.1, "power_iters": -1}, ValueError, r"power_iters=-1"),
+        ({"rtol": 0.1, "seed": -1}, ValueError, r"seed=-1"),
+    ],
+)
+def test_randomized_eigh_adaptive_rejects_bad_parameters(kwargs: dict, exc: type, pattern: str) -> None:
+    with pytest.raises(exc, match=pattern):
+        randomized_eigh_adaptive(np.eye(6), **kwargs)
+
+
+def test_randomized_eigh_adaptive_rejects_bad_matrices() -> None:
+    with pytest.raises(ValueError, match="not symmetric"):
+        randomized_eigh_adaptive(np.triu(np.ones((4, 4))), 0.1)
+    with pytest.raises(TypeError, match="int64"):
+        randomized_eigh_adaptive(np.eye(4, dtype=np.int64), 0.1)
+    with pytest.raises(ValueError, match=r"1 non-finite value"):
+        randomized_eigh_adaptive(np.diag([1.0, np.nan]), 0.1)
+
+
+@pytest.mark.parametrize("method", ["lapack", "randomized", "auto"])
+def test_top_eigenpairs_methods_agree(method: str, decaying: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    c, ref_vals, ref_vecs = decaying
+    vals, vecs = top_eigenpairs(c, 10, method=method)
+    assert np.max(np.abs(vals - ref_vals[:10]) / ref_vals[:10]) < 1e-8
+    cosines = np.abs(np.sum(vecs * ref_vecs[:, :10], axis=0))
+    assert cosines.min() > 1 - 1e-8
+    idx = np.argmax(np.abs(vecs), axis=0)
+    assert np.all(vecs[idx, np.arange(10)] > 0)
+
+
+def test_top_eigenpairs_policy_and_errors() -> None:
+    from steerid import linalg
+
+    assert linalg.EXACT_SPECTRUM_MAX_D >= 576  # d = 576 always takes the exact path
+    with pytest.raises(ValueError, match="method='qr'"):
+        top_eigenpairs(np.eye(3), 1, method="qr")
+    with pytest.raises(ValueError, match=r"k=4 .*d=3"):
+        top_eigenpairs(np.eye(3), 4)
+    with pytest.raises(TypeError, match="k must be an integer"):
+        top_eigenpairs(np.eye(3), 1.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="not symmetric"):
+        top_eigenpairs(np.triu(np.ones((3, 3))), 1)
+    with pytest.raises(TypeError, match="complex"):
+        top_eigenpairs(np.eye(3, dtype=complex), 1)
+    with pytest.raises(ValueError, match="ndim=1"):
+        top_eigenpairs(np.ones(3), 1)
+
+
+def test_spectrum_eigvalsh_is_descending_lapack() -> None:
+    c, _ = psd_with_spectrum(np.array([3.0, 1.0, 2.0, 0.5]), seed=26)
+    vals = spectrum_eigvalsh(c)
+    assert np.allclose(vals, [3.0, 2.0, 1.0, 0.5], rtol=1e-12)
+    assert vals.flags.c_contiguous
+    with pytest.raises(ValueError, match="square"):
+        spectrum_eigvalsh(np.ones((2, 3)))
+    with pytest.raises(ValueError, match="non-finite"):
+        spectrum_eigvalsh(np.diag([1.0, np.inf]))
+
+
+# --------------------------------------------------------------------------- rank summaries
+
+
+def test_explained_variance_rank() -> None:
+    values = np.array([6.0, 3.0, 1.0, 0.0, -1e-12])
+    assert explained_variance_rank(values, 0.6) == 1
+    assert explained_variance_rank(values, 0.9) == 2
+    assert explained_variance_rank(values, 0.95) == 3
+    assert explained_variance_rank(values, 1.0) == 3
+    assert explained_variance_rank(values[::-1].copy(), 0.9) == 2
+    assert explained_variance_rank(np.zeros(4), 0.99) == 0
+    assert explained_variance_rank([1e308, 1e308], 0.75) == 2  # no overflow
+    c, _ = psd_with_spectrum(values.clip(0), seed=27)
+    assert explained_variance_rank(c, 0.9) == 2
+    sink = np.r_[3e4, np.arange(1, 100, dtype=float) ** -1.0]
+    assert explained_variance_rank(sink, 0.99) == 1 and explained_variance_rank(sink[1:], 0.99) > 50
+    for bad, exc in [(0.0, ValueError), (1.5, ValueError), (float("nan"), ValueError), ("0.9", TypeError),
+                     (True, TypeError)]:
+        with pytest.raises(exc, match="fraction"):
+            explained_variance_rank(values, bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="non-finite"):
+        explained_variance_rank([1.0, np.nan], 0.9)
+
+
+def test_participation_ratio() -> None:
+    assert participation_ratio([1.0, 1.0, 1.0, 0.0]) == pytest.approx(3.0)
+    assert participation_ratio([5.0, 0.0, -1e-15]) == pytest.approx(1.0)
+    assert participation_ratio(np.zeros(3)) == 0.0
+    assert participation_ratio([1e300, 1e300]) == pytest.approx(2.0)  # no overflow of lambda^2
+    assert participation_ratio(np.eye(4) * 2.0) == pytest.approx(4.0)
+    with pytest.raises(TypeError, match="complex"):
+        participation_ratio(np.ones(2, dtype=complex))
+    with pytest.raises(ValueError, match="shape"):
+        participation_ratio(np.array([]))
+
+
+# --------------------------------------------------------------------------- fuzzing
+
+ALLOWED = (TypeError, ValueError)
+FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+EXTREMES = [0.0, -0.0, 1.0, -1.0, 1e300, -1e300, 1.7e308, 5e-324, -1e-310, 1e-40, 65504.0, 3.4e38, 1e154,
+            np.nan, np.inf, -np.inf]
+DTYPES = ["f2", "f4", "f8", ">f4", ">f8", "i1", "i4", "i8", "u2", "bool", "c8", "c16", "O"]
+
+
+@st.composite
+def arrays(draw: st.DrawFn, max_rows: int = 40, max_cols: int = 7) -> np.ndarray:
+    """Arrays of any dtype, shape and layout: views with strides, transposes, misalignment."""
+    dtype = np.dtype(draw(st.sampled_from(DTYPES)))
+    ndim = draw(st.sampled_from([2, 2, 2, 1, 3, 0]))
+    shape = tuple(draw(st.integers(0, max_rows if i == 0 else max_cols)) for i in range(ndim))
+    n = int(np.prod(shape)) if shape else 1
+    elements = draw(st.lists(st.one_of(st.sampled_from(EXTREMES), st.floats(-1e6, 1e6)), min_size=n, max_size=n))
+    with np.errstate(all="ignore"):
+        if dtype.kind in "iub":
+            base = np.nan_to_num(np.asarray(elements), posinf=1, neginf=-1).clip(-100, 100).astype(dtype)
+        else:
+            base = np.asarray(elements, dtype=np.float64).astype(dtype)
+    base = base.reshape(shape)
+    layout = draw(st.sampled_from(["c", "c", "fortran", "strided", "reversed", "transposed", "misaligned"]))
+    if layout == "fortran":
+        return np.asfortranarray(base)
+    if layout == "strided" and base.ndim >= 1:
+        wide = np.repeat(base, 2, axis=-1) if base.ndim >= 1 else base
+        return wide[..., ::2]
+    if layout == "reversed" and base.ndim >= 1:
+        return base[::-1]
+    if layout == "transposed":
+        return base.T
+    if layout == "misaligned" and dtype.itemsize > 1 and dtype.kind != "O":
+        raw = np.zeros(base.nbytes + 1, dtype=np.uint8)
+        view = raw[1:].view(dtype).reshape(shape)
+        view[...] = base
+        return view
+    return base
+
+
+@FUZZ
+@given(X=arrays(), d=st.integers(1, 7), small=st.booleans())
+def test_fuzz_update_raises_only_documented_errors(X: np.ndarray, d: int, small: bool) -> None:
+    acc = StreamingCovariance(d)
+    acc.update(np.ones((2, d)))
+    before = acc.state()
+    _native._set_block_rows(3 if small else 0)
+    try:
+        acc.update(X)
+    except ALLOWED:
+        after = acc.state()
+        assert after["count"] == before["count"]
+        assert np.array_equal(after["m2"], before["m2"])
+        return
+    finally:
+        _native._set_block_rows(0)
+    # Accepted: a float16/32/64 C-contiguous (n, d) block with finite values.
+    assert X.ndim == 2 and X.shape[1] == d and X.dtype.kind == "f" and X.flags.c_contiguous
+    assert acc.count == 2 + X.shape[0]
+    cov = acc.covariance(ddof=0)
+    assert np.isfinite(cov).all() and np.isfinite(acc.mean).all()
+    data = np.vstack([np.ones((2, d)), X.astype(np.float64)])
+    with np.errstate(all="ignore"):
+        expected = np.cov(data, rowvar=False, ddof=0).reshape(d, d)
+    if np.isfinite(expected).all() and np.abs(data).max() < 1e100:
+        scale = max(float(np.abs(expected).max()), 1e-300)
+        assert np.abs(cov - expected).max() <= 1e-9 * scale + 1e-300
+
+
+@FUZZ
+@given(X=arrays(max_rows=9, max_cols=9), k=st.integers(-1, 10), oversample=st.integers(-1, 12),
+       power_iters=st.integers(-1, 3), seed=st.integers(-2, 2**64), symmetrise=st.booleans())
+def test_fuzz_randomized_eigh_raises_only_documented_errors(
+    X: np.ndarray, k: int, oversample: int, power_iters: int, seed: int, symmetrise: bool
+) -> None:
+    C = X
+    if symmetrise and X.ndim == 2 and X.shape[0] == X.shape[1] and X.dtype.kind == "f":
+        with np.errstate(all="ignore"):
+            C = np.ascontiguousarray((X + X.T) / 2).astype(X.dtype)
+    try:
+        vals, vecs = randomized_eigh(C, k, oversample=oversample, power_iters=power_iters, seed=seed)
+    except ALLOWED:
+        return
+    assert np.isfinite(vals).all() and np.isfinite(vecs).all()
+    assert vals.shape == (k,) and vecs.shape == (C.shape[0], k)
+
+
+@FUZZ
+@given(X=arrays(max_rows=9, max_cols=9), rtol=st.one_of(st.floats(allow_nan=True), st.integers(-1, 2)),
+       block=st.integers(-1, 6), max_k=st.one_of(st.none(), st.integers(-1, 10)))
+def test_fuzz_adaptive_and_rank_helpers_raise_only_documented_errors(
+    X: np.ndarray, rtol: float, block: int, max_k: int | None
+) -> None:
+    C = X
+    if X.ndim == 2 and X.shape[0] == X.shape[1] and X.dtype.kind == "f":
+        with np.errstate(all="ignore"):
+            C = np.ascontiguousarray((X + X.T) / 2).astype(X.dtype)
+    try:
+        vals, vecs, saturated = randomized_eigh_adaptive(C, rtol, block=block, max_k=max_k)
+        assert np.isfinite(vals).all() and np.isfinite(vecs).all() and isinstance(saturated, bool)
+    except ALLOWED:
+        pass
+    for call in (
+        lambda: numerical_rank(C, rtol),
+        lambda: explained_variance_rank(C, rtol),
+        lambda: participation_ratio(C),
+        lambda: spectrum_eigvalsh(C),
+        lambda: top_eigenpairs(C, max_k if max_k is not None else 1),
+    ):
+        try:
+            call()
+        except ALLOWED:
+            pass
+
+
+@FUZZ
+@given(
+    count=st.one_of(st.integers(-3, 10), st.floats(), st.none(), st.text(max_size=2)),
+    mean=arrays(max_rows=5, max_cols=5),
+    m2=arrays(max_rows=5, max_cols=5),
+    dim=st.one_of(st.integers(-1, 6), st.none()),
+)
+def test_fuzz_from_state_raises_only_documented_errors(count: object, mean: np.ndarray, m2: np.ndarray,
+                                                        dim: object) -> None:
+    state: dict[str, object] = {"format": "steerid.StreamingCovariance/1", "count": count, "mean": mean, "m2": m2}
+    if dim is not None:
+        state["dim"] = dim
+    try:
+        acc = StreamingCovariance.from_state(state)
+    except ALLOWED:
+        return
+    assert acc.count >= 0 and np.isfinite(acc.mean).all()

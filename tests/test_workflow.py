@@ -3,34 +3,17 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
-import yaml
+from snakemake_runner import TEST_CONFIG, executed_rules, snakemake, write_config
 
 from steerid import store
 
-REPO = Path(__file__).resolve().parents[1]
-TEST_CONFIG = REPO / "tests" / "config" / "test.yaml"
 MODEL, LAYER, TRAIT = "smollm2-135m", 15, "sentiment"
 pytestmark = pytest.mark.workflow
-
-
-def snakemake(workdir: Path, *args: str, timeout: int = 1500) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture(scope="session")
-def run(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("workflow")
-    result = snakemake(workdir, "--configfile", str(TEST_CONFIG), "--cores", "2")
-    assert result.returncode == 0, result.stderr[-5000:]
-    return workdir
 
 
 def results(run: Path, relative: str) -> Path:
@@ -39,7 +22,8 @@ def results(run: Path, relative: str) -> Path:
 
 def test_summary_and_figure(run):
     summary = results(run, "summary.md").read_text()
-    assert "| smollm2-135m | sentiment | 15 |" in summary
+    assert "## smollm2-135m" in summary and "| sentiment | 15 |" in summary
+    assert "excluding_sinks" in summary and "all_tokens" in summary
     assert "v+orthogonal" in summary and "v+null" in summary and "v+top" in summary
     figure = results(run, "figures/e1_orthogonal.png").read_bytes()
     assert figure.startswith(b"\x89PNG") and len(figure) > 10_000
@@ -63,21 +47,34 @@ def test_background_is_token_level(run):
     assert (position == 0).sum() == 24  # one first token per text
 
 
-def test_covariance_equals_numpy_on_the_dump(run):
-    (activations,) = store.read(results(run, f"{MODEL}/activations/L{LAYER}/background.h5"), "activations")
-    covariance, mean = store.read(results(run, f"{MODEL}/covariance/L{LAYER}.h5"), "covariance", "mean")
-    expected = np.cov(activations.astype(np.float64), rowvar=False)
-    assert np.abs(covariance - expected).max() / np.abs(expected).max() < 1e-10
-    np.testing.assert_allclose(mean, activations.astype(np.float64).mean(axis=0), rtol=1e-10, atol=1e-9)
+def test_covariances_equal_numpy_on_the_dump(run):
+    activations, position = store.read(results(run, f"{MODEL}/activations/L{LAYER}/background.h5"), "activations", "position")
+    path = results(run, f"{MODEL}/covariance/L{LAYER}.h5")
+    for view, rows in (("all_tokens", slice(None)), ("excluding_sinks", position != 0)):
+        covariance, mean = store.read(path, f"{view}/covariance", f"{view}/mean")
+        selected = activations[rows].astype(np.float64)
+        expected = np.cov(selected, rowvar=False)
+        assert np.abs(covariance - expected).max() / np.abs(expected).max() < 1e-10
+        np.testing.assert_allclose(mean, selected.mean(axis=0), rtol=1e-10, atol=1e-9)
 
 
-def test_spectrum(run):
-    path = results(run, f"{MODEL}/spectra/L{LAYER}.h5")
-    eigenvalues, eigenvectors = store.read(path, "eigenvalues", "eigenvectors")
+def test_spectrum_views(run):
+    with h5py.File(results(run, f"{MODEL}/spectra/L{LAYER}.h5")) as handle:
+        assert handle.attrs["complete"]
+        views = {view: dict(handle[view].attrs) for view in ("all_tokens", "excluding_sinks")}
+        eigenvalues = handle["excluding_sinks/eigenvalues"][()]
+        eigenvectors = handle["excluding_sinks/eigenvectors"][()]
     assert eigenvalues.shape == (576,) and eigenvectors.shape == (576, 576)
     assert np.all(np.diff(eigenvalues) <= 0)
-    attrs = store.read_attrs(path)
-    assert 0 < attrs["rank_fraction_at_0.01"] <= 1 and attrs["randomized_max_rel_error"] < 1e-2
+    for attrs in views.values():
+        for key in ("fraction_of_d_at_0.01_of_max", "fraction_of_d_at_0.05_of_max",
+                    "fraction_of_d_for_0.99_of_variance", "fraction_of_d_for_0.999_of_variance"):
+            assert 0 < attrs[key] <= 1
+        assert 1 <= attrs["participation_ratio"] <= 576 and attrs["randomized_max_rel_error"] < 1e-2
+    # The first-token attention sink dominates the raw spectrum; excluding it spreads the variance.
+    assert views["all_tokens"]["top_eigenvalue_ratio"] > 10 * views["excluding_sinks"]["top_eigenvalue_ratio"]
+    assert views["excluding_sinks"]["participation_ratio"] > views["all_tokens"]["participation_ratio"]
+    assert views["all_tokens"]["count"] - views["excluding_sinks"]["count"] == 24
 
 
 def test_perturbation_geometry(run):
@@ -87,6 +84,12 @@ def test_perturbation_geometry(run):
     for deltas in (orthogonal, null, top):
         np.testing.assert_allclose(np.linalg.norm(deltas, axis=1), np.linalg.norm(v), rtol=1e-10)
         assert np.abs(deltas @ v).max() / np.linalg.norm(v) ** 2 < 1e-6
+    (basis,) = store.read(results(run, f"{MODEL}/spectra/L{LAYER}.h5"), "excluding_sinks/eigenvectors")
+    basis = basis.astype(np.float64)
+    # null_fraction 0.5 → the 288 lowest-variance eigenvectors; top_k 8 → the 8 leading ones.
+    for deltas, subspace in ((null, basis[:, -288:]), (top, basis[:, :8])):
+        outside = deltas - (deltas @ subspace) @ subspace.T
+        assert np.abs(outside).max() / np.linalg.norm(v) < 1e-5
 
 
 def test_generations_cover_every_condition(run):
@@ -130,14 +133,6 @@ def test_default_config_lists_the_whole_chain(tmp_path):
         assert rule in result.stdout
 
 
-def write_config(tmp_path: Path, **changes) -> Path:
-    config = yaml.safe_load(TEST_CONFIG.read_text())
-    config.update(changes)
-    path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
 @pytest.mark.parametrize(
     ("changes", "named"),
     [
@@ -158,8 +153,23 @@ def test_bad_config_fails_at_parse_time(tmp_path, changes, named):
 
 def test_unfetchable_hub_model_fails_in_the_first_rule(tmp_path):
     config = write_config(tmp_path, models={"ghost": {"spec": "steerid-test/no-such-model", "layer": 1}})
-    result = snakemake(tmp_path, "--configfile", str(config), "--cores", "1", "resources/models/ghost/model.json")
+    result = snakemake(tmp_path, "--configfile", str(config), "--cores", "1", "resources/models/ghost")
     assert result.returncode != 0
     log = (tmp_path / "logs" / "ghost" / "prepare_model.log").read_text()
     assert "'steerid-test/no-such-model'" in log and "could not be fetched" in log
     assert not (tmp_path / "resources" / "models" / "ghost" / "model.json").exists()
+
+
+def test_second_workflow_takes_cacheable_stages_from_the_cache(run, output_cache, tmp_path):
+    targets = [f"results/{MODEL}/spectra/L{LAYER}.h5", f"results/{MODEL}/activations/L{LAYER}/contrast-{TRAIT}.h5"]
+    result = snakemake(tmp_path, "--configfile", str(TEST_CONFIG), "--cores", "2", "--cache", *targets,
+                       env={"SNAKEMAKE_OUTPUT_CACHE": str(output_cache)}, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    # prompts is cheap and not cacheable; every cacheable stage is linked from the cache, not run.
+    assert set(executed_rules(output)) <= {"prompts"}
+    for target in targets:
+        assert (tmp_path / target).is_symlink()
+    (here,) = store.read(tmp_path / targets[0], "eigenvalues")
+    (there,) = store.read(run / targets[0], "eigenvalues")
+    np.testing.assert_array_equal(here, there)

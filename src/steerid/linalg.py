@@ -9,8 +9,24 @@ The heavy kernels live in the C++ extension ``steerid._native`` (pybind11 + Eige
     checkpointed (``state()`` / ``from_state()``). O(d^2) memory whatever the number of rows.
 ``randomized_eigh``
     Top-k eigenpairs of a symmetric PSD matrix (Halko-Martinsson-Tropp), deterministic for a seed.
-``numerical_rank``
-    Number of eigenvalues above ``rtol`` times the largest one.
+``randomized_eigh_adaptive``
+    Grows k block by block until the spectrum falls below ``rtol`` x the largest eigenvalue,
+    or reports that it saturated (the rank is then only known to be >= k).
+``top_eigenpairs`` / ``spectrum_eigvalsh``
+    Policy: exact LAPACK below the measured crossover, randomized above it / the full
+    spectrum from LAPACK.
+``numerical_rank``, ``explained_variance_rank``, ``participation_ratio``
+    Rank summaries of a spectrum: relative to the largest eigenvalue, to the trace, and the
+    effective number of directions.
+``covariance_from_hdf5``
+    Streams an HDF5 dataset into a ``StreamingCovariance`` with a prefetching reader thread
+    (defined in :mod:`steerid.streaming`).
+
+Speed: the rank-k updates, products, QR and small eigenproblems run in SciPy's own BLAS and
+LAPACK (OpenBLAS in the SciPy wheels), whose function pointers the extension takes from
+SciPy's Cython API capsules (``scipy.linalg.cython_blas``/``cython_lapack``) on first use; the
+float16/32 -> float64 conversion and centring run on all cores in std::threads. Without SciPy
+the extension falls back to Eigen. See ``benchmarks/README.md`` for measurements.
 
 The native calls release the GIL while they compute, so a reader thread (e.g. HDF5 prefetch)
 can run alongside them. Bad input raises ``TypeError``/``ValueError`` naming the offending value.
@@ -23,15 +39,28 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from steerid._native import StreamingCovariance, randomized_eigh
+from steerid._native import StreamingCovariance, randomized_eigh, randomized_eigh_adaptive
+from steerid.streaming import covariance_from_hdf5
 
-__all__ = ["StreamingCovariance", "numerical_rank", "randomized_eigh"]
+__all__ = [
+    "EXACT_SPECTRUM_MAX_D",
+    "RANDOMIZED_MAX_FRACTION",
+    "StreamingCovariance",
+    "covariance_from_hdf5",
+    "explained_variance_rank",
+    "numerical_rank",
+    "participation_ratio",
+    "randomized_eigh",
+    "randomized_eigh_adaptive",
+    "spectrum_eigvalsh",
+    "top_eigenpairs",
+]
 
 # Relative asymmetry tolerated in a matrix passed as symmetric: about sqrt(machine epsilon).
 _SYMMETRY_RTOL = {np.dtype(np.float32): 3.5e-4, np.dtype(np.float64): 1.5e-8}
 
 
-def _eigenvalues(values_or_matrix: ArrayLike) -> NDArray[np.float64]:
+def _eigenvalues(values_or_matrix: ArrayLike, who: str = "numerical_rank") -> NDArray[np.float64]:
     """Return the eigenvalues of a 1-D array of eigenvalues or of a symmetric (d, d) matrix.
 
     Raises:
@@ -41,23 +70,23 @@ def _eigenvalues(values_or_matrix: ArrayLike) -> NDArray[np.float64]:
     arr = np.asarray(values_or_matrix)
     if arr.dtype.kind not in "fiu":
         raise TypeError(
-            f"numerical_rank: input has dtype {arr.dtype}; expected real eigenvalues or a real symmetric matrix"
+            f"{who}: input has dtype {arr.dtype}; expected real eigenvalues or a real symmetric matrix"
         )
     if arr.ndim not in (1, 2):
         raise ValueError(
-            f"numerical_rank: input has ndim={arr.ndim} (shape {arr.shape}); "
+            f"{who}: input has ndim={arr.ndim} (shape {arr.shape}); "
             "expected a 1-D array of eigenvalues or a square (d, d) matrix"
         )
     if arr.size == 0:
-        raise ValueError(f"numerical_rank: input has shape {arr.shape}; expected at least one eigenvalue")
+        raise ValueError(f"{who}: input has shape {arr.shape}; expected at least one eigenvalue")
     if arr.ndim == 2 and arr.shape[0] != arr.shape[1]:
-        raise ValueError(f"numerical_rank: matrix has shape {arr.shape}; expected a square (d, d) matrix")
+        raise ValueError(f"{who}: matrix has shape {arr.shape}; expected a square (d, d) matrix")
     values = arr.astype(np.float64, copy=False) if arr.dtype.kind != "f" else arr
     finite = np.isfinite(values)
     if not finite.all():
         bad = np.argwhere(~finite)
         raise ValueError(
-            f"numerical_rank: input contains {bad.shape[0]} non-finite value(s) (NaN or Inf); "
+            f"{who}: input contains {bad.shape[0]} non-finite value(s) (NaN or Inf); "
             f"the first is at index {tuple(int(i) for i in bad[0])}; expected only finite values"
         )
     if arr.ndim == 1:
@@ -66,10 +95,14 @@ def _eigenvalues(values_or_matrix: ArrayLike) -> NDArray[np.float64]:
     asymmetry = float(np.abs(values - values.T).max())
     if asymmetry > tol:
         raise ValueError(
-            f"numerical_rank: matrix is not symmetric (max |A - A^T| = {asymmetry:.3g} > {tol:.3g}); "
+            f"{who}: matrix is not symmetric (max |A - A^T| = {asymmetry:.3g} > {tol:.3g}); "
             "expected a symmetric matrix or its eigenvalues"
         )
-    return np.linalg.eigvalsh(values.astype(np.float64, copy=False))
+    # Eigenvalues of the matrix scaled to max |entry| = 1: the rank summaries are scale-invariant,
+    # and LAPACK cannot overflow on entries near the float64 limit.
+    matrix = values.astype(np.float64, copy=False)
+    scale = float(np.abs(matrix).max())
+    return np.linalg.eigvalsh(matrix / scale if scale > 0 else matrix)
 
 
 def numerical_rank(eigenvalues_or_matrix: ArrayLike, rtol: float) -> int:
@@ -100,3 +133,194 @@ def numerical_rank(eigenvalues_or_matrix: ArrayLike, rtol: float) -> int:
     if largest <= 0.0:
         return 0
     return int(np.count_nonzero(values > float(rtol) * largest))
+
+
+def explained_variance_rank(eigenvalues: ArrayLike, fraction: float) -> int:
+    """Smallest k whose k largest eigenvalues explain at least ``fraction`` of the trace.
+
+    Robust to a few huge "attention-sink" eigenvalues only in the sense that it reports how many
+    directions carry the variance *including* them; compare with :func:`participation_ratio`.
+
+    Args:
+        eigenvalues: 1-D eigenvalues (any order) or a real symmetric (d, d) matrix, whose
+            eigenvalues are then computed with LAPACK. Negative eigenvalues (round-off of a PSD
+            matrix) are clipped to 0.
+        fraction: in (0, 1], e.g. 0.99 or 0.999.
+
+    Returns:
+        k in [1, d] with sum of the top k >= fraction * sum of all; 0 when the trace is 0.
+
+    Raises:
+        TypeError: non-real input or a ``fraction`` that is not a real number.
+        ValueError: ``fraction`` outside (0, 1]; input empty, of the wrong shape,
+            non-finite or (for a matrix) not symmetric.
+    """
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.integer, np.floating)):
+        raise TypeError(
+            f"explained_variance_rank: fraction must be a real number, got {type(fraction).__name__} {fraction!r}"
+        )
+    if not (0.0 < float(fraction) <= 1.0):
+        raise ValueError(f"explained_variance_rank: fraction={fraction!r} is invalid; expected 0 < fraction <= 1")
+    values = np.sort(np.clip(_eigenvalues(eigenvalues, "explained_variance_rank"), 0.0, None))[::-1]
+    largest = float(values[0])
+    if largest <= 0.0:
+        return 0
+    cumulative = np.cumsum(values / largest)  # scaled: no overflow for eigenvalues near 1e308
+    target = float(fraction) * float(cumulative[-1])
+    k = int(np.searchsorted(cumulative, target, side="left")) + 1
+    return min(k, int(values.size))
+
+
+def participation_ratio(eigenvalues: ArrayLike) -> float:
+    """Participation ratio ``(sum lambda)^2 / sum lambda^2`` of the eigenvalues clipped at 0.
+
+    Between 1 (one direction carries all the variance) and d (isotropic); 0.0 for an all-zero
+    spectrum. Accepts 1-D eigenvalues or a real symmetric matrix, like :func:`numerical_rank`.
+
+    Raises:
+        TypeError / ValueError: as :func:`numerical_rank` for the input.
+    """
+    values = np.clip(_eigenvalues(eigenvalues, "participation_ratio"), 0.0, None)
+    largest = float(values.max())
+    if largest <= 0.0:
+        return 0.0
+    scaled = values / largest  # avoids overflow of lambda^2
+    return float(scaled.sum() ** 2 / np.square(scaled).sum())
+
+
+def _symmetric_matrix(C: ArrayLike, who: str) -> NDArray[np.float64]:
+    arr = np.asarray(C)
+    if arr.ndim != 2:
+        raise ValueError(f"{who}: C has ndim={arr.ndim} (shape {arr.shape}); expected a square (d, d) matrix")
+    values = _eigenvalues_matrix_checks(arr, who)
+    return values
+
+
+def _eigenvalues_matrix_checks(arr: np.ndarray, who: str) -> NDArray[np.float64]:
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{who}: C has dtype {arr.dtype}; expected a real symmetric matrix")
+    if arr.shape[0] != arr.shape[1] or arr.shape[0] == 0:
+        raise ValueError(f"{who}: C has shape {arr.shape}; expected a square (d, d) matrix with d >= 1")
+    matrix = np.asarray(arr, dtype=np.float64)
+    finite = np.isfinite(matrix)
+    if not finite.all():
+        bad = np.argwhere(~finite)
+        raise ValueError(
+            f"{who}: C contains {bad.shape[0]} non-finite value(s) (NaN or Inf); "
+            f"the first is at index {tuple(int(i) for i in bad[0])}; expected only finite values"
+        )
+    tol = _SYMMETRY_RTOL.get(arr.dtype, 1.5e-8) * float(np.abs(matrix).max())
+    asymmetry = float(np.abs(matrix - matrix.T).max())
+    if asymmetry > tol:
+        raise ValueError(f"{who}: C is not symmetric (max |C - C^T| = {asymmetry:.3g} > {tol:.3g})")
+    return matrix
+
+
+def spectrum_eigvalsh(C: ArrayLike) -> NDArray[np.float64]:
+    """All eigenvalues of a real symmetric matrix, descending, from LAPACK.
+
+    Uses ``numpy.linalg.eigvalsh`` (LAPACK ``dsyevd`` values only, i.e. tridiagonalisation and
+    ``dsterf``), the fastest exact route measured here: about 11 ms / 0.34 s / 3.4 s at
+    d = 576 / 2048 / 4096 on 2 cores. Eigen's own eigensolver is 2-4x slower and is not used.
+
+    Raises:
+        TypeError: non-real input.
+        ValueError: not a square 2-D matrix, empty, non-finite or not symmetric.
+    """
+    matrix = _symmetric_matrix(C, "spectrum_eigvalsh")
+    scale = _unit_scale(matrix)
+    with np.errstate(over="ignore"):
+        values = np.linalg.eigvalsh(matrix / scale)[::-1] * scale
+    _require_finite_spectrum(values, "spectrum_eigvalsh")
+    return np.ascontiguousarray(values)
+
+
+def _unit_scale(matrix: np.ndarray) -> float:
+    scale = float(np.abs(matrix).max())
+    return scale if scale > 0 else 1.0
+
+
+def _require_finite_spectrum(values: np.ndarray, who: str) -> None:
+    if not np.isfinite(values).all():
+        raise ValueError(f"{who}: the eigenvalues overflow float64 (|entries| near 1e308); rescale C")
+
+
+# Policy of top_eigenpairs, measured by benchmarks/bench_linalg.py on the 2-core machine (see
+# benchmarks/README.md): the randomized solver (q = 2 power iterations) beats LAPACK's subset
+# solver from d = 1024 on when k + oversample <= d / 4, and loses below that size.
+EXACT_SPECTRUM_MAX_D = 1023
+RANDOMIZED_MAX_FRACTION = 0.25
+
+
+def _sign_normalise(vectors: np.ndarray) -> np.ndarray:
+    idx = np.argmax(np.abs(vectors), axis=0)
+    signs = np.sign(vectors[idx, np.arange(vectors.shape[1])])
+    signs[signs == 0] = 1.0
+    return vectors * signs
+
+
+def top_eigenpairs(
+    C: ArrayLike,
+    k: int,
+    *,
+    oversample: int = 10,
+    power_iters: int = 2,
+    seed: int = 0,
+    method: str = "auto",
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Top-k eigenpairs of a symmetric PSD matrix by the faster of LAPACK and randomized HMT.
+
+    ``method="auto"`` picks LAPACK (``scipy.linalg.eigh`` with ``subset_by_index`` and the MRRR
+    driver ``evr``, exact) when ``d <= EXACT_SPECTRUM_MAX_D`` (1023) or
+    ``k + oversample > RANDOMIZED_MAX_FRACTION * d`` (a quarter of d), and
+    :func:`randomized_eigh` otherwise; the crossover was measured by
+    ``benchmarks/bench_linalg.py`` (``benchmarks/README.md``). The randomized path is accurate
+    to ~1e-9 relative on the leading eigenvalues (top 10 on power-law spectra) but only to a
+    few per cent near index k; ask for ``method="lapack"`` when every returned value must be
+    exact, or raise ``power_iters``.
+
+    Args:
+        C: (d, d) float32/float64 symmetric matrix.
+        k: 1 <= k <= d.
+        oversample, power_iters, seed: passed to :func:`randomized_eigh`.
+        method: "auto", "lapack" or "randomized".
+
+    Returns:
+        (values (k,) descending, vectors (d, k) orthonormal, each column's largest-magnitude
+        entry positive), float64.
+
+    Raises:
+        TypeError / ValueError: as :func:`randomized_eigh`, and for an unknown ``method``.
+    """
+    if method not in ("auto", "lapack", "randomized"):
+        raise ValueError(f"top_eigenpairs: method={method!r} is invalid; expected 'auto', 'lapack' or 'randomized'")
+    arr = np.asarray(C)
+    if arr.ndim != 2:
+        raise ValueError(f"top_eigenpairs: C has ndim={arr.ndim} (shape {arr.shape}); expected a square (d, d) matrix")
+    d = int(arr.shape[0])
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise TypeError(f"top_eigenpairs: k must be an integer, got {type(k).__name__} {k!r}")
+    if not 1 <= int(k) <= d:
+        raise ValueError(f"top_eigenpairs: k={k} is out of range; expected 1 <= k <= d={d}")
+    k = int(k)
+    use_randomized = method == "randomized" or (
+        method == "auto" and d > EXACT_SPECTRUM_MAX_D and k + oversample <= RANDOMIZED_MAX_FRACTION * d
+    )
+    if use_randomized:
+        if arr.dtype not in (np.float32, np.float64):
+            raise TypeError(f"top_eigenpairs: C has dtype {arr.dtype}; expected float32 or float64")
+        return randomized_eigh(
+            np.ascontiguousarray(arr), k, oversample=oversample, power_iters=power_iters, seed=seed
+        )
+    import scipy.linalg  # deferred: numpy-only callers do not pay for it
+
+    matrix = _symmetric_matrix(arr, "top_eigenpairs")
+    scale = _unit_scale(matrix)
+    values, vectors = scipy.linalg.eigh(
+        matrix / scale, subset_by_index=[d - k, d - 1], driver="evr", check_finite=False
+    )
+    with np.errstate(over="ignore"):
+        values = np.ascontiguousarray(values[::-1] * scale)
+    _require_finite_spectrum(values, "top_eigenpairs")
+    vectors = _sign_normalise(np.ascontiguousarray(vectors[:, ::-1]))
+    return values, vectors

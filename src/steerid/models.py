@@ -72,7 +72,7 @@ class Manifest:
 
     spec: str
     kind: str  # "embedded" | "local" | "hub"
-    load_from: str  # folder or hub id handed to from_pretrained
+    load_from: str  # hub id, absolute folder, or "." = the folder holding this manifest
     revision: str | None
     architecture: str
     n_layers: int
@@ -91,12 +91,13 @@ def prepare_model(spec: str, out_dir: Path, revision: str | None = None) -> Mani
     kind = spec_kind(spec)
     if kind == "embedded":
         _convert_embedded(spec, out_dir)
-        load_from = str(out_dir.resolve())
+        # Relative, so the folder stays valid when moved (e.g. into Snakemake's output cache).
+        load_from = "."
     elif kind == "local":
         load_from = str(Path(spec).resolve())
     else:
         load_from, revision = spec, _fetch_hub_snapshot(spec, revision)
-    config, tokenizer = _load_config_and_tokenizer(load_from, revision)
+    config, tokenizer = _load_config_and_tokenizer(_source(out_dir, load_from), revision)
     manifest = Manifest(
         spec=spec,
         kind=kind,
@@ -175,12 +176,16 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return names[dtype]
 
 
+def _source(model_dir: Path, load_from: str) -> str:
+    return str(Path(model_dir).resolve()) if load_from == "." else load_from
+
+
 def load_model(model_dir: Path, device: str = "auto", dtype: str = "auto"):
     """Load (model, tokenizer, manifest) from a prepared folder; the model is in eval mode."""
     manifest = read_manifest(model_dir)
     torch_device = resolve_device(device)
     model, tokenizer = _load_pretrained(
-        manifest.load_from, manifest.revision, torch_device, resolve_dtype(dtype, torch_device)
+        _source(model_dir, manifest.load_from), manifest.revision, torch_device, resolve_dtype(dtype, torch_device)
     )
     return model, tokenizer, manifest
 

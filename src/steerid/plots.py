@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from steerid.io import atomic_path  # noqa: E402
 
-TYPE_LABELS = {"v+orthogonal": "v + δ random ⟂", "v+null": "v + δ low-variance", "v+top": "v + δ top-variance"}
+TYPE_LABELS = {"v+orthogonal": "v + δ random ⊥ v", "v+null": "v + δ low-variance", "v+top": "v + δ top-variance"}
 EQUIVALENCE_D = 0.2
 
 

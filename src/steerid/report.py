@@ -1,11 +1,22 @@
-"""results/summary.md: every claim tested, with this run's verdict and numbers."""
+"""results/summary.md: every claim tested, one section per model, with this run's numbers."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 from steerid.io import atomic_write_text
+
+E1_INTRO = (
+    "Δ is the mean trait score minus the α = 0 baseline; R = Δ(v+δ)/Δ(v); d is the paired Cohen's d "
+    "(d_av) of v+δ against v; δ ⟂ v with ‖δ‖ = ‖v‖. Intervals are 95% cluster-bootstrap CIs over prompts. "
+    "Equivalence is only meaningful where Δ(v) itself is significant; the top-variance δ is the positive control."
+)
+SPECTRUM_INTRO = (
+    "Effective ranks of the activation covariance as a fraction of d, by several definitions: eigenvalues above "
+    "a fraction of λ₁, the fewest eigenvalues explaining a fraction of the variance, and the participation ratio "
+    "(Σλ)²/Σλ². `excluding_sinks` drops the attention-sink positions, whose outsized variance makes λ₁-relative "
+    "ranks collapse to 1."
+)
 
 
 def _ci(estimate: dict, digits: int = 2) -> str:
@@ -17,54 +28,69 @@ def _significant(estimate: dict) -> bool:
 
 
 def _e1_rows(result: dict) -> list[str]:
-    by_type = result["by_type"]
-    delta_v = by_type["v"]["delta"]
+    delta_v = result["by_type"]["v"]["delta"]
+    verdict = "significant" if _significant(delta_v) else "not significant"
+    return [
+        f"| {result['trait']} | {result['layer']} | {_ci(delta_v, 3)} ({verdict}) | {kind} | "
+        f"{_ci(entry['delta'], 3)} | {_ci(entry['efficacy_ratio'])} | {_ci(entry['cohens_d'])} |"
+        for kind, entry in result["by_type"].items()
+        if kind != "v"
+    ]
+
+
+def _fraction_columns(views: dict) -> list[str]:
+    first = next(iter(views.values()))
+    return sorted(key for key in first if key.startswith("fraction_of_d_"))
+
+
+def _spectrum_rows(spectrum: dict, columns: Sequence[str]) -> list[str]:
     rows = []
-    for kind, entry in by_type.items():
-        if kind == "v":
-            continue
-        rows.append(f"| {result['model']} | {result['trait']} | {result['layer']} | {_ci(delta_v, 3)} "
-                    f"{'(significant)' if _significant(delta_v) else '(not significant)'} | {kind} | "
-                    f"{_ci(entry['delta'], 3)} | {_ci(entry['efficacy_ratio'])} | {_ci(entry['cohens_d'])} |")
+    for view, attrs in spectrum["views"].items():
+        fractions = " | ".join(f"{attrs[c]:.3f}" for c in columns)
+        rows.append(f"| {spectrum['layer']} | {view} | {attrs['count']} | {attrs['top_eigenvalue_ratio']:.3g} | "
+                    f"{fractions} | {attrs['participation_ratio']:.1f} | {attrs['randomized_max_rel_error']:.1e} |")
     return rows
 
 
-def _spectrum_rows(spectra: Sequence[dict]) -> list[str]:
-    rows = []
-    for attrs in spectra:
-        ranks = ", ".join(f"{key.removeprefix('rank_fraction_at_')}: {attrs[key]:.3f}"
-                          for key in sorted(attrs) if key.startswith("rank_fraction_at_"))
-        rows.append(f"| {attrs['model']} | {attrs['layer']} | {attrs['d']} | {attrs['count']} | {ranks} | "
-                    f"{attrs['participation_ratio']:.2f} | {attrs['randomized_max_rel_error']:.1e} |")
-    return rows
+def _spectrum_table(spectra: Sequence[dict]) -> list[str]:
+    if not spectra:
+        return []
+    columns = _fraction_columns(spectra[0]["views"])
+    header = " | ".join(c.removeprefix("fraction_of_d_").replace("_", " ") for c in columns)
+    return [
+        f"| layer | tokens | count | λ₁/λ₂ | {header} | participation ratio | rSVD top-k rel. error |",
+        "|---|---|---|---|" + "---|" * len(columns) + "---|---|",
+        *[row for spectrum in spectra for row in _spectrum_rows(spectrum, columns)],
+    ]
+
+
+def _model_section(model: str, results: Sequence[dict], spectra: Sequence[dict]) -> list[str]:
+    return [
+        f"## {model}",
+        "",
+        "### E1: are v and v + δ behaviourally equivalent?",
+        "",
+        E1_INTRO,
+        "",
+        "| trait | layer | Δ(v) | δ type | Δ(v+δ) | R | d(v, v+δ) |",
+        "|---|---|---|---|---|---|---|",
+        *[row for result in results for row in _e1_rows(result)],
+        "",
+        "### Activation-covariance spectra",
+        "",
+        SPECTRUM_INTRO,
+        "",
+        *_spectrum_table(spectra),
+        "",
+    ]
 
 
 def write_summary(results: Sequence[dict], spectra: Sequence[dict], figures: Sequence[str], output: str) -> None:
-    """Write the Markdown summary of E1 and the covariance spectra."""
-    lines = [
-        "# steerid summary",
-        "",
-        "## E1: are v and v + δ (δ ⟂ v, ‖δ‖ = ‖v‖) behaviourally equivalent?",
-        "",
-        "Δ is the mean trait score minus the α = 0 baseline; R = Δ(v+δ)/Δ(v); d is the paired Cohen's d "
-        "(d_av) of v+δ against v. Intervals are 95% cluster-bootstrap CIs over prompts. "
-        "Equivalence is only meaningful where Δ(v) itself is significant.",
-        "",
-        "| model | trait | layer | Δ(v) | δ type | Δ(v+δ) | R | d(v, v+δ) |",
-        "|---|---|---|---|---|---|---|---|",
-        *[row for result in results for row in _e1_rows(result)],
-        "",
-        "## Activation-covariance spectra",
-        "",
-        "Effective rank = eigenvalues above a fraction of the largest, as a fraction of d.",
-        "",
-        "| model | layer | d | tokens | rank fraction by threshold | participation ratio | rSVD vs LAPACK (top-k rel. error) |",
-        "|---|---|---|---|---|---|---|",
-        *_spectrum_rows(spectra),
-        "",
-        "## Figures",
-        "",
-        *[f"- `{figure}`" for figure in figures],
-        "",
-    ]
+    """Write the Markdown summary: one section per model, then the figures."""
+    models = list(dict.fromkeys([r["model"] for r in results] + [s["model"] for s in spectra]))
+    lines = ["# steerid summary", ""]
+    for model in models:
+        lines += _model_section(model, [r for r in results if r["model"] == model],
+                                [s for s in spectra if s["model"] == model])
+    lines += ["## Figures", "", *[f"- `{figure}`" for figure in figures], ""]
     atomic_write_text(output, "\n".join(lines))

@@ -1,4 +1,10 @@
-"""Covariance spectra and the sizes of their low-variance ("null") subspaces.
+"""Covariance spectra and robust sizes of their low-variance ("null") subspaces.
+
+On real activations a few attention-sink positions carry enormous variance (on SmolLM2,
+λ₁/λ₂ ≈ 3·10⁴), so a threshold relative to λ₁ alone reports rank 1 and a 99.8% "null space"
+that is an artefact. Every spectrum is therefore summarised several ways: ranks relative to
+λ₁, ranks that explain a fraction of the trace, the participation ratio — and the same again
+for the covariance with sink positions excluded.
 
 The exact decomposition comes from LAPACK (numpy ``eigh``): at d ≤ 4096 it costs seconds,
 gives every eigenvalue (effective ranks need the whole spectrum) and the bottom eigenvectors
@@ -13,47 +19,45 @@ from typing import Sequence
 
 import numpy as np
 
-from steerid.linalg import numerical_rank, randomized_eigh
+from steerid.linalg import explained_variance_rank, numerical_rank, participation_ratio, randomized_eigh
+
+VIEWS = ("all_tokens", "excluding_sinks")
 
 
 @dataclass(frozen=True)
 class Spectrum:
-    """Eigenpairs sorted by descending eigenvalue, plus rank summaries."""
+    """Eigenpairs sorted by descending eigenvalue, and the randomized cross-check."""
 
     eigenvalues: np.ndarray
     eigenvectors: np.ndarray
-    rank_thresholds: tuple[float, ...]
     randomized_top_k: int
     randomized_max_rel_error: float
 
-    @property
-    def dim(self) -> int:
-        return self.eigenvalues.size
-
-    def effective_rank(self, rtol: float) -> int:
-        """Eigenvalues above ``rtol`` × the largest."""
-        return numerical_rank(self.eigenvalues, rtol)
-
-    def participation_ratio(self) -> float:
-        """(Σλ)² / Σλ²: how many directions carry the variance."""
-        values = np.clip(self.eigenvalues, 0, None)
-        return float(values.sum() ** 2 / np.square(values).sum())
-
-    def summary(self) -> dict:
-        summary = {"d": self.dim, "participation_ratio": self.participation_ratio(),
+    def summary(self, rank_thresholds: Sequence[float], variance_fractions: Sequence[float]) -> dict:
+        """Ranks by every definition, each also as a fraction of d."""
+        d = self.eigenvalues.size
+        ranks = {f"rank_at_{rtol:g}_of_max": numerical_rank(self.eigenvalues, rtol) for rtol in rank_thresholds}
+        ranks |= {f"rank_for_{fraction:g}_of_variance": explained_variance_rank(self.eigenvalues, fraction)
+                  for fraction in variance_fractions}
+        summary = {"d": d, "participation_ratio": participation_ratio(self.eigenvalues),
+                   "top_eigenvalue_ratio": float(self.eigenvalues[0] / self.eigenvalues[1]),
                    "randomized_top_k": self.randomized_top_k, "randomized_max_rel_error": self.randomized_max_rel_error}
-        for rtol in self.rank_thresholds:
-            rank = self.effective_rank(rtol)
-            summary[f"rank_at_{rtol:g}"] = rank
-            summary[f"rank_fraction_at_{rtol:g}"] = rank / self.dim
+        for name, rank in ranks.items():
+            summary[name] = rank
+            summary[name.replace("rank", "fraction_of_d", 1)] = rank / d
         return summary
 
 
-def analyse(covariance: np.ndarray, top_k: int, rank_thresholds: Sequence[float], seed: int) -> Spectrum:
+def analyse(covariance: np.ndarray, top_k: int, seed: int, power_iters: int = 4) -> Spectrum:
     """Exact spectrum of ``covariance`` and the native randomized top-k as a cross-check."""
     values, vectors = np.linalg.eigh(covariance)
     values, vectors = values[::-1].copy(), np.ascontiguousarray(vectors[:, ::-1])
     k = min(top_k, values.size)
-    approx, _ = randomized_eigh(np.ascontiguousarray(covariance), k, seed=seed)
+    approx, _ = randomized_eigh(np.ascontiguousarray(covariance), k, power_iters=power_iters, seed=seed)
     error = float(np.max(np.abs(approx - values[:k]) / np.abs(values[:k])))
-    return Spectrum(values, vectors, tuple(rank_thresholds), k, error)
+    return Spectrum(values, vectors, k, error)
+
+
+def sink_mask(positions: np.ndarray, sink_positions: Sequence[int]) -> np.ndarray:
+    """True for rows whose in-sequence position is not an attention-sink position."""
+    return ~np.isin(positions, np.asarray(sink_positions, dtype=positions.dtype))

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from steerid import activations, perturb, plots, report, spectrum, store, vectors
 from steerid.generate import Sampling, generate_conditions
 from steerid.io import atomic_path, atomic_write_json
-from steerid.linalg import StreamingCovariance
+from steerid.streaming import covariance_from_hdf5
 from steerid.logs import log
 from steerid.models import check_layer, decoder_layers, load_model, prepare_model
 from steerid.prompts import load_background, read_prompt_set, write_prompt_set
@@ -27,6 +27,8 @@ from steerid.stats import compare_conditions
 
 BASELINE, REFERENCE = "baseline", "v"
 PERTURBATION_TYPES = ("orthogonal", "null", "top")
+# Perturbation subspaces come from the data manifold without the attention-sink outliers.
+PERTURBATION_VIEW = "excluding_sinks"
 
 
 @dataclass(frozen=True)
@@ -39,9 +41,9 @@ class Runtime:
     batch_size: int = 16
 
 
-def _open_model(model_manifest: str, layer: int, runtime: Runtime):
+def _open_model(model_dir: str, layer: int, runtime: Runtime):
     torch.set_num_threads(runtime.threads)
-    model, tokenizer, manifest = load_model(Path(model_manifest).parent, runtime.device, runtime.dtype)
+    model, tokenizer, manifest = load_model(Path(model_dir), runtime.device, runtime.dtype)
     check_layer(manifest, layer)
     log.info("loaded %s (%s, %d layers, d=%d) on %s", manifest.spec, manifest.architecture,
              manifest.n_layers, manifest.d_model, next(model.parameters()).device)
@@ -53,9 +55,9 @@ def _model_fields(manifest, layer: int, runtime: Runtime) -> dict:
             "layer": layer, "site": f"output of decoder layer {layer}", "dtype": runtime.dtype}
 
 
-def prepare(spec: str, revision: str | None, manifest_path: str) -> None:
-    """Resolve a model spec into the folder of ``manifest_path`` (model.json)."""
-    manifest = prepare_model(spec, Path(manifest_path).parent, revision)
+def prepare(spec: str, revision: str | None, model_dir: str) -> None:
+    """Resolve a model spec into ``model_dir`` (model.json and, for embedded models, the weights)."""
+    manifest = prepare_model(spec, Path(model_dir), revision)
     log.info("prepared %s: %s", spec, manifest)
 
 
@@ -64,9 +66,9 @@ def prompts(trait: str, n_pairs: int, n_eval: int, environments: Sequence[str], 
     write_prompt_set(output, trait=trait, n_pairs=n_pairs, n_eval=n_eval, environments=environments, seed=seed)
 
 
-def dump_contrast(model_manifest: str, prompt_set: str, layer: int, runtime: Runtime, params: Mapping, output: str) -> None:
+def dump_contrast(model_dir: str, prompt_set: str, layer: int, runtime: Runtime, params: Mapping, output: str) -> None:
     """Last-prompt-token activations of the positive and negative contrast prompts."""
-    model, tokenizer, manifest, site = _open_model(model_manifest, layer, runtime)
+    model, tokenizer, manifest, site = _open_model(model_dir, layer, runtime)
     pairs = read_prompt_set(prompt_set)["pairs"]
     arrays = {pole: activations.last_token(model, tokenizer, site, [p[pole] for p in pairs], runtime.batch_size)
               for pole in ("positive", "negative")}
@@ -75,10 +77,10 @@ def dump_contrast(model_manifest: str, prompt_set: str, layer: int, runtime: Run
     log.info("wrote %d contrast pairs of d=%d", len(pairs), arrays["positive"].shape[1])
 
 
-def dump_background(model_manifest: str, layer: int, n_texts: int, max_length: int, runtime: Runtime,
+def dump_background(model_dir: str, layer: int, n_texts: int, max_length: int, runtime: Runtime,
                     params: Mapping, output: str) -> None:
     """Token-level activations of the background texts, streamed to HDF5 batch by batch."""
-    model, tokenizer, manifest, site = _open_model(model_manifest, layer, runtime)
+    model, tokenizer, manifest, site = _open_model(model_dir, layer, runtime)
     texts = load_background()[:n_texts]
     attrs = store.provenance(params, positions="all prompt tokens", **_model_fields(manifest, layer, runtime))
     with store.create(output, attrs) as handle:
@@ -103,37 +105,49 @@ def steering_vector(contrast: str, params: Mapping, output: str) -> None:
     log.info("‖v‖ = %.3f, mean ‖h‖ = %.3f", np.linalg.norm(v), residual_norm)
 
 
-def covariance(background: str, chunk_rows: int, params: Mapping, output: str) -> None:
-    """Activation covariance streamed through the native accumulator (memory O(d²) whatever N)."""
+def covariance(background: str, chunk_rows: int, sink_positions: Sequence[int], params: Mapping, output: str) -> None:
+    """Covariances of all background tokens and of the tokens off the attention-sink positions.
+
+    Streamed through the native accumulator with a prefetching reader: memory O(d²) whatever N.
+    """
     source = store.read_attrs(background)
-    accumulator = None
-    for block in store.iter_blocks(background, "activations", chunk_rows):
-        accumulator = accumulator or StreamingCovariance(block.shape[1])
-        accumulator.update(block)
-    if accumulator is None:
-        raise ValueError(f"{background} holds no activations")
-    attrs = store.provenance(params, model=source["model"], layer=int(source["layer"]), count=accumulator.count)
-    store.write(output, {"covariance": accumulator.covariance(ddof=1), "mean": accumulator.mean}, attrs)
-    log.info("covariance of %d tokens, d=%d", accumulator.count, accumulator.dim)
+    (positions,) = store.read(background, "position")
+    masks = {"all_tokens": None, "excluding_sinks": spectrum.sink_mask(positions, sink_positions)}
+    attrs = store.provenance(params, model=source["model"], layer=int(source["layer"]), sink_positions=list(sink_positions))
+    with store.create(output, attrs) as handle:
+        for view, mask in masks.items():
+            accumulator = covariance_from_hdf5(background, "activations", chunk_rows, where=mask)
+            group = handle.create_group(view)
+            group.create_dataset("covariance", data=accumulator.covariance(ddof=1))
+            group.create_dataset("mean", data=accumulator.mean)
+            group.attrs["count"] = accumulator.count
+            log.info("%s: covariance of %d tokens, d=%d", view, accumulator.count, accumulator.dim)
 
 
-def spectrum_stage(covariance_file: str, top_k: int, rank_thresholds: Sequence[float], seed: int,
-                   params: Mapping, output: str) -> None:
-    """Eigen-decomposition of the covariance with effective ranks, cross-checked by the native rSVD."""
-    (matrix,) = store.read(covariance_file, "covariance")
+def spectrum_stage(covariance_file: str, top_k: int, rank_thresholds: Sequence[float],
+                   variance_fractions: Sequence[float], seed: int, params: Mapping, output: str) -> None:
+    """Spectra of both covariances with every rank definition; eigenvectors of the sink-free one."""
     source = store.read_attrs(covariance_file)
-    result = spectrum.analyse(matrix, top_k, rank_thresholds, seed)
-    attrs = store.provenance(params, model=source["model"], layer=int(source["layer"]), count=int(source["count"]),
-                             **result.summary())
-    store.write(output, {"eigenvalues": result.eigenvalues, "eigenvectors": result.eigenvectors.astype(np.float32)}, attrs)
-    log.info("spectrum: %s", result.summary())
+    attrs = store.provenance(params, model=source["model"], layer=int(source["layer"]),
+                             sink_positions=source["sink_positions"])
+    with store.open_complete(covariance_file) as covariances, store.create(output, attrs) as handle:
+        for view in spectrum.VIEWS:
+            result = spectrum.analyse(covariances[view]["covariance"][()], top_k, seed)
+            summary = {"count": int(covariances[view].attrs["count"]),
+                       **result.summary(rank_thresholds, variance_fractions)}
+            group = handle.create_group(view)
+            group.create_dataset("eigenvalues", data=result.eigenvalues)
+            group.attrs.update(summary)
+            if view == PERTURBATION_VIEW:
+                group.create_dataset("eigenvectors", data=result.eigenvectors.astype(np.float32))
+            log.info("%s spectrum: %s", view, summary)
 
 
 def perturbations(vector_file: str, spectrum_file: str, n_orthogonal: int, n_null: int, n_top: int,
                   null_fraction: float, top_k: int, seed: int, params: Mapping, output: str) -> None:
     """δ of every type: random ⟂ v, low-variance subspace ⟂ v, top-variance subspace ⟂ v (positive control)."""
     (v,) = store.read(vector_file, "mean_difference")
-    (eigenvectors,) = store.read(spectrum_file, "eigenvectors")
+    (eigenvectors,) = store.read(spectrum_file, f"{PERTURBATION_VIEW}/eigenvectors")
     eigenvectors = eigenvectors.astype(np.float64)
     null_k = max(n_null + 1, int(round(null_fraction * v.size)))
     deltas = {
@@ -157,10 +171,10 @@ def conditions_from(perturbations_file: str, alpha: float) -> dict[str, torch.Te
     return {name: torch.from_numpy(vector).float() for name, vector in conditions.items()}
 
 
-def evaluate(model_manifest: str, prompt_set: str, perturbations_file: str, layer: int, alpha: float, positions: str,
+def evaluate(model_dir: str, prompt_set: str, perturbations_file: str, layer: int, alpha: float, positions: str,
              sampling: Mapping, n_samples: int, environment: str, seed: int, runtime: Runtime, output: str) -> None:
     """Steered generations for every condition × evaluation prompt × sample, as JSON lines."""
-    model, tokenizer, manifest, site = _open_model(model_manifest, layer, runtime)
+    model, tokenizer, manifest, site = _open_model(model_dir, layer, runtime)
     prompts_ = read_prompt_set(prompt_set)["eval"][environment]
     conditions = conditions_from(perturbations_file, alpha)
     total = len(conditions) * len(prompts_) * n_samples
@@ -229,8 +243,15 @@ def figure(stats_files: Sequence[str], dpi: int, output: str) -> None:
     plots.e1_orthogonal([json.loads(Path(f).read_text()) for f in stats_files], output, dpi)
 
 
+def spectrum_summaries(path: str) -> dict:
+    """Model, layer, and the summary attributes of each spectrum view of one spectra file."""
+    with store.open_complete(path) as handle:
+        views = {view: dict(handle[view].attrs) for view in spectrum.VIEWS}
+        return {"model": handle.attrs["model"], "layer": int(handle.attrs["layer"]), "views": views}
+
+
 def summary(stats_files: Sequence[str], spectrum_files: Sequence[str], figure_files: Sequence[str], output: str) -> None:
     """results/summary.md: each E1 claim with this run's numbers."""
     results = [json.loads(Path(f).read_text()) for f in stats_files]
-    spectra = [store.read_attrs(f) for f in spectrum_files]
+    spectra = [spectrum_summaries(f) for f in spectrum_files]
     report.write_summary(results, spectra, figure_files, output)

@@ -1,0 +1,24 @@
+// Memory-bound passes over a caller-owned row-major float16/32/64 block: column moments and
+// the float64 conversion with centring, each over a row range so that callers can split the
+// rows between threads. Nothing here touches Python or throws.
+#pragma once
+
+#include "dense_block.hpp"
+
+namespace steerid {
+
+// sum[j] += sum_i x_ij and sumsq[j] += sum_i x_ij^2 over rows [r0, r1), in float64.
+// A NaN/Inf entry makes the column's sum non-finite, which is how callers detect it cheaply.
+void accumulate_moments(const RowMajorView& view, Index r0, Index r1, double* sum, double* sumsq);
+
+// out[j] += sum_i (x_ij - mu_j)^2 over rows [r0, r1), in float64.
+void accumulate_centred_sumsq(const RowMajorView& view, Index r0, Index r1, const double* mu, double* out);
+
+// dst[(i - r0) * d + j] = double(x_ij) - mu[j] for rows [r0, r1): dst is a row-major
+// (r1 - r0, d) float64 buffer, i.e. a column-major (d, r1 - r0) matrix whose columns are rows.
+void convert_centred(const RowMajorView& view, Index r0, Index r1, const double* mu, double* dst);
+
+// Whether float16 rows are converted with the F16C instructions (else a portable scalar path).
+bool half_conversion_uses_f16c();
+
+}  // namespace steerid

@@ -1,0 +1,310 @@
+"""The test config through a real single-node SLURM cluster, compared with a local run.
+
+tests/slurm/bring_up.sh starts munged, MariaDB, slurmdbd, slurmctld and slurmd on localhost (Debian
+packages, no systemd) and installs the Snakemake SLURM executor plugin; the workflow then runs with
+`--profile profiles/slurm` while the same config runs locally in another directory. The cluster is
+torn down (jobs cancelled, daemons stopped by PID file) after the module's tests.
+
+Needs root and apt-get (skipped with the reason otherwise). Run with `pytest -m slurm`.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_CONFIG = REPO / "tests" / "config" / "test.yaml"
+PROFILE = REPO / "profiles" / "slurm"
+BRING_UP = REPO / "tests" / "slurm" / "bring_up.sh"
+TEAR_DOWN = REPO / "tests" / "slurm" / "tear_down.sh"
+UNAVAILABLE = 77  # bring_up.sh: SLURM cannot be installed or started here
+
+# The test cluster's names (passed to bring_up.sh, and to Snakemake in place of the profile's).
+PARTITION, ACCOUNT = "debug", "steerid_ci"
+USER = getpass.getuser()
+NODE_CPUS = 2  # the smallest machine this runs on; model rules ask for config runtime.threads
+
+# Hard limits (seconds). The test config is 13 cluster jobs of 5-60 s each on 2 CPUs.
+BRING_UP_LIMIT = 900  # a fresh machine installs about 30 packages
+SNAKEMAKE_LIMIT = 540  # per workflow run, enforced with SIGINT so the plugin cancels its jobs
+KILL_AFTER = 60  # then SIGKILL
+TEAR_DOWN_LIMIT = 300
+RTOL = ATOL = 1e-12
+
+SUBMITTED = re.compile(r"^Job (\d+) has been submitted with SLURM jobid (\d+)", re.M)
+REMOTE_RULE = re.compile(r"^rule (\w+):$", re.M)
+LOCAL_RULE = re.compile(r"^localrule (\w+):$", re.M)
+
+pytestmark = pytest.mark.slurm
+
+
+@dataclass
+class Run:
+    workdir: Path
+    returncode: int
+    log: str
+    seconds: float
+
+    def tail(self, n: int = 6000) -> str:
+        return f"exit {self.returncode} after {self.seconds:.0f} s; log tail:\n{self.log[-n:]}"
+
+
+@dataclass
+class Runs:
+    slurm: Run
+    local: Run
+
+
+def cluster_env() -> dict[str, str]:
+    return {**os.environ, "PYTHON": sys.executable, "STEERID_SLURM_PARTITION": PARTITION,
+            "STEERID_SLURM_ACCOUNT": ACCOUNT, "STEERID_SLURM_USER": USER}
+
+
+def snakemake_command(workdir: Path, *args: str) -> list[str]:
+    return ["timeout", "--foreground", "-s", "INT", "-k", str(KILL_AFTER), str(SNAKEMAKE_LIMIT),
+            sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+            "--configfile", str(TEST_CONFIG), *args]
+
+
+def slurm_arguments() -> list[str]:
+    """The production profile, with this cluster's partition and account and the CI-only speedups.
+
+    A --default-resources on the command line replaces the profile's whole list, so the profile's
+    other defaults are passed along with the two overrides.
+    """
+    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    defaults = {**profile["default-resources"], "slurm_partition": PARTITION, "slurm_account": ACCOUNT}
+    return ["--profile", str(PROFILE), "--workflow-profile", "none", "--max-threads", str(NODE_CPUS),
+            "--slurm-init-seconds-before-status-checks", "5",
+            "--default-resources", *(f"{key}={value}" for key, value in defaults.items())]
+
+
+def start(command: list[str], log_path: Path) -> tuple[subprocess.Popen, float]:
+    with open(log_path, "w") as log:
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL), time.monotonic()
+
+
+def finish(process: subprocess.Popen, started: float, workdir: Path, log_path: Path) -> Run:
+    try:  # `timeout` ends it within SNAKEMAKE_LIMIT + KILL_AFTER; this is only a backstop
+        returncode = process.wait(timeout=SNAKEMAKE_LIMIT + KILL_AFTER + 60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        returncode = process.wait()
+    return Run(workdir, returncode, log_path.read_text(errors="replace"), time.monotonic() - started)
+
+
+def stop(process: subprocess.Popen | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=KILL_AFTER)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def sacct(job_ids: list[str], fields: str) -> list[dict[str, str]]:
+    names = fields.split(",")
+    output = subprocess.run(["sacct", "-n", "-X", "-P", "-j", ",".join(job_ids), "-o", fields],
+                            capture_output=True, text=True, timeout=30, check=True).stdout
+    return [dict(zip(names, line.split("|"))) for line in output.splitlines() if line]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> Runs:
+    if os.geteuid() != 0:
+        pytest.skip("the SLURM test brings up slurmctld/slurmd/slurmdbd/MariaDB and needs root")
+    logs = tmp_path_factory.mktemp("logs")
+    local = None
+    try:
+        try:
+            up = subprocess.run(["bash", str(BRING_UP)], env=cluster_env(), capture_output=True, text=True,
+                                timeout=BRING_UP_LIMIT)
+        except subprocess.TimeoutExpired as err:
+            pytest.fail(f"bring_up.sh ran past {BRING_UP_LIMIT} s:\n{(err.stderr or b'')[-4000:]!r}")
+        if up.returncode == UNAVAILABLE:
+            reasons = [line for line in up.stderr.splitlines() if "UNAVAILABLE" in line]
+            pytest.skip(f"no SLURM cluster here: {reasons[-1] if reasons else up.stderr[-500:]}")
+        assert up.returncode == 0, f"bring_up.sh exited {up.returncode}:\n{up.stdout[-2000:]}\n{up.stderr[-8000:]}"
+
+        # The local reference run shares the 2 CPUs with the cluster jobs; it fills the gaps while
+        # SLURM schedules and the plugin polls, and neither run's numbers depend on the other.
+        local_dir, slurm_dir = tmp_path_factory.mktemp("local"), tmp_path_factory.mktemp("slurm")
+        local, local_started = start(snakemake_command(local_dir, "--cores", str(NODE_CPUS)), logs / "local.log")
+        process, slurm_started = start(snakemake_command(slurm_dir, *slurm_arguments()), logs / "slurm.log")
+        slurm = finish(process, slurm_started, slurm_dir, logs / "slurm.log")
+        print(f"SLURM run: exit {slurm.returncode} in {slurm.seconds:.0f} s (log {logs / 'slurm.log'})")
+        local_run = finish(local, local_started, local_dir, logs / "local.log")
+        print(f"local run: exit {local_run.returncode} in {local_run.seconds:.0f} s")
+        yield Runs(slurm, local_run)
+    finally:
+        stop(local)
+        if subprocess.run(["which", "scancel"], capture_output=True).returncode == 0:
+            subprocess.run(["scancel", "-u", USER], capture_output=True, timeout=30)
+        down = subprocess.run(["bash", str(TEAR_DOWN)], env=cluster_env(), capture_output=True, text=True,
+                              timeout=TEAR_DOWN_LIMIT)
+        print(down.stderr[-2000:])
+        assert down.returncode == 0, f"tear_down.sh exited {down.returncode}:\n{down.stderr[-4000:]}"
+
+
+def test_snakemake_succeeds_under_slurm(runs):
+    assert runs.slurm.returncode == 0, runs.slurm.tail()
+    assert "Nothing to be done" not in runs.slurm.log
+    assert runs.local.returncode == 0, runs.local.tail()
+
+
+def submitted_jobs(run: Run) -> dict[str, str]:
+    """SLURM job id -> rule, from each job's block in Snakemake's log (`rule X:` ... `submitted`)."""
+    jobs = {}
+    for block in re.split(r"\n(?=\[[^\]]+\]\n(?:local)?rule \w+:)", run.log):
+        rule, submitted = REMOTE_RULE.search(block), SUBMITTED.search(block)
+        if rule and submitted:
+            jobs[submitted.group(2)] = rule.group(1)
+    return jobs
+
+
+def test_every_non_local_job_was_submitted_to_slurm(runs):
+    assert runs.slurm.returncode == 0, runs.slurm.tail()
+    log = runs.slurm.log
+    remote_jobs, submissions = REMOTE_RULE.findall(log), SUBMITTED.findall(log)
+    assert remote_jobs, "no job ran as a cluster job"
+    assert len(submissions) == len(remote_jobs), (remote_jobs, submissions)
+    assert len({slurm_id for _, slurm_id in submissions}) == len(submissions)
+    # The same DAG as the local run: every local `rule` job became a SLURM job; only `localrule`s stayed.
+    local_jobs = REMOTE_RULE.findall(runs.local.log)
+    assert sorted(remote_jobs) == sorted(local_jobs)
+    assert set(LOCAL_RULE.findall(log)) == set(LOCAL_RULE.findall(runs.local.log))
+    assert {"prepare_model", "dump_contrast", "dump_background", "covariance", "spectrum", "evaluate"} <= set(remote_jobs)
+
+
+def test_sacct_shows_the_jobs_completed_with_their_resources(runs):
+    assert runs.slurm.returncode == 0, runs.slurm.tail()
+    jobs = submitted_jobs(runs.slurm)
+    assert len(jobs) == len(SUBMITTED.findall(runs.slurm.log))
+    fields = "JobID,State,ExitCode,Account,Partition,AllocCPUS,ReqMem,Timelimit"
+    deadline = time.monotonic() + 30
+    while len(rows := sacct(list(jobs), fields)) < len(jobs) and time.monotonic() < deadline:
+        time.sleep(1)  # slurmdbd records a finished job a moment after slurmctld
+    by_id = {row["JobID"]: row for row in rows}
+    assert set(by_id) == set(jobs), f"sacct lacks {set(jobs) - set(by_id)}"
+    requested = job_resources(runs.slurm.log)
+    for job_id, row in by_id.items():
+        assert (row["State"], row["ExitCode"]) == ("COMPLETED", "0:0"), (jobs[job_id], row)
+        assert (row["Account"], row["Partition"]) == (ACCOUNT, PARTITION), (jobs[job_id], row)
+        threads, mem_mb, runtime = requested[job_id]
+        assert int(row["AllocCPUS"]) == threads, (jobs[job_id], row)
+        assert row["ReqMem"] == f"{mem_mb}M", (jobs[job_id], row)
+        hours, minutes = divmod(runtime, 60)
+        assert row["Timelimit"] in (f"{hours:02d}:{minutes:02d}:00", f"0-{hours:02d}:{minutes:02d}:00"), (jobs[job_id], row)
+
+
+def job_resources(log: str) -> dict[str, tuple[int, int, int]]:
+    """SLURM job id -> (threads, mem_mb, runtime) as Snakemake printed them for the job."""
+    requested = {}
+    for block in re.split(r"\n(?=\[[^\]]+\]\n(?:local)?rule \w+:)", log):
+        submitted = SUBMITTED.search(block)
+        resources = re.search(r"^\s+resources: (.*)$", block, re.M)
+        if not (submitted and resources):
+            continue
+        threads = re.search(r"^\s+threads: (\d+)$", block, re.M)
+        values = dict(item.split("=", 1) for item in resources.group(1).split(", "))
+        requested[submitted.group(2)] = (int(threads.group(1)) if threads else 1, int(values["mem_mb"]),
+                                         int(values["runtime"]))
+    return requested
+
+
+def result_files(run: Run) -> set[str]:
+    return {str(path.relative_to(run.workdir)) for path in (run.workdir / "results").rglob("*") if path.is_file()}
+
+
+def test_outputs_exist(runs):
+    assert runs.slurm.returncode == 0, runs.slurm.tail()
+    results = runs.slurm.workdir / "results"
+    summary = (results / "summary.md").read_text()
+    assert "| smollm2-135m | sentiment | 15 |" in summary
+    figure = (results / "figures" / "e1_orthogonal.png").read_bytes()
+    assert figure.startswith(b"\x89PNG") and len(figure) > 10_000
+    stats = sorted(results.glob("*/stats/**/*.json"))
+    assert stats and all(json.loads(path.read_text()) for path in stats)
+    assert result_files(runs.slurm) == result_files(runs.local)
+
+
+def assert_same_tree(slurm, local, where: str) -> None:
+    """JSON values equal; numbers to RTOL/ATOL (NaN equals NaN)."""
+    if isinstance(local, dict):
+        assert isinstance(slurm, dict) and slurm.keys() == local.keys(), where
+        for key in local:
+            assert_same_tree(slurm[key], local[key], f"{where}/{key}")
+    elif isinstance(local, list):
+        assert isinstance(slurm, list) and len(slurm) == len(local), where
+        for index, (a, b) in enumerate(zip(slurm, local)):
+            assert_same_tree(a, b, f"{where}[{index}]")
+    elif isinstance(local, float) and not isinstance(local, bool):
+        assert isinstance(slurm, (int, float)), where
+        assert (math.isnan(local) and math.isnan(slurm)) or math.isclose(slurm, local, rel_tol=RTOL, abs_tol=ATOL), \
+            f"{where}: SLURM {slurm!r} vs local {local!r}"
+    else:
+        assert slurm == local, f"{where}: SLURM {slurm!r} vs local {local!r}"
+
+
+def test_stats_equal_the_local_run(runs):
+    assert runs.slurm.returncode == 0 and runs.local.returncode == 0, (runs.slurm.tail(), runs.local.tail())
+    paths = sorted(p.relative_to(runs.local.workdir) for p in (runs.local.workdir / "results").glob("*/stats/**/*.json"))
+    assert paths
+    for relative in paths:
+        assert_same_tree(json.loads((runs.slurm.workdir / relative).read_text()),
+                         json.loads((runs.local.workdir / relative).read_text()), str(relative))
+
+
+def h5_datasets(path: Path) -> dict[str, np.ndarray]:
+    arrays = {}
+    with h5py.File(path, "r") as handle:
+        handle.visititems(lambda name, obj: arrays.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+    return arrays
+
+
+@pytest.mark.parametrize("pattern", ["*/covariance/*.h5", "*/activations/**/*.h5", "*/spectra/*.h5",
+                                     "*/vectors/**/*.h5", "*/perturbations/**/*.h5", "*/scores/**/*.h5"])
+def test_hdf5_datasets_equal_the_local_run(runs, pattern):
+    """Same seeds, same CPU, same thread counts: every array agrees to 1e-12 (in practice bit for bit)."""
+    assert runs.slurm.returncode == 0 and runs.local.returncode == 0, (runs.slurm.tail(), runs.local.tail())
+    paths = sorted(p.relative_to(runs.local.workdir) for p in (runs.local.workdir / "results").glob(pattern))
+    assert paths, pattern
+    for relative in paths:
+        slurm, local = h5_datasets(runs.slurm.workdir / relative), h5_datasets(runs.local.workdir / relative)
+        assert slurm.keys() == local.keys(), relative
+        for name, expected in local.items():
+            actual = slurm[name]
+            assert actual.shape == expected.shape and actual.dtype == expected.dtype, (relative, name)
+            if np.issubdtype(expected.dtype, np.floating):
+                np.testing.assert_allclose(actual, expected, rtol=RTOL, atol=ATOL, equal_nan=True,
+                                           err_msg=f"{relative}:{name}")
+            else:
+                np.testing.assert_array_equal(actual, expected, err_msg=f"{relative}:{name}")
+
+
+def test_generations_equal_the_local_run(runs):
+    """One torch.Generator per (prompt, sample) seeded from config: the sampled text is identical."""
+    assert runs.slurm.returncode == 0 and runs.local.returncode == 0, (runs.slurm.tail(), runs.local.tail())
+    paths = sorted(p.relative_to(runs.local.workdir) for p in (runs.local.workdir / "results").glob("*/generations/**/*.jsonl"))
+    assert paths
+    for relative in paths:
+        slurm = [json.loads(line) for line in (runs.slurm.workdir / relative).read_text().splitlines()]
+        local = [json.loads(line) for line in (runs.local.workdir / relative).read_text().splitlines()]
+        assert_same_tree(slurm, local, str(relative))
