@@ -368,32 +368,62 @@ d : int
              py::arg("d"))
         .def(
             "update",
-            [](StreamingCovariance& self, const py::object& X) {
-                const RowMajorView view = float_matrix_view(X, "StreamingCovariance.update", "X", true);
+            [](StreamingCovariance& self, const py::object& X, const py::object& where) {
+                const std::string who = "StreamingCovariance.update";
+                const RowMajorView view = float_matrix_view(X, who, "X", true);
                 if (view.cols != self.dim()) {
-                    throw py::value_error("StreamingCovariance.update: block has " + std::to_string(view.cols) +
+                    throw py::value_error(who + ": block has " + std::to_string(view.cols) +
                                           " columns, accumulator has d=" + std::to_string(self.dim()));
+                }
+                const std::uint8_t* mask = nullptr;
+                py::array mask_array;
+                if (!where.is_none()) {
+                    if (!py::isinstance<py::array>(where) ||
+                        py::reinterpret_borrow<py::array>(where).dtype().kind() != 'b') {
+                        throw py::type_error(who + ": where must be a numpy.ndarray of bool (a row mask), got " +
+                                             (py::isinstance<py::array>(where)
+                                                  ? "dtype " + std::string(py::str(
+                                                                   py::reinterpret_borrow<py::array>(where).dtype()))
+                                                  : type_name(where)));
+                    }
+                    mask_array = py::reinterpret_borrow<py::array>(where);
+                    if (mask_array.ndim() != 1 || mask_array.shape(0) != static_cast<py::ssize_t>(view.rows)) {
+                        throw py::value_error(who + ": where has shape " + shape_string(mask_array) + "; expected (" +
+                                              std::to_string(view.rows) + ",), one entry per row of X");
+                    }
+                    if (!(mask_array.flags() & py::array::c_style)) {
+                        throw py::value_error(who + ": where is not contiguous; pass np.ascontiguousarray(where)");
+                    }
+                    mask = static_cast<const std::uint8_t*>(mask_array.data());
                 }
                 ensure_blas();
                 py::gil_scoped_release release;
-                self.update(view);
+                self.update(view, mask);
             },
-            py::arg("X"), R"doc(
-Add the rows of ``X`` to the accumulator.
+            py::arg("X"), py::arg("where") = py::none(), R"doc(
+Add the rows of ``X`` (or only those where ``where`` is True) to the accumulator.
 
 Parameters
 ----------
 X : numpy.ndarray, shape (n, d), dtype float16, float32 or float64, C-contiguous
-    The block, read in place (no copy); n may be 0.
+    The block, read in place (no copy); n may be 0. float16/float32 are widened to float64
+    and centred on the block mean in one pass over all cores; the scatter is added with one
+    symmetric rank-k update (BLAS dsyrk) per internal block of rows, then merged (Chan).
+where : numpy.ndarray of bool, shape (n,), optional
+    Row mask: only rows with True are added (no copy of X is made). Rows left out are not
+    read, so they may hold anything, NaN included.
 
 Raises
 ------
 TypeError
-    ``X`` is not a numpy array or has another dtype (e.g. int64, complex128).
+    ``X`` is not a numpy array or has another dtype (e.g. int64, complex128); ``where`` is
+    not a bool array.
 ValueError
     ``X`` is not 2-D, has a number of columns other than ``d``, is not C-contiguous (pass
-    ``np.ascontiguousarray(X)``), or holds NaN/Inf (the message gives how many and the first
-    (row, col)). A rejected block leaves the accumulator unchanged.
+    ``np.ascontiguousarray(X)``) or not aligned, holds NaN/Inf in a selected row (the message
+    gives how many and the first (row, col)), or holds values so large that the scatter would
+    overflow float64; ``where`` has the wrong shape. A rejected block leaves the accumulator
+    unchanged.
 )doc")
         .def(
             "merge",
@@ -631,6 +661,9 @@ max_k (1 <= max_k <= d) out of range.
     m.def(
         "_set_lapack_factorisations", [](bool on) { steerid::blas::set_lapack_factorisations(on); }, py::arg("on"),
         "Tuning hook: True sends the QR and small eigenproblems of the randomized solvers to LAPACK.");
+    m.def(
+        "_set_threads", [](int threads) { steerid::set_threads_override(threads); }, py::arg("threads"),
+        "Tuning/testing hook: threads of the conversion/centring passes (0 restores the CPU count).");
     m.def(
         "_set_block_rows",
         [](std::int64_t rows) { StreamingCovariance::set_block_rows_override(static_cast<Index>(rows)); },

@@ -75,33 +75,34 @@ inline void convert_row(const T* row, Index d, const double* __restrict mu, doub
     }
 }
 
-// Applies `kernel(row_pointer, i)` to rows [r0, r1) of the view; float16 rows are first widened
-// to a float buffer (exact), so the kernels only ever see float or double.
+// Applies `kernel(row_pointer, t)` to positions [t0, t1) (row rows[t], or t without a list);
+// float16 rows are first widened to a float buffer (exact), so kernels see float or double only.
 template <typename Kernel>
-void for_rows(const RowMajorView& view, Index r0, Index r1, Kernel&& kernel) {
+void for_rows(const RowMajorView& view, const Index* rows, Index t0, Index t1, Kernel&& kernel) {
     const Index d = view.cols;
+    auto row_of = [rows](Index t) { return rows ? rows[t] : t; };
     switch (view.kind) {
         case ScalarKind::f16: {
             const auto* base = static_cast<const std::uint16_t*>(view.data);
             std::vector<float> buffer(static_cast<size_t>(d));
             const HalfRowFn widen = half_row_fn();
-            for (Index i = r0; i < r1; ++i) {
-                widen(base + i * d, buffer.data(), d);
-                kernel(static_cast<const float*>(buffer.data()), i);
+            for (Index t = t0; t < t1; ++t) {
+                widen(base + row_of(t) * d, buffer.data(), d);
+                kernel(static_cast<const float*>(buffer.data()), t);
             }
             break;
         }
         case ScalarKind::f32: {
             const auto* base = static_cast<const float*>(view.data);
-            for (Index i = r0; i < r1; ++i) {
-                kernel(base + i * d, i);
+            for (Index t = t0; t < t1; ++t) {
+                kernel(base + row_of(t) * d, t);
             }
             break;
         }
         case ScalarKind::f64: {
             const auto* base = static_cast<const double*>(view.data);
-            for (Index i = r0; i < r1; ++i) {
-                kernel(base + i * d, i);
+            for (Index t = t0; t < t1; ++t) {
+                kernel(base + row_of(t) * d, t);
             }
             break;
         }
@@ -112,19 +113,22 @@ void for_rows(const RowMajorView& view, Index r0, Index r1, Kernel&& kernel) {
 
 bool half_conversion_uses_f16c() { return half_row_fn() != &half_row_portable; }
 
-void accumulate_moments(const RowMajorView& view, Index r0, Index r1, double* sum, double* sumsq) {
+void accumulate_moments(const RowMajorView& view, const Index* rows, Index t0, Index t1, double* sum,
+                        double* sumsq) {
     const Index d = view.cols;
-    for_rows(view, r0, r1, [&](const auto* row, Index) { moments_row(row, d, sum, sumsq); });
+    for_rows(view, rows, t0, t1, [&](const auto* row, Index) { moments_row(row, d, sum, sumsq); });
 }
 
-void accumulate_centred_sumsq(const RowMajorView& view, Index r0, Index r1, const double* mu, double* out) {
+void accumulate_centred_sumsq(const RowMajorView& view, const Index* rows, Index t0, Index t1, const double* mu,
+                              double* out) {
     const Index d = view.cols;
-    for_rows(view, r0, r1, [&](const auto* row, Index) { centred_sumsq_row(row, d, mu, out); });
+    for_rows(view, rows, t0, t1, [&](const auto* row, Index) { centred_sumsq_row(row, d, mu, out); });
 }
 
-void convert_centred(const RowMajorView& view, Index r0, Index r1, const double* mu, double* dst) {
+void convert_centred(const RowMajorView& view, const Index* rows, Index t0, Index t1, const double* mu,
+                     double* dst) {
     const Index d = view.cols;
-    for_rows(view, r0, r1, [&](const auto* row, Index i) { convert_row(row, d, mu, dst + (i - r0) * d); });
+    for_rows(view, rows, t0, t1, [&](const auto* row, Index t) { convert_row(row, d, mu, dst + (t - t0) * d); });
 }
 
 }  // namespace steerid

@@ -59,8 +59,9 @@ inline double half_to_double(std::uint16_t h) {
 
 inline bool half_is_finite(std::uint16_t h) { return (h & 0x7C00u) != 0x7C00u; }
 
-// Counts the non-finite entries of a row-major view and throws std::invalid_argument naming how
-// many there are and the first (row, col). `what` names the argument in the message.
-void require_finite(const RowMajorView& view, const std::string& what);
+// Counts the non-finite entries of a row-major view (only rows with where[i] != 0 when a row mask
+// is given) and throws std::invalid_argument naming how many there are and the first (row, col).
+// `what` names the argument in the message.
+void require_finite(const RowMajorView& view, const std::string& what, const std::uint8_t* where = nullptr);
 
 }  // namespace steerid

@@ -1,12 +1,24 @@
 #include "parallel.hpp"
 
+#include <atomic>
+
 #if defined(__linux__)
 #include <sched.h>
 #endif
 
 namespace steerid {
 
+namespace {
+std::atomic<int> g_threads_override{0};
+}  // namespace
+
+void set_threads_override(int threads) { g_threads_override.store(std::max(threads, 0)); }
+
 int available_cpus() {
+    const int forced = g_threads_override.load(std::memory_order_relaxed);
+    if (forced > 0) {
+        return std::min(forced, 16);
+    }
     static const int cpus = []() {
         int n = 0;
 #if defined(__linux__)

@@ -15,20 +15,24 @@
 
 namespace steerid {
 
-// Number of CPUs this process may run on (sched affinity on Linux), capped to [1, 16].
+// Number of CPUs this process may run on (sched affinity on Linux), capped to [1, 16], unless
+// set_threads_override(n > 0) forces n (tuning/testing hook; 0 restores the default).
 int available_cpus();
+void set_threads_override(int threads);
 
 // Calls fn(begin, end, part) on disjoint contiguous ranges covering [0, n), using up to
 // available_cpus() threads (the caller runs part 0) but only as many as give each at least
 // `min_per_part` items. Exceptions thrown by fn are re-thrown in the caller after all joined.
+// `max_parts` (default: available_cpus()) bounds the part index, for callers that allocate
+// per-part buffers.
 template <typename Fn>
-void parallel_for(Eigen::Index n, Eigen::Index min_per_part, Fn&& fn) {
+void parallel_for(Eigen::Index n, Eigen::Index min_per_part, Fn&& fn, int max_parts = 0) {
     using Eigen::Index;
     if (n <= 0) {
         return;
     }
     const Index by_work = std::max<Index>(1, n / std::max<Index>(1, min_per_part));
-    const Index parts = std::min<Index>(by_work, available_cpus());
+    const Index parts = std::min<Index>(by_work, max_parts > 0 ? max_parts : available_cpus());
     if (parts <= 1) {
         fn(Index(0), n, Index(0));
         return;

@@ -77,7 +77,8 @@ CheckPart check_matrix(const T* data, Index d) {
     constexpr Index tile = 64;
     const Index tiles = (d + tile - 1) / tile;
     const Index pairs = (tiles + 1) / 2;  // tile p with tile (tiles - 1 - p) balances the triangle
-    std::vector<CheckPart> parts(static_cast<size_t>(available_cpus()));
+    const int max_parts = available_cpus();
+    std::vector<CheckPart> parts(static_cast<size_t>(max_parts));
     parallel_for(pairs, std::max<Index>(1, (Index(1) << 16) / std::max<Index>(1, d * tile)),
                  [&](Index p0, Index p1, Index part) {
                      CheckPart& mine = parts[static_cast<size_t>(part)];
@@ -89,7 +90,8 @@ CheckPart check_matrix(const T* data, Index d) {
                              check_tile_rows(data, d, second * tile, std::min(d, (second + 1) * tile), mine);
                          }
                      }
-                 });
+                 },
+                 max_parts);
     CheckPart total;
     for (const auto& part : parts) {
         total.nonfinite |= part.nonfinite;

@@ -5,6 +5,7 @@
 #include "parallel.hpp"
 
 #include <atomic>
+#include <vector>
 #include <cmath>
 #include <limits>
 
@@ -21,28 +22,32 @@ std::atomic<Index> g_block_rows_override{0};
 constexpr double kOverflowGuard = 0.0625 * std::numeric_limits<double>::max();
 
 // Column sums and sums of squares of all rows, split over the available cores.
-void column_moments(const RowMajorView& block, Eigen::VectorXd& sum, Eigen::VectorXd& sumsq) {
+void column_moments(const RowMajorView& block, const Index* rows, Index n, Eigen::VectorXd& sum,
+                    Eigen::VectorXd& sumsq) {
     const Index d = block.cols;
     const int parts = available_cpus();
     Eigen::MatrixXd partial_sum = Eigen::MatrixXd::Zero(d, parts);
     Eigen::MatrixXd partial_sq = Eigen::MatrixXd::Zero(d, parts);
-    parallel_for(block.rows, std::max<Index>(1, StreamingCovariance::kParallelElements / d),
-                 [&](Index r0, Index r1, Index part) {
-                     accumulate_moments(block, r0, r1, partial_sum.col(part).data(), partial_sq.col(part).data());
-                 });
+    parallel_for(n, std::max<Index>(1, StreamingCovariance::kParallelElements / d),
+                 [&](Index t0, Index t1, Index part) {
+                     accumulate_moments(block, rows, t0, t1, partial_sum.col(part).data(),
+                                        partial_sq.col(part).data());
+                 },
+                 parts);
     sum = partial_sum.rowwise().sum();
     sumsq = partial_sq.rowwise().sum();
 }
 
 // Exact column sums of squared deviations from mu (only needed when the cheap bound overflows).
-Eigen::VectorXd centred_sumsq(const RowMajorView& block, const Eigen::VectorXd& mu) {
+Eigen::VectorXd centred_sumsq(const RowMajorView& block, const Index* rows, Index n, const Eigen::VectorXd& mu) {
     const Index d = block.cols;
     const int parts = available_cpus();
     Eigen::MatrixXd partial = Eigen::MatrixXd::Zero(d, parts);
-    parallel_for(block.rows, std::max<Index>(1, StreamingCovariance::kParallelElements / d),
-                 [&](Index r0, Index r1, Index part) {
-                     accumulate_centred_sumsq(block, r0, r1, mu.data(), partial.col(part).data());
-                 });
+    parallel_for(n, std::max<Index>(1, StreamingCovariance::kParallelElements / d),
+                 [&](Index t0, Index t1, Index part) {
+                     accumulate_centred_sumsq(block, rows, t0, t1, mu.data(), partial.col(part).data());
+                 },
+                 parts);
     return partial.rowwise().sum();
 }
 
@@ -97,13 +102,23 @@ std::int64_t StreamingCovariance::count() const {
     return count_;
 }
 
-void StreamingCovariance::update(const RowMajorView& block) {
+void StreamingCovariance::update(const RowMajorView& block, const std::uint8_t* where) {
     const std::string who = "StreamingCovariance.update";
     if (block.cols != d_) {
         throw std::invalid_argument(who + ": block has " + std::to_string(block.cols) + " columns, accumulator has d=" +
                                     std::to_string(d_));
     }
-    const Index n = block.rows;
+    // A row mask becomes a list of the selected rows (8 bytes per selected row).
+    std::vector<Index> selected;
+    if (where != nullptr) {
+        for (Index i = 0; i < block.rows; ++i) {
+            if (where[i]) {
+                selected.push_back(i);
+            }
+        }
+    }
+    const Index* rows_list = where != nullptr ? selected.data() : nullptr;
+    const Index n = where != nullptr ? static_cast<Index>(selected.size()) : block.rows;
     if (n == 0) {
         return;
     }
@@ -113,15 +128,15 @@ void StreamingCovariance::update(const RowMajorView& block) {
     // validated before the state changes, so a rejected block leaves the accumulator untouched.
     Eigen::VectorXd sum;
     Eigen::VectorXd sumsq;
-    column_moments(block, sum, sumsq);
+    column_moments(block, rows_list, n, sum, sumsq);
     if (!sum.allFinite()) {
-        require_finite(block, who + ": block");
+        require_finite(block, who + ": block", where);
         throw_overflow(who, "the column sums of the block");
     }
     const Eigen::VectorXd block_mean = sum / static_cast<double>(n);
     Eigen::VectorXd scatter_bound = sumsq;  // sum (x - mean)^2 <= sum x^2
     if (!all_below_guard(scatter_bound)) {
-        scatter_bound = centred_sumsq(block, block_mean);
+        scatter_bound = centred_sumsq(block, rows_list, n, block_mean);
         if (!all_below_guard(scatter_bound)) {
             throw_overflow(who, "the scatter of the block");
         }
@@ -154,7 +169,7 @@ void StreamingCovariance::update(const RowMajorView& block) {
             const Index m = std::min(rows, n - start);
             double* dst = scratch.data();
             parallel_for(m, std::max<Index>(1, kParallelElements / d_), [&](Index r0, Index r1, Index) {
-                convert_centred(block, start + r0, start + r1, block_mean.data(), dst + r0 * d_);
+                convert_centred(block, rows_list, start + r0, start + r1, block_mean.data(), dst + r0 * d_);
             });
             blas::syrk_lower(d_, m, 1.0, dst, d_, m2_.data(), d_);
         }

@@ -35,9 +35,10 @@ public:
     Index dim() const { return d_; }
     std::int64_t count() const;
 
-    // Adds the rows of `block` (block.cols must equal dim()). Throws std::invalid_argument,
-    // before changing any state, if the block holds a NaN or Inf or its scatter would overflow.
-    void update(const RowMajorView& block);
+    // Adds the rows of `block` (block.cols must equal dim()), or only the rows i with
+    // where[i] != 0 when a mask of block.rows bytes is given. Throws std::invalid_argument,
+    // before changing any state, if a selected row holds a NaN or Inf or the scatter would overflow.
+    void update(const RowMajorView& block, const std::uint8_t* where = nullptr);
 
     // Adds the data seen by `other` (same dim; may be *this).
     void merge(const StreamingCovariance& other);

@@ -507,6 +507,41 @@ def test_large_block_runs_the_threaded_passes(backend: str) -> None:
     assert rel_err(acc.covariance(), np.cov(X.astype(np.float64), rowvar=False)) < 1e-10
 
 
+def test_update_with_row_mask_skips_rows_without_reading_them(backend: str, small_blocks: int) -> None:
+    rng = np.random.default_rng(28)
+    X = rng.standard_normal((600, 5)) * 3.0 + 1e4
+    mask = rng.random(600) > 0.4
+    X[~mask] = np.nan  # rows left out are never read
+    acc = StreamingCovariance(5)
+    acc.update(X, where=mask)
+    acc.update(X[:10], where=np.zeros(10, dtype=bool))
+    assert acc.count == int(mask.sum())
+    assert rel_err(acc.covariance(), np.cov(X[mask], rowvar=False)) < 1e-10
+    X[np.flatnonzero(mask)[7], 2] = np.inf
+    first = int(np.flatnonzero(mask)[7])
+    with pytest.raises(ValueError, match=rf"1 non-finite value.*\(row {first}, col 2\)"):
+        acc.update(X, where=mask)
+    assert acc.count == int(mask.sum())
+
+
+@pytest.mark.parametrize(
+    ("where", "exc", "pattern"),
+    [
+        (np.ones(4, dtype=np.int8), TypeError, r"where must be a numpy.ndarray of bool.*int8"),
+        ([True] * 4, TypeError, r"where must be.*list"),
+        (np.ones(3, dtype=bool), ValueError, r"where has shape \(3,\); expected \(4,\)"),
+        (np.ones((4, 1), dtype=bool), ValueError, r"where has shape \(4, 1\)"),
+        (np.ones(8, dtype=bool)[::2], ValueError, r"where is not contiguous"),
+    ],
+    ids=["int8", "list", "length", "2d", "strided"],
+)
+def test_update_rejects_bad_row_masks(where: object, exc: type, pattern: str) -> None:
+    acc = StreamingCovariance(2)
+    with pytest.raises(exc, match=pattern):
+        acc.update(np.zeros((4, 2)), where=where)  # type: ignore[arg-type]
+    assert acc.count == 0
+
+
 def test_float16_subnormals_and_extremes_are_converted_exactly() -> None:
     values = np.array([0.0, 6e-8, -6e-8, 6.1e-5, 1e-6, 65504.0, -65504.0, 1.0], dtype=np.float16)
     X = np.ascontiguousarray(np.stack([values, values[::-1], np.roll(values, 3)], axis=1))
@@ -839,14 +874,18 @@ def arrays(draw: st.DrawFn, max_rows: int = 40, max_cols: int = 7) -> np.ndarray
 
 
 @FUZZ
-@given(X=arrays(), d=st.integers(1, 7), small=st.booleans())
-def test_fuzz_update_raises_only_documented_errors(X: np.ndarray, d: int, small: bool) -> None:
+@given(X=arrays(), d=st.integers(1, 7), small=st.booleans(), masked=st.booleans(), seed=st.integers(0, 9))
+def test_fuzz_update_raises_only_documented_errors(X: np.ndarray, d: int, small: bool, masked: bool,
+                                                   seed: int) -> None:
     acc = StreamingCovariance(d)
     acc.update(np.ones((2, d)))
     before = acc.state()
     _native._set_block_rows(3 if small else 0)
+    where = None
+    if masked and X.ndim >= 1:
+        where = np.random.default_rng(seed).random(X.shape[0]) > 0.5
     try:
-        acc.update(X)
+        acc.update(X, where=where)
     except ALLOWED:
         after = acc.state()
         assert after["count"] == before["count"]
@@ -854,12 +893,13 @@ def test_fuzz_update_raises_only_documented_errors(X: np.ndarray, d: int, small:
         return
     finally:
         _native._set_block_rows(0)
-    # Accepted: a float16/32/64 C-contiguous (n, d) block with finite values.
+    # Accepted: a float16/32/64 C-contiguous (n, d) block with finite values in the selected rows.
     assert X.ndim == 2 and X.shape[1] == d and X.dtype.kind == "f" and X.flags.c_contiguous
-    assert acc.count == 2 + X.shape[0]
+    selected = X if where is None else X[where]
+    assert acc.count == 2 + selected.shape[0]
     cov = acc.covariance(ddof=0)
     assert np.isfinite(cov).all() and np.isfinite(acc.mean).all()
-    data = np.vstack([np.ones((2, d)), X.astype(np.float64)])
+    data = np.vstack([np.ones((2, d)), selected.astype(np.float64)])
     with np.errstate(all="ignore"):
         expected = np.cov(data, rowvar=False, ddof=0).reshape(d, d)
     if np.isfinite(expected).all() and np.abs(data).max() < 1e100:

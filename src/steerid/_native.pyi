@@ -18,17 +18,27 @@ class StreamingCovariance:
     """
 
     def __init__(self, d: int) -> None:
-        """Empty accumulator for ``d`` columns; ValueError unless ``d >= 1``."""
+        """Empty accumulator for ``d`` columns; ValueError unless ``d >= 1``; MemoryError if the
+        (d, d) float64 state would not fit in physical memory."""
 
-    def update(self, X: NDArray[np.float16] | NDArray[np.float32] | NDArray[np.float64]) -> None:
+    def update(
+        self,
+        X: NDArray[np.float16] | NDArray[np.float32] | NDArray[np.float64],
+        where: NDArray[np.bool_] | None = None,
+    ) -> None:
         """Add the rows of a C-contiguous (n, d) float16/32/64 block, read in place; n may be 0.
 
-        TypeError for a non-array or another dtype; ValueError for a non-2-D block, a column
-        count other than ``d``, a non-C-contiguous block, or NaN/Inf entries (state unchanged).
+        ``where``: optional (n,) bool row mask; only True rows are read and added (no copy).
+        Conversion to float64 and centring run on all cores; the scatter goes through BLAS
+        dsyrk (SciPy's OpenBLAS). TypeError for a non-array or another dtype, or a non-bool
+        mask; ValueError for a non-2-D block, a column count other than ``d``, a
+        non-C-contiguous or misaligned block, NaN/Inf in a selected row, a scatter that would
+        overflow float64, or a mask of the wrong shape (state unchanged in every case).
         """
 
     def merge(self, other: StreamingCovariance) -> None:
-        """Add everything ``other`` has seen (Chan's combination); ValueError if ``d`` differs."""
+        """Add everything ``other`` has seen (Chan's combination); ValueError if ``d`` differs
+        or the merged scatter would overflow float64."""
 
     @property
     def count(self) -> int:
@@ -63,4 +73,36 @@ def randomized_eigh(
     seed: int = 0,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Top-k eigenpairs ``(values (k,) descending, vectors (d, k) orthonormal)`` of a symmetric
-    PSD matrix by the Halko-Martinsson-Tropp randomized range finder; deterministic for a seed."""
+    PSD matrix by the Halko-Martinsson-Tropp randomized range finder (QR after every product,
+    BLAS dgemm products); deterministic for a seed. TypeError/ValueError for bad input."""
+
+def randomized_eigh_adaptive(
+    C: NDArray[np.float32] | NDArray[np.float64],
+    rtol: float,
+    block: int = 64,
+    max_k: int | None = None,
+    seed: int = 0,
+    oversample: int = 10,
+    power_iters: int = 2,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], bool]:
+    """Top eigenpairs with k grown by ``block`` until every eigenvalue > ``rtol`` x the largest
+    is captured with a margin: ``(values (k,) descending, vectors (d, k), saturated)``.
+    ``saturated`` is True when all k values are still above the threshold (rank >= k only)."""
+
+def _blas_info() -> dict[str, Any]:
+    """Diagnostics: BLAS/LAPACK source, whether used, float16 path, worker threads."""
+
+def _set_blas_enabled(on: bool) -> None:
+    """Testing hook: False routes every kernel to its Eigen fallback (process-wide)."""
+
+def _set_lapack_factorisations(on: bool) -> None:
+    """Tuning hook: True sends the randomized solvers' QR and small eigenproblems to LAPACK."""
+
+def _set_threads(threads: int) -> None:
+    """Tuning/testing hook: threads of the conversion/centring passes (0 restores the CPU count)."""
+
+def _set_block_rows(rows: int) -> None:
+    """Tuning/testing hook: rows per internal rank-k update (0 restores the default)."""
+
+def _block_rows(d: int) -> int:
+    """Rows per internal rank-k update for dimension ``d``."""

@@ -1,18 +1,29 @@
-"""Streaming covariance straight from an HDF5 dataset, with the next slab read while the
-native code computes the current one.
+"""Streaming covariance straight from an HDF5 dataset, reading ahead while the native code
+computes.
 
-The native ``StreamingCovariance.update`` releases the GIL for its whole computation, so a
-reader thread can run ``h5py`` meanwhile. h5py itself holds the GIL (and its own global lock)
-during a read, including lzf/gzip decompression; that does not stall the overlap, because the
-main thread only needs the GIL for the few microseconds between two ``update`` calls, when the
-next slab is already waiting. Measured on the 2-core development machine (see
-``benchmarks/README.md``): the end-to-end pass over an uncompressed or lzf dataset is within a
-few per cent of the in-memory pass; gzip is decompression-bound and is not recommended.
+Two read paths:
+
+* **Contiguous, unfiltered datasets** (the HDF5 default layout, no compression) are memory-mapped:
+  the native accumulator reads the file's pages in place, so there is no copy at all, and the
+  kernel is asked (``madvise(MADV_WILLNEED)``) to read the next slab ahead while the current one
+  is computed.
+* **Chunked or compressed datasets** (lzf, gzip, ...) are read slab by slab with h5py into two
+  reusable buffers by a background thread while the native code computes the previous slab.
+  The native ``update`` releases the GIL for its whole computation; h5py holds the GIL (and its
+  own lock) during a read, including decompression, but that does not stall the overlap: the
+  main thread only needs the GIL for the microseconds between two ``update`` calls.
+
+The optional row mask (``where``) is handed to the native ``update``, which skips the masked
+rows without copying the slab. Measured on the 2-core development machine (see
+``benchmarks/README.md``): the pass over an uncompressed or lzf dataset in the page cache is
+within a few per cent of the in-memory pass; gzip is decompression-bound and is not
+recommended.
 """
 
 from __future__ import annotations
 
 import math
+import mmap
 import os
 import queue
 import threading
@@ -68,21 +79,26 @@ def covariance_from_hdf5(
 ) -> StreamingCovariance:
     """Stream the rows of a 2-D HDF5 dataset into a :class:`StreamingCovariance`.
 
-    Slabs of ``chunk_rows`` rows are read into two reusable buffers of the dataset's own
-    dtype (float16/32/64, widened to float64 by the native code, never by NumPy); while the
-    native accumulator works on one slab (GIL released), a background thread reads the next.
+    A contiguous, unfiltered dataset is memory-mapped and read in place (no copy), with the
+    next slab requested from the kernel ahead of time; a chunked or compressed one is read in
+    slabs of ``chunk_rows`` rows into two reusable buffers of the dataset's own dtype by a
+    background thread while the native accumulator works on the previous slab (GIL
+    released). float16/32 data are widened to float64 by the native code, never by NumPy.
 
     Args:
         path: HDF5 file.
         dataset: name of a 2-D (N, d) float16/float32/float64 dataset in it.
-        chunk_rows: rows per slab (>= 1). Rounded up to a multiple of the dataset's HDF5
-            chunk rows, so compressed chunks are decoded once. Memory: two slabs of the
-            dataset dtype plus the accumulator's O(d^2) state and its fixed float64 scratch.
+        chunk_rows: rows per slab (>= 1), e.g. 8192. Rounded up to a multiple of the dataset's
+            HDF5 chunk rows, so compressed chunks are decoded once. Memory: two slabs of the
+            dataset dtype (none for a memory-mapped dataset, whose pages the kernel may drop)
+            plus the accumulator's O(d^2) state and its fixed float64 scratch.
         where: optional boolean mask of length N; only rows where it is True are included
-            (e.g. to exclude attention-sink positions). Applied per slab.
+            (e.g. to exclude attention-sink positions). Passed per slab to the native update,
+            which skips the other rows without copying (they are not even read).
         accumulator: add to this accumulator (same d) instead of a new one, e.g. to resume
             from a checkpoint or to combine several files.
-        prefetch: read in a background thread (default). False reads and computes in turn.
+        prefetch: read ahead (default): memory map, or a reader thread. False reads each slab
+            with h5py and then computes, in turn (for comparison and debugging).
 
     Returns:
         The accumulator (new unless ``accumulator`` was given).
@@ -112,6 +128,8 @@ def covariance_from_hdf5(
             )
         n_rows, d = (int(x) for x in dset.shape)
         mask = _check_mask(where, n_rows)
+        if mask is not None:
+            mask = np.ascontiguousarray(mask)
         if accumulator is None:
             accumulator = StreamingCovariance(d)
         elif accumulator.dim != d:
@@ -122,24 +140,25 @@ def covariance_from_hdf5(
             return accumulator
         rows = _slab_rows(chunk_rows, dset)
         starts = range(0, n_rows, rows)
+
+        def add(slab: np.ndarray, start: int) -> None:
+            keep = None if mask is None else mask[start : start + len(slab)]
+            try:
+                accumulator.update(slab, where=keep)
+            except ValueError as error:
+                raise ValueError(f"covariance_from_hdf5: slab starting at row {start} of {dataset!r}: {error}") from None
+
+        mapped = _memory_map(path, handle, dset, dtype) if prefetch else None
+        if mapped is not None:
+            _stream_mapped(mapped, starts, rows, add)
+            return accumulator
         buffers = [np.empty((rows, d), dtype=dtype) for _ in range(2 if prefetch else 1)]
 
         def read(index: int, start: int) -> np.ndarray:
             stop = min(start + rows, n_rows)
             buffer = buffers[index]
             dset.read_direct(buffer, np.s_[start:stop], np.s_[0 : stop - start])
-            slab = buffer[: stop - start]
-            if mask is not None:
-                keep = mask[start:stop]
-                if not keep.all():
-                    slab = slab[keep]  # compact copy, C-contiguous
-            return slab
-
-        def add(slab: np.ndarray, start: int) -> None:
-            try:
-                accumulator.update(slab)
-            except ValueError as error:
-                raise ValueError(f"covariance_from_hdf5: slab starting at row {start} of {dataset!r}: {error}") from None
+            return buffer[: stop - start]
 
         if not prefetch:
             for start in starts:
@@ -180,3 +199,47 @@ def covariance_from_hdf5(
             free.put(0)  # wakes a reader waiting for a buffer
             thread.join()
     return accumulator
+
+
+def _memory_map(path: str | os.PathLike[str], handle: Any, dset: Any, dtype: np.dtype) -> np.memmap | None:
+    """A read-only memory map of a contiguous, unfiltered, native-endian dataset, else None."""
+    try:
+        if dset.chunks is not None or handle.driver != "sec2" or not dset.dtype.isnative:
+            return None
+        offset = dset.id.get_offset()
+        if offset is None or offset % dtype.itemsize != 0:
+            return None
+        mapped = np.memmap(os.fspath(path), dtype=dtype, mode="r", offset=int(offset), shape=tuple(dset.shape))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+    # Cheap guard against a layout this module does not understand: the first and last rows
+    # must match what h5py reads.
+    n = int(dset.shape[0])
+    for row in {0, n - 1}:
+        if not np.array_equal(mapped[row], dset[row], equal_nan=True):
+            return None
+    return mapped
+
+
+def _stream_mapped(mapped: np.memmap, starts: range, rows: int, add: Any) -> None:
+    raw = getattr(mapped, "_mmap", None)
+    page = mmap.PAGESIZE
+    base = int(mapped.offset) - int(mapped.offset) % mmap.ALLOCATIONGRANULARITY  # start of the mapping
+    row_bytes = int(mapped.strides[0])
+    n_rows = int(mapped.shape[0])
+
+    def will_need(start: int) -> None:
+        if raw is None or not hasattr(raw, "madvise") or start >= n_rows:
+            return
+        first = int(mapped.offset) - base + start * row_bytes
+        last = int(mapped.offset) - base + min(start + rows, n_rows) * row_bytes
+        aligned = first - first % page
+        try:
+            raw.madvise(mmap.MADV_WILLNEED, aligned, last - aligned)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    will_need(0)
+    for start in starts:
+        will_need(start + rows)  # the kernel reads the next slab ahead, asynchronously
+        add(mapped[start : start + rows], start)
