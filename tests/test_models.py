@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
@@ -112,3 +113,29 @@ def test_local_folder_spec(smollm2_dir, tmp_path):
     assert (manifest.kind, manifest.load_from, manifest.n_layers) == ("local", str(smollm2_dir.resolve()), 30)
     model, _, _ = load_model(tmp_path / "local", device="cpu", dtype="float32")
     assert len(decoder_layers(model)) == 30
+
+
+@pytest.fixture(scope="module")
+def gemma(tmp_path_factory):
+    from steerid.models import load_model, prepare_model
+
+    folder = tmp_path_factory.mktemp("models") / "gemma3-270m"
+    prepare_model("gemma3-270m", folder)
+    return load_model(folder, device="cpu", dtype="float32")
+
+
+def test_gemma_base_model_runs_through_the_hooks_without_a_chat_template(gemma):
+    from steerid.activations import last_token
+    from steerid.generate import Sampling, generate_conditions
+
+    model, tokenizer, manifest = gemma
+    assert (manifest.architecture, manifest.n_layers, manifest.d_model, manifest.has_chat_template) == (
+        "gemma3_text", 18, 640, False)
+    assert format_prompt(tokenizer, "Describe the sea.") == "Describe the sea."
+    site = decoder_layers(model)[9]
+    activations = last_token(model, tokenizer, site, ["The sea is calm.", "A storm is coming over the hills."], 2)
+    assert activations.shape == (2, 640) and np.isfinite(activations).all()
+    conditions = {"baseline": torch.zeros(640), "pushed": torch.from_numpy(activations[1] - activations[0])}
+    records = generate_conditions(model, tokenizer, site, ["Write about the harbour."], conditions, 1,
+                                  Sampling(8, temperature=0), seed=0, batch_size=2)
+    assert all(r["n_tokens"] > 0 for r in records)
