@@ -621,14 +621,30 @@ def test_covariance_from_hdf5_matches_in_memory(h5_data: tuple[str, np.ndarray],
     assert rel_err(acc.covariance(), np.cov(data, rowvar=False)) < 1e-10
 
 
+def test_contiguous_datasets_are_memory_mapped_not_copied(
+    h5_data: tuple[str, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, X = h5_data
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("read_direct called for a contiguous dataset")
+
+    monkeypatch.setattr(h5py.Dataset, "read_direct", refuse)
+    acc = covariance_from_hdf5(path, "plain", chunk_rows=999)
+    assert rel_err(acc.covariance(), np.cov(X.astype(np.float64), rowvar=False)) < 1e-10
+    with pytest.raises(AssertionError, match="read_direct"):
+        covariance_from_hdf5(path, "lzf", chunk_rows=999)  # chunked: read by h5py
+
+
 def test_covariance_from_hdf5_applies_the_row_mask(h5_data: tuple[str, np.ndarray]) -> None:
     path, X = h5_data
     mask = np.random.default_rng(31).random(len(X)) > 0.3
     mask[:700] = True  # a slab with nothing excluded
     mask[1400:2100] = False  # a slab with nothing included
-    acc = covariance_from_hdf5(path, "lzf", chunk_rows=700, where=mask)
-    assert acc.count == int(mask.sum())
-    assert rel_err(acc.covariance(), np.cov(X[mask].astype(np.float64), rowvar=False)) < 1e-10
+    for name in ("lzf", "plain"):
+        acc = covariance_from_hdf5(path, name, chunk_rows=700, where=mask)
+        assert acc.count == int(mask.sum())
+        assert rel_err(acc.covariance(), np.cov(X[mask].astype(np.float64), rowvar=False)) < 1e-10
 
 
 def test_covariance_from_hdf5_resumes_into_an_accumulator(h5_data: tuple[str, np.ndarray]) -> None:

@@ -169,14 +169,32 @@ def test_snakemake_succeeds_under_slurm(runs):
     assert runs.local.returncode == 0, runs.local.tail()
 
 
-def submitted_jobs(run: Run) -> dict[str, str]:
-    """SLURM job id -> rule, from each job's block in Snakemake's log (`rule X:` ... `submitted`)."""
-    jobs = {}
-    for block in re.split(r"\n(?=\[[^\]]+\]\n(?:local)?rule \w+:)", run.log):
-        rule, submitted = REMOTE_RULE.search(block), SUBMITTED.search(block)
-        if rule and submitted:
-            jobs[submitted.group(2)] = rule.group(1)
-    return jobs
+@dataclass
+class Job:
+    rule: str
+    threads: int
+    mem_mb: int
+    runtime: int
+
+
+def submitted_jobs(log: str) -> dict[str, Job]:
+    """SLURM job id -> the job as Snakemake described it before submitting it.
+
+    Snakemake prints a block per job (`rule X:` ... `jobid: N` ... `resources: ...`) and, once
+    submitted, `Job N has been submitted with SLURM jobid M`; several blocks may precede their
+    submission lines, so the two are joined on Snakemake's job id.
+    """
+    described = {}
+    for block in re.split(r"\n(?=\[[^\]]+\]\n(?:local)?rule \w+:)", log):
+        rule, jobid = REMOTE_RULE.search(block), re.search(r"^\s+jobid: (\d+)$", block, re.M)
+        resources = re.search(r"^\s+resources: (.*)$", block, re.M)
+        if not (rule and jobid and resources):
+            continue
+        threads = re.search(r"^\s+threads: (\d+)$", block, re.M)
+        values = dict(item.split("=", 1) for item in resources.group(1).split(", "))
+        described[jobid.group(1)] = Job(rule.group(1), int(threads.group(1)) if threads else 1,
+                                        int(values["mem_mb"]), int(values["runtime"]))
+    return {slurm_id: described[jobid] for jobid, slurm_id in SUBMITTED.findall(log)}
 
 
 def test_every_non_local_job_was_submitted_to_slurm(runs):
@@ -195,7 +213,7 @@ def test_every_non_local_job_was_submitted_to_slurm(runs):
 
 def test_sacct_shows_the_jobs_completed_with_their_resources(runs):
     assert runs.slurm.returncode == 0, runs.slurm.tail()
-    jobs = submitted_jobs(runs.slurm)
+    jobs = submitted_jobs(runs.slurm.log)
     assert len(jobs) == len(SUBMITTED.findall(runs.slurm.log))
     fields = "JobID,State,ExitCode,Account,Partition,AllocCPUS,ReqMem,Timelimit"
     deadline = time.monotonic() + 30
@@ -203,30 +221,15 @@ def test_sacct_shows_the_jobs_completed_with_their_resources(runs):
         time.sleep(1)  # slurmdbd records a finished job a moment after slurmctld
     by_id = {row["JobID"]: row for row in rows}
     assert set(by_id) == set(jobs), f"sacct lacks {set(jobs) - set(by_id)}"
-    requested = job_resources(runs.slurm.log)
     for job_id, row in by_id.items():
-        assert (row["State"], row["ExitCode"]) == ("COMPLETED", "0:0"), (jobs[job_id], row)
-        assert (row["Account"], row["Partition"]) == (ACCOUNT, PARTITION), (jobs[job_id], row)
-        threads, mem_mb, runtime = requested[job_id]
-        assert int(row["AllocCPUS"]) == threads, (jobs[job_id], row)
-        assert row["ReqMem"] == f"{mem_mb}M", (jobs[job_id], row)
-        hours, minutes = divmod(runtime, 60)
-        assert row["Timelimit"] in (f"{hours:02d}:{minutes:02d}:00", f"0-{hours:02d}:{minutes:02d}:00"), (jobs[job_id], row)
-
-
-def job_resources(log: str) -> dict[str, tuple[int, int, int]]:
-    """SLURM job id -> (threads, mem_mb, runtime) as Snakemake printed them for the job."""
-    requested = {}
-    for block in re.split(r"\n(?=\[[^\]]+\]\n(?:local)?rule \w+:)", log):
-        submitted = SUBMITTED.search(block)
-        resources = re.search(r"^\s+resources: (.*)$", block, re.M)
-        if not (submitted and resources):
-            continue
-        threads = re.search(r"^\s+threads: (\d+)$", block, re.M)
-        values = dict(item.split("=", 1) for item in resources.group(1).split(", "))
-        requested[submitted.group(2)] = (int(threads.group(1)) if threads else 1, int(values["mem_mb"]),
-                                         int(values["runtime"]))
-    return requested
+        job = jobs[job_id]
+        assert (row["State"], row["ExitCode"]) == ("COMPLETED", "0:0"), (job, row)
+        assert (row["Account"], row["Partition"]) == (ACCOUNT, PARTITION), (job, row)
+        # threads -> --cpus-per-task, mem_mb -> --mem, runtime (minutes) -> --time
+        assert int(row["AllocCPUS"]) == job.threads, (job, row)
+        assert row["ReqMem"] == f"{job.mem_mb}M", (job, row)
+        hours, minutes = divmod(job.runtime, 60)
+        assert row["Timelimit"] == f"{hours:02d}:{minutes:02d}:00", (job, row)
 
 
 def result_files(run: Run) -> set[str]:
@@ -237,7 +240,8 @@ def test_outputs_exist(runs):
     assert runs.slurm.returncode == 0, runs.slurm.tail()
     results = runs.slurm.workdir / "results"
     summary = (results / "summary.md").read_text()
-    assert "| smollm2-135m | sentiment | 15 |" in summary
+    assert "smollm2-135m" in summary and "v+orthogonal" in summary
+    assert summary == (runs.local.workdir / "results" / "summary.md").read_text()  # every number in it too
     figure = (results / "figures" / "e1_orthogonal.png").read_bytes()
     assert figure.startswith(b"\x89PNG") and len(figure) > 10_000
     stats = sorted(results.glob("*/stats/**/*.json"))

@@ -176,3 +176,9 @@ def test_second_workflow_takes_cacheable_stages_from_the_cache(run, output_cache
     (here,) = store.read(tmp_path / targets[0], "excluding_sinks/eigenvalues")
     (there,) = store.read(run / targets[0], "excluding_sinks/eigenvalues")
     np.testing.assert_array_equal(here, there)
+
+
+def test_lint_is_clean(tmp_path):
+    result = snakemake(tmp_path, "--lint", timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
