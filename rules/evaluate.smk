@@ -56,6 +56,7 @@ rule stats:
         "results/{model}/stats/e1/L{layer}/{trait}.json",
     params:
         n_boot=config["stats"]["n_boot"],
+        equivalence_margin_sd=config["stats"]["equivalence_margin_sd"],
         seed=config["seed"],
     log:
         "logs/{model}/L{layer}/stats-{trait}.log",

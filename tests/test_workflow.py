@@ -11,6 +11,7 @@ import pytest
 from snakemake_runner import TEST_CONFIG, snakemake, write_config
 
 from steerid import store
+from steerid.stats import VERDICTS
 
 MODEL, LAYER, TRAIT = "smollm2-135m", 15, "sentiment"
 pytestmark = pytest.mark.workflow
@@ -110,6 +111,11 @@ def test_scores_and_stats(run):
     for kind in ("v+orthogonal", "v+null", "v+top"):
         ratio = stats["by_type"][kind]["efficacy_ratio"]
         assert ratio["ci_low"] <= ratio["value"] <= ratio["ci_high"]
+    equivalence = stats["equivalence"]
+    assert equivalence["margin"] == pytest.approx(0.2 * grids["baseline"].std(ddof=1))
+    for kind in ("v+orthogonal", "v+null", "v+top"):
+        entry = equivalence["by_type"][kind]
+        assert entry["verdict"] in VERDICTS and 0 <= entry["power"]["power"] <= 1 and entry["tost"]["n"] == 6
     expected_delta = grids["v"].mean() - grids["baseline"].mean()
     assert stats["by_type"]["v"]["delta"]["value"] == pytest.approx(expected_delta)
 

@@ -3,5 +3,6 @@ from steerid.logs import logged
 from steerid.stages import stats
 
 with logged(snakemake.log[0]):
-    stats(snakemake.input.scores, snakemake.input.vector, snakemake.params.n_boot, snakemake.params.seed,
+    p = snakemake.params
+    stats(snakemake.input.scores, snakemake.input.vector, p.n_boot, p.equivalence_margin_sd, p.seed,
           workflow.params(snakemake), snakemake.output[0])

@@ -9,7 +9,9 @@ from steerid.io import atomic_write_text
 E1_INTRO = (
     "Δ is the mean trait score minus the α = 0 baseline; R = Δ(v+δ)/Δ(v); d is the paired Cohen's d "
     "(d_av) of v+δ against v; δ ⟂ v with ‖δ‖ = ‖v‖. Intervals are 95% cluster-bootstrap CIs over prompts. "
-    "Equivalence is only meaningful where Δ(v) itself is significant; the top-variance δ is the positive control."
+    "The verdict comes from a paired TOST of v+δ against v on prompt means (margin: a multiple of the baseline "
+    "SD, stated in the stats JSON) with the design's power; equivalence is only claimed where Δ(v) itself is "
+    "significant. The top-variance δ is the positive control."
 )
 SPECTRUM_INTRO = (
     "Effective ranks of the activation covariance as a fraction of d, by several definitions: eigenvalues above "
@@ -29,10 +31,13 @@ def _significant(estimate: dict) -> bool:
 
 def _e1_rows(result: dict) -> list[str]:
     delta_v = result["by_type"]["v"]["delta"]
-    verdict = "significant" if _significant(delta_v) else "not significant"
+    significance = "significant" if _significant(delta_v) else "not significant"
+    equivalence = result["equivalence"]["by_type"]
     return [
-        f"| {result['trait']} | {result['layer']} | {_ci(delta_v, 3)} ({verdict}) | {kind} | "
-        f"{_ci(entry['delta'], 3)} | {_ci(entry['efficacy_ratio'])} | {_ci(entry['cohens_d'])} |"
+        f"| {result['trait']} | {result['layer']} | {_ci(delta_v, 3)} ({significance}) | {kind} | "
+        f"{_ci(entry['delta'], 3)} | {_ci(entry['efficacy_ratio'])} | {_ci(entry['cohens_d'])} | "
+        f"{equivalence[kind]['tost']['p']:.3f} | {equivalence[kind]['power']['power']:.2f} | "
+        f"**{equivalence[kind]['verdict']}** |"
         for kind, entry in result["by_type"].items()
         if kind != "v"
     ]
@@ -72,8 +77,8 @@ def _model_section(model: str, results: Sequence[dict], spectra: Sequence[dict])
         "",
         E1_INTRO,
         "",
-        "| trait | layer | Δ(v) | δ type | Δ(v+δ) | R | d(v, v+δ) |",
-        "|---|---|---|---|---|---|---|",
+        "| trait | layer | Δ(v) | δ type | Δ(v+δ) | R | d(v, v+δ) | TOST p | power | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|",
         *[row for result in results for row in _e1_rows(result)],
         "",
         "### Activation-covariance spectra",

@@ -18,12 +18,12 @@ from tqdm import tqdm
 from steerid import activations, perturb, plots, report, spectrum, store, vectors
 from steerid.generate import Sampling, generate_conditions
 from steerid.io import atomic_path, atomic_write_json
-from steerid.streaming import covariance_from_hdf5
 from steerid.logs import log
 from steerid.models import check_layer, decoder_layers, load_model, prepare_model
 from steerid.prompts import load_background, read_prompt_set, write_prompt_set
 from steerid.scoring import get_scorer
-from steerid.stats import compare_conditions
+from steerid.stats import compare_conditions, margin_from_baseline_sd, power_report, tost_paired, verdict
+from steerid.streaming import covariance_from_hdf5
 
 BASELINE, REFERENCE = "baseline", "v"
 PERTURBATION_TYPES = ("orthogonal", "null", "top")
@@ -50,9 +50,11 @@ def _open_model(model_dir: str, layer: int, runtime: Runtime):
     return model, tokenizer, manifest, decoder_layers(model)[layer]
 
 
-def _model_fields(manifest, layer: int, runtime: Runtime) -> dict:
+def _model_fields(model, manifest, layer: int) -> dict:
+    parameter = next(model.parameters())
     return {"model": manifest.spec, "model_revision": manifest.revision, "architecture": manifest.architecture,
-            "layer": layer, "site": f"output of decoder layer {layer}", "dtype": runtime.dtype}
+            "layer": layer, "site": f"output of decoder layer {layer}", "dtype": str(parameter.dtype).removeprefix("torch."),
+            "device": str(parameter.device)}
 
 
 def prepare(spec: str, revision: str | None, model_dir: str) -> None:
@@ -72,7 +74,7 @@ def dump_contrast(model_dir: str, prompt_set: str, layer: int, runtime: Runtime,
     pairs = read_prompt_set(prompt_set)["pairs"]
     arrays = {pole: activations.last_token(model, tokenizer, site, [p[pole] for p in pairs], runtime.batch_size)
               for pole in ("positive", "negative")}
-    attrs = store.provenance(params, positions="last prompt token", **_model_fields(manifest, layer, runtime))
+    attrs = store.provenance(params, positions="last prompt token", **_model_fields(model, manifest, layer))
     store.write(output, arrays, attrs)
     log.info("wrote %d contrast pairs of d=%d", len(pairs), arrays["positive"].shape[1])
 
@@ -82,7 +84,7 @@ def dump_background(model_dir: str, layer: int, n_texts: int, max_length: int, r
     """Token-level activations of the background texts, streamed to HDF5 batch by batch."""
     model, tokenizer, manifest, site = _open_model(model_dir, layer, runtime)
     texts = load_background()[:n_texts]
-    attrs = store.provenance(params, positions="all prompt tokens", **_model_fields(manifest, layer, runtime))
+    attrs = store.provenance(params, positions="all prompt tokens", **_model_fields(model, manifest, layer))
     with store.create(output, attrs) as handle:
         writer = store.RowWriter(handle)
         batches = activations.token_level(model, tokenizer, site, texts, runtime.batch_size, max_length)
@@ -219,8 +221,22 @@ def pooled_by_type(scores: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     return pooled
 
 
-def stats(scores_file: str, vector_file: str, n_boot: int, seed: int, params: Mapping, output: str) -> None:
-    """E1 endpoints per condition and per δ-type: Δ vs baseline, efficacy ratio, paired d, with CIs."""
+def equivalence(scores: Mapping[str, np.ndarray], per_type: Mapping[str, dict], margin_sd: float) -> dict:
+    """Per δ-type: TOST of v+δ against v (margin = margin_sd × SD of the baseline), its power, the verdict."""
+    margin = margin_from_baseline_sd(scores[BASELINE], margin_sd)
+    pooled = pooled_by_type(scores)
+    results = {}
+    for kind, perturbed in pooled.items():
+        test = tost_paired(scores[REFERENCE], perturbed, margin)
+        power = power_report(test["n"], margin, test["sd_difference"])
+        results[kind] = {"tost": test, "power": power,
+                         "verdict": verdict(test, power["power"], per_type[REFERENCE]["delta"])}
+    return {"margin": margin, "margin_definition": f"{margin_sd} x SD of the baseline scores", "by_type": results}
+
+
+def stats(scores_file: str, vector_file: str, n_boot: int, equivalence_margin_sd: float, seed: int, params: Mapping,
+          output: str) -> None:
+    """E1 endpoints per condition and per δ-type: Δ vs baseline, efficacy ratio, paired d, TOST verdicts."""
     scores, attrs = read_scores(scores_file)
     vector_attrs = store.read_attrs(vector_file)
     per_condition = compare_conditions(scores, BASELINE, REFERENCE, n_boot, seed)
@@ -234,6 +250,7 @@ def stats(scores_file: str, vector_file: str, n_boot: int, seed: int, params: Ma
         "n_prompts": int(scores[BASELINE].shape[0]), "n_samples": int(scores[BASELINE].shape[1]),
         "mean_score": {name: float(grid.mean()) for name, grid in scores.items()},
         "by_type": per_type, "by_condition": per_condition,
+        "equivalence": equivalence(scores, per_type, equivalence_margin_sd),
         "provenance": store.provenance(params),
     })
 
