@@ -75,6 +75,40 @@ except ImportError:  # pragma: no cover - optional peer
     randomized_svd = None  # type: ignore[assignment]
 
 RESULTS: list[tuple[str, str, str, bool]] = []  # (target, measured, required, passed)
+QUIET = {"waited_s": 0.0, "budget_s": 120.0, "busy_rounds": 0}
+
+
+def procs_running() -> int:
+    """Runnable threads on the machine (this process's own thread included)."""
+    with open("/proc/stat") as stat:
+        for line in stat:
+            if line.startswith("procs_running"):
+                return int(line.split()[1])
+    return 1
+
+
+def wait_for_quiet(max_wait: float = 15.0, settle: float = 0.3) -> None:
+    """The machine is shared: before a timed round, wait (bounded, 120 s in all) until no
+    other thread has been runnable for `settle` seconds, so that best-of-rounds sees a quiet
+    moment when there is one. Rounds that start busy are counted and reported."""
+    if not os.path.exists("/proc/stat"):
+        return
+    start = time.perf_counter()
+    limit = min(max_wait, max(0.0, QUIET["budget_s"] - QUIET["waited_s"]))
+    quiet_since = None
+    while True:
+        now = time.perf_counter()
+        if procs_running() <= 1:
+            quiet_since = quiet_since or now
+            if now - quiet_since >= settle:
+                break
+        else:
+            quiet_since = None
+        if now - start >= limit:
+            QUIET["busy_rounds"] += 1
+            break
+        time.sleep(0.02)
+    QUIET["waited_s"] += time.perf_counter() - start
 
 
 def target(name: str, measured: str, required: str, passed: bool) -> None:
@@ -184,6 +218,7 @@ def covariance_section(sizes: dict[int, int], rounds: int) -> dict[int, float]:
         times = {name: float("inf") for name in methods}
         refs = []
         for _ in range(rounds):
+            wait_for_quiet()
             refs.append(dsyrk_reference())
             for name, fn in methods.items():
                 times[name] = min(times[name], best_time(fn, 1))
@@ -287,9 +322,11 @@ def hdf5_section(sizes: dict[int, int], repeats: int) -> None:
                 f.create_dataset("plain", data=X)
                 f.create_dataset("lzf", data=X, chunks=(chunk_rows, d), compression="lzf")
             slab = max(_native._block_rows(d), 8 * chunk_rows)
+            wait_for_quiet()
             in_memory = best_time(lambda: native_cov(X), repeats)
             for name in ("plain", "lzf"):
                 covariance_from_hdf5(path, name, slab)  # warm the page cache
+                wait_for_quiet()
                 t_pre = best_time(lambda: covariance_from_hdf5(path, name, slab).covariance(), repeats)
                 t_seq = best_time(lambda: covariance_from_hdf5(path, name, slab, prefetch=False).covariance(), 1)
                 ratio = t_pre / in_memory
@@ -387,6 +424,7 @@ def spectra_section(dims: list[int], repeats: dict[int, int]) -> None:
         times = {}
         for name, fn in methods.items():
             fn()  # warm-up (thread pools, first-touch)
+            wait_for_quiet(5.0)
             times[name] = best_time(fn, reps)
         ref_rank = (numerical_rank(ref_vals, 0.01), numerical_rank(ref_vals, 0.05))
         for name, fn in methods.items():
@@ -427,6 +465,7 @@ def crossover_section(dims: list[int]) -> None:
         rand = lambda: randomized_eigh(C, k)  # noqa: E731
         lapack()
         rand()
+        wait_for_quiet(5.0)
         t_lapack = best_time(lapack, reps)
         t_rand = best_time(rand, reps)
         faster = t_rand < t_lapack
@@ -465,9 +504,9 @@ def main() -> None:
         cross_dims = [256, 576, 1024, 2048]
         rounds = 2
     else:
-        cov_sizes = {576: 131072, 2048: 24576, 4096: 8192}
+        cov_sizes = {576: 65536, 2048: 16384, 4096: 8192}
         mem_sizes = {576: 32768, 2048: 8192, 4096: 4096}
-        h5_sizes = {576: 131072, 2048: 24576}
+        h5_sizes = {576: 131072, 2048: 16384}
         spec_dims = [576, 2048, 4096]
         cross_dims = [256, 576, 1024, 1536, 2048]
         rounds = 3
@@ -485,7 +524,8 @@ def main() -> None:
           [[name, measured, required, "PASS" if ok else "MISS"] for name, measured, required, ok in RESULTS])
     passed = sum(ok for *_, ok in RESULTS)
     print(f"\n{passed}/{len(RESULTS)} targets pass; total {time.perf_counter() - start:.0f} s; "
-          f"load average at end {os.getloadavg()[0]:.2f}")
+          f"load average at end {os.getloadavg()[0]:.2f}; waited {QUIET['waited_s']:.0f} s for a quiet "
+          f"machine, {QUIET['busy_rounds']} timed rounds started while other processes were running")
 
 
 if __name__ == "__main__":

@@ -189,5 +189,18 @@ void symmetric_eigen(Eigen::MatrixXd& b, Eigen::VectorXd& values) {
     b = solver.eigenvectors();
 }
 
+void symmetric_eigenvalues(const Eigen::MatrixXd& b, Eigen::VectorXd& values) {
+    if (b.rows() == 0) {
+        values.resize(0);
+        return;
+    }
+    Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> solver(b, Eigen::EigenvaluesOnly);
+    if (solver.info() != Eigen::Success) {
+        throw std::runtime_error("the symmetric (" + std::to_string(b.rows()) + ", " + std::to_string(b.rows()) +
+                                 ") eigenproblem did not converge");
+    }
+    values = solver.eigenvalues();
+}
+
 }  // namespace blas
 }  // namespace steerid

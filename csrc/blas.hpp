@@ -72,5 +72,8 @@ void orthonormalise_columns(Eigen::MatrixXd& y);
 // B overwritten by the orthonormal eigenvectors. Throws std::runtime_error if it fails to converge.
 void symmetric_eigen(Eigen::MatrixXd& b, Eigen::VectorXd& values);
 
+// Eigenvalues only (ascending) of the symmetric (n, n) matrix B (lower triangle read).
+void symmetric_eigenvalues(const Eigen::MatrixXd& b, Eigen::VectorXd& values);
+
 }  // namespace blas
 }  // namespace steerid

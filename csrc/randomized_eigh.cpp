@@ -217,7 +217,7 @@ Eigen::VectorXd ritz_values(const Eigen::MatrixXd& q, const Eigen::MatrixXd& cq)
     blas::gemm(true, false, l, l, d, 1.0, q.data(), d, cq.data(), d, 0.0, b.data(), l);
     b = (0.5 * (b + b.transpose())).eval();
     Eigen::VectorXd ascending;
-    blas::symmetric_eigen(b, ascending);
+    blas::symmetric_eigenvalues(b, ascending);
     return ascending.reverse();
 }
 

@@ -31,7 +31,7 @@ rule summary:
     log:
         "logs/summary.log",
     resources:
-        mem_mb=500,
+        mem_mb=1000,
         runtime=5,
     conda:
         "../envs/steerid.yaml"

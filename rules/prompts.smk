@@ -8,7 +8,7 @@ rule prompts:
     log:
         "logs/prompts/{trait}.log",
     resources:
-        mem_mb=500,
+        mem_mb=1000,
         runtime=5,
     conda:
         "../envs/steerid.yaml"

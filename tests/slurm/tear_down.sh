@@ -37,7 +37,8 @@ cancel_jobs() {
     timeout 30 scancel -u "$SUBMIT_USER" || log "scancel failed"
     local deadline=$((SECONDS + 90))
     # Cancelled jobs stay in squeue while they complete (CG); wait until their steps are gone.
-    while [[ -n $(timeout 10 squeue -h -u "$SUBMIT_USER" -t RUNNING,COMPLETING,PENDING,CONFIGURING -o %i 2>/dev/null) ]]; do
+    local states=PENDING,CONFIGURING,RUNNING,COMPLETING
+    while [[ -n $(timeout 10 squeue -h -u "$SUBMIT_USER" -t "$states" -o %i 2>/dev/null) ]]; do
         if ((SECONDS >= deadline)); then
             log "jobs still listed after 90 s: $(echo $(user_jobs))"
             status=1
