@@ -63,7 +63,7 @@ def _spectrum_table(spectra: Sequence[dict]) -> list[str]:
     columns = _fraction_columns(spectra[0]["views"])
     header = " | ".join(c.removeprefix("fraction_of_d_").replace("_", " ") for c in columns)
     return [
-        f"| layer | tokens | count | λ₁/λ₂ | {header} | participation ratio | rSVD top-k rel. error |",
+        f"| layer | tokens used | count | λ₁/λ₂ | {header} | participation ratio | rSVD top-k rel. error |",
         "|---|---|---|---|" + "---|" * len(columns) + "---|---|",
         *[row for spectrum in spectra for row in _spectrum_rows(spectrum, columns)],
     ]
