@@ -29,6 +29,7 @@ include: "rules/activations.smk"
 include: "rules/vectors.smk"
 include: "rules/spectra.smk"
 include: "rules/evaluate.smk"
+include: "rules/stats.smk"
 include: "rules/figures.smk"
 
 

@@ -5,6 +5,7 @@
 #include "blas.hpp"
 #include "convert.hpp"
 #include "dense_block.hpp"
+#include "large_buffer.hpp"
 #include "parallel.hpp"
 #include "randomized_eigh.hpp"
 #include "streaming_covariance.hpp"
@@ -159,17 +160,27 @@ py::array_t<double, py::array::c_style> state_array(const py::handle& obj, const
     return py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(arr);
 }
 
+// Hands a (rows, cols) row-major buffer to NumPy without a copy; the array owns it.
+py::array_t<double> owned_array(steerid::LargeBuffer&& buffer, Index rows, Index cols) {
+    auto* owner = new steerid::LargeBuffer(std::move(buffer));
+    py::capsule base(owner, [](void* p) { delete static_cast<steerid::LargeBuffer*>(p); });
+    return py::array_t<double>({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(cols)},
+                               {static_cast<py::ssize_t>(cols * sizeof(double)), static_cast<py::ssize_t>(sizeof(double))},
+                               owner->data(), base);
+}
+
 py::dict state_of(const StreamingCovariance& acc) {
     const Index d = acc.dim();
     py::array_t<double> mean(d);
-    py::array_t<double> m2({d, d});
+    steerid::LargeBuffer m2_buffer(static_cast<std::size_t>(d) * static_cast<std::size_t>(d));
     double* mean_ptr = mean.mutable_data();
-    double* m2_ptr = m2.mutable_data();
+    double* m2_ptr = m2_buffer.data();
     std::int64_t count;
     {
         py::gil_scoped_release release;
         count = acc.snapshot(mean_ptr, m2_ptr);
     }
+    py::array_t<double> m2 = owned_array(std::move(m2_buffer), d, d);
     py::dict state;
     state["format"] = kStateFormat;
     state["dim"] = py::int_(static_cast<std::int64_t>(d));
@@ -407,8 +418,10 @@ Parameters
 ----------
 X : numpy.ndarray, shape (n, d), dtype float16, float32 or float64, C-contiguous
     The block, read in place (no copy); n may be 0. float16/float32 are widened to float64
-    and centred on the block mean in one pass over all cores; the scatter is added with one
-    symmetric rank-k update (BLAS dsyrk) per internal block of rows, then merged (Chan).
+    and centred in one pass (all cores from d = 1024, one thread below); the scatter is added
+    with one symmetric rank-k update (BLAS dsyrk) per internal block of rows. Chan's merge
+    with the rows seen before is exact and needs no separate pass: the rows are centred on
+    the block mean shifted by sqrt(n_a / (n_a + n)) times its distance from the old mean.
 where : numpy.ndarray of bool, shape (n,), optional
     Row mask: only rows with True are added (no copy of X is made). Rows left out are not
     read, so they may hold anything, NaN included.
@@ -458,13 +471,13 @@ modified. Raises ValueError if the dimensions differ.
             [](const StreamingCovariance& self, const py::object& ddof_obj) {
                 const std::int64_t ddof = to_int64(ddof_obj, "StreamingCovariance.covariance: ddof");
                 const Index d = self.dim();
-                py::array_t<double> out({d, d});
-                double* ptr = out.mutable_data();
+                // Huge-page backed like M2: a d = 4096 output otherwise costs 32k page faults.
+                steerid::LargeBuffer out(static_cast<std::size_t>(d) * static_cast<std::size_t>(d));
                 {
                     py::gil_scoped_release release;
-                    self.write_covariance(ptr, ddof);
+                    self.write_covariance(out.data(), ddof);
                 }
-                return out;
+                return owned_array(std::move(out), d, d);
             },
             py::arg("ddof") = 1, R"doc(
 Covariance ``M2 / (count - ddof)`` as a new symmetric (d, d) float64 array.
@@ -663,7 +676,8 @@ max_k (1 <= max_k <= d) out of range.
         "Tuning hook: True sends the QR and small eigenproblems of the randomized solvers to LAPACK.");
     m.def(
         "_set_threads", [](int threads) { steerid::set_threads_override(threads); }, py::arg("threads"),
-        "Tuning/testing hook: threads of the conversion/centring passes (0 restores the CPU count).");
+        "Tuning/testing hook: threads of the moment and conversion passes, whatever d (0 restores the "
+        "default: all CPUs, but one conversion thread below d = 1024).");
     m.def(
         "_set_block_rows",
         [](std::int64_t rows) { StreamingCovariance::set_block_rows_override(static_cast<Index>(rows)); },

@@ -13,6 +13,7 @@ std::atomic<int> g_threads_override{0};
 }  // namespace
 
 void set_threads_override(int threads) { g_threads_override.store(std::max(threads, 0)); }
+int threads_override() { return g_threads_override.load(std::memory_order_relaxed); }
 
 int available_cpus() {
     const int forced = g_threads_override.load(std::memory_order_relaxed);

@@ -19,6 +19,7 @@ namespace steerid {
 // set_threads_override(n > 0) forces n (tuning/testing hook; 0 restores the default).
 int available_cpus();
 void set_threads_override(int threads);
+int threads_override();  // 0 unless set
 
 // Calls fn(begin, end, part) on disjoint contiguous ranges covering [0, n), using up to
 // available_cpus() threads (the caller runs part 0) but only as many as give each at least

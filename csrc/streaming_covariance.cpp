@@ -73,17 +73,23 @@ Index StreamingCovariance::block_rows(Index d) {
     if (forced > 0) {
         return forced;
     }
-    // Rows converted and rank-updated together: large enough for dsyrk to reach its peak
-    // (k >= 1024) and to amortise thread start-up, small enough that the float64 scratch
-    // (rows * d * 8 bytes) stays a few tens of MiB: 4096 rows at d <= 1024, 2048 at d <= 2048,
-    // 1024 above (32 MiB at d = 4096).
-    if (d <= 1024) {
-        return 4096;
-    }
-    if (d <= 2048) {
-        return 2048;
-    }
+    // Rows converted and rank-updated together. Measured on 2 cores (benchmarks/README.md):
+    // dsyrk with k = 1024 already runs at the k = 4096 rate for d = 576...4096, 1024-row blocks
+    // were the fastest at d = 576 (the float64 block, 4.5 MiB, stays in cache) and tied at
+    // d >= 2048, and they keep the scratch small (rows * d * 8 bytes: 32 MiB at d = 4096).
+    (void)d;
     return 1024;
+}
+
+int StreamingCovariance::conversion_threads(Index d) {
+    // Measured (benchmarks/README.md): between two dsyrk calls, OpenBLAS's worker thread is
+    // still spinning on the second core, so at d = 576 a second conversion thread lost time
+    // (median 70 vs 82 GFLOP/s); from d = 2048 on it gained 1 %. The pass-1 moments, which run
+    // once per update over all its rows, always use every core.
+    if (threads_override() > 0) {
+        return available_cpus();
+    }
+    return d >= 1024 ? available_cpus() : 1;
 }
 
 void StreamingCovariance::set_block_rows_override(Index rows) { g_block_rows_override.store(std::max<Index>(rows, 0)); }
@@ -94,7 +100,7 @@ StreamingCovariance::StreamingCovariance(Index d) : d_(d) {
                                     " is invalid; expected a dimension d >= 1");
     }
     mean_ = Eigen::VectorXd::Zero(d);
-    m2_ = Eigen::MatrixXd::Zero(d, d);
+    m2_ = LargeBuffer(static_cast<std::size_t>(d) * static_cast<std::size_t>(d));
 }
 
 std::int64_t StreamingCovariance::count() const {
@@ -142,43 +148,51 @@ void StreamingCovariance::update(const RowMajorView& block, const std::uint8_t* 
         }
     }
 
-    // The only O(n d) buffer, bounded by block_rows(d) whatever n is; allocated before the
-    // state is touched so that a MemoryError leaves it intact.
-    const Index rows = std::min(n, block_rows(d_));
-    Eigen::MatrixXd scratch(d_, n > 1 ? rows : 0);
-
     std::lock_guard<std::mutex> lock(mutex_);
+    // The only O(rows d) buffer, bounded by block_rows(d) whatever n is; (re)allocated before
+    // the state is touched so that a MemoryError leaves it intact, then kept for later updates.
+    const Index rows = std::min(n, block_rows(d_));
+    const std::size_t needed = static_cast<std::size_t>(d_) * static_cast<std::size_t>(rows);
+    if (scratch_.size() < needed) {
+        scratch_ = LargeBuffer();  // free the old one first
+        scratch_ = LargeBuffer(needed);
+    }
+    MatrixMap m2 = this->m2();
     const std::int64_t total = count_ + static_cast<std::int64_t>(n);
     const double n_a = static_cast<double>(count_);
     const double n_b = static_cast<double>(n);
     const double weight = count_ == 0 ? 0.0 : n_a * n_b / static_cast<double>(total);
     const Eigen::VectorXd delta = count_ == 0 ? Eigen::VectorXd::Zero(d_) : Eigen::VectorXd(block_mean - mean_);
     {
-        const Eigen::VectorXd predicted =
-            m2_.diagonal() + scatter_bound + weight * delta.cwiseAbs2();
+        const Eigen::VectorXd predicted = m2.diagonal() + scatter_bound + weight * delta.cwiseAbs2();
         if (!all_below_guard(predicted) || !all_below_guard(delta)) {
             throw_overflow(who, "adding the block to the accumulated scatter");
         }
     }
 
-    // Pass 2: convert to float64 and centre on the block mean (both cores), then add the
-    // block's scatter to the lower triangle of M2 with one symmetric rank-k update (BLAS dsyrk).
-    // A single row has zero scatter about its own mean.
-    if (n > 1) {
-        for (Index start = 0; start < n; start += rows) {
-            const Index m = std::min(rows, n - start);
-            double* dst = scratch.data();
-            parallel_for(m, std::max<Index>(1, kParallelElements / d_), [&](Index r0, Index r1, Index) {
-                convert_centred(block, rows_list, start + r0, start + r1, block_mean.data(), dst + r0 * d_);
-            });
-            blas::syrk_lower(d_, m, 1.0, dst, d_, m2_.data(), d_);
-        }
+    // Pass 2: convert to float64 and centre (all cores), then add the rows' scatter to the lower
+    // triangle of M2 with one symmetric rank-k update (BLAS dsyrk) per block of rows.
+    // Chan's merge term w * delta delta^T (w = n_a n_b / (n_a + n_b)) is folded into the same
+    // dsyrk calls by centring on c = block_mean - t * delta with t^2 = n_a / (n_a + n_b): then
+    // sum (x - c)(x - c)^T = S_b + n_b t^2 delta delta^T = S_b + w delta delta^T exactly, since
+    // sum (x - block_mean) = 0. No extra column, no separate O(d^2) pass over M2 (a dsyrk with
+    // k = 1 costs ~8 ms at d >= 2048 here), and the scratch stays rows * d.
+    const Eigen::VectorXd centre =
+        count_ == 0 ? block_mean : Eigen::VectorXd(block_mean - std::sqrt(n_a / static_cast<double>(total)) * delta);
+    double* dst = scratch_.data();
+    for (Index start = 0; start < n; start += rows) {
+        const Index m = std::min(rows, n - start);
+        parallel_for(
+            m, std::max<Index>(1, kParallelElements / d_),
+            [&](Index r0, Index r1, Index) {
+                convert_centred(block, rows_list, start + r0, start + r1, centre.data(), dst + r0 * d_);
+            },
+            conversion_threads(d_));
+        blas::syrk_lower(d_, m, 1.0, dst, d_, m2.data(), d_);
     }
-    // Chan's merge of (count_, mean_, M2) with (n, block_mean, block scatter).
     if (count_ == 0) {
         mean_ = block_mean;
     } else {
-        m2_.selfadjointView<Eigen::Lower>().rankUpdate(delta, weight);
         mean_ += delta * (n_b / static_cast<double>(total));
     }
     count_ = total;
@@ -193,10 +207,11 @@ void StreamingCovariance::merge(const StreamingCovariance& other) {
     if (&other == this) {
         // Chan's formula with identical halves: delta = 0, so M2 doubles and the mean stays.
         std::lock_guard<std::mutex> lock(mutex_);
-        if (!all_below_guard(2.0 * m2_.diagonal())) {
+        MatrixMap m2 = this->m2();
+        if (!all_below_guard(2.0 * m2.diagonal())) {
             throw_overflow(who, "doubling the scatter");
         }
-        m2_.triangularView<Eigen::Lower>() *= 2.0;
+        m2.triangularView<Eigen::Lower>() *= 2.0;
         count_ *= 2;
         return;
     }
@@ -204,9 +219,11 @@ void StreamingCovariance::merge(const StreamingCovariance& other) {
     if (other.count_ == 0) {
         return;
     }
+    MatrixMap m2 = this->m2();
+    const MatrixMap other_m2 = other.m2();
     if (count_ == 0) {
         mean_ = other.mean_;
-        m2_.triangularView<Eigen::Lower>() = other.m2_;
+        m2.triangularView<Eigen::Lower>() = other_m2;
         count_ = other.count_;
         return;
     }
@@ -217,13 +234,13 @@ void StreamingCovariance::merge(const StreamingCovariance& other) {
     const double weight = n_a * n_b / n;
     const Eigen::VectorXd delta = other.mean_ - mean_;
     {
-        const Eigen::VectorXd predicted = m2_.diagonal() + other.m2_.diagonal() + weight * delta.cwiseAbs2();
+        const Eigen::VectorXd predicted = m2.diagonal() + other_m2.diagonal() + weight * delta.cwiseAbs2();
         if (!all_below_guard(predicted) || !all_below_guard(delta)) {
             throw_overflow(who, "merging the two scatters");
         }
     }
-    m2_.triangularView<Eigen::Lower>() += other.m2_;
-    m2_.selfadjointView<Eigen::Lower>().rankUpdate(delta, weight);
+    m2.triangularView<Eigen::Lower>() += other_m2;
+    m2.selfadjointView<Eigen::Lower>().rankUpdate(delta, weight);
     mean_ += delta * (n_b / n);
     count_ = total;
 }
@@ -234,15 +251,20 @@ void StreamingCovariance::copy_mean(double* out) const {
 }
 
 void StreamingCovariance::write_symmetric(double* out, double scale) const {
-    // The output is symmetric, so its row-major and column-major readings coincide.
+    // The output is symmetric, so its row-major and column-major readings coincide. Tiles of the
+    // lower triangle are scaled into place and mirrored, tile column by tile column over the cores.
     Eigen::Map<Eigen::MatrixXd> full(out, d_, d_);
-    for (Index j = 0; j < d_; ++j) {
-        full.col(j).tail(d_ - j) = m2_.col(j).tail(d_ - j) * scale;
-    }
-    // Mirror the lower triangle into the upper one, tile by tile to stay in cache.
+    const MatrixMap m2 = this->m2();
     constexpr Index tile = 64;
-    for (Index jb = 0; jb < d_; jb += tile) {
+    const Index tiles = (d_ + tile - 1) / tile;
+    // Tile column t holds (tiles - t) tiles: pairing t with tiles - 1 - t balances the work.
+    const Index pairs = (tiles + 1) / 2;
+    auto do_column = [&](Index t) {
+        const Index jb = t * tile;
         const Index j_end = std::min(jb + tile, d_);
+        for (Index j = jb; j < j_end; ++j) {
+            full.col(j).tail(d_ - j) = m2.col(j).tail(d_ - j) * scale;
+        }
         for (Index ib = jb; ib < d_; ib += tile) {
             const Index i_end = std::min(ib + tile, d_);
             for (Index i = ib; i < i_end; ++i) {
@@ -251,7 +273,16 @@ void StreamingCovariance::write_symmetric(double* out, double scale) const {
                 }
             }
         }
-    }
+    };
+    parallel_for(pairs, std::max<Index>(1, kParallelElements / std::max<Index>(1, d_ * tile)),
+                 [&](Index p0, Index p1, Index) {
+                     for (Index p = p0; p < p1; ++p) {
+                         do_column(p);
+                         if (tiles - 1 - p != p) {
+                             do_column(tiles - 1 - p);
+                         }
+                     }
+                 });
 }
 
 void StreamingCovariance::write_covariance(double* out, std::int64_t ddof) const {
@@ -282,8 +313,9 @@ void StreamingCovariance::restore(std::int64_t count, const double* mean, const 
     }
     Eigen::VectorXd new_mean = Eigen::Map<const Eigen::VectorXd>(mean, d_);
     // Row-major buffer -> column-major matrix; the lower triangle (row >= col) is what counts.
-    Eigen::MatrixXd new_m2 =
-        Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(m2, d_, d_);
+    LargeBuffer new_buffer(static_cast<std::size_t>(d_) * static_cast<std::size_t>(d_));
+    MatrixMap new_m2(new_buffer.data(), d_, d_);
+    new_m2 = Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(m2, d_, d_);
     bool any_nonzero = false;
     for (Index j = 0; j < d_; ++j) {
         any_nonzero = any_nonzero || new_mean[j] != 0.0;
@@ -310,7 +342,7 @@ void StreamingCovariance::restore(std::int64_t count, const double* mean, const 
     std::lock_guard<std::mutex> lock(mutex_);
     count_ = count;
     mean_.swap(new_mean);
-    m2_.swap(new_m2);
+    m2_ = std::move(new_buffer);
 }
 
 }  // namespace steerid

@@ -10,6 +10,7 @@
 #pragma once
 
 #include "dense_block.hpp"
+#include "large_buffer.hpp"
 
 #include <Eigen/Core>
 
@@ -23,6 +24,8 @@ public:
     // Rows of an update that are converted, centred and rank-updated together. Bounds the
     // scratch memory of one update to block_rows(d) * d * 8 bytes, whatever the size of the input.
     static Index block_rows(Index d);
+    // Threads of the float64 conversion pass for dimension d.
+    static int conversion_threads(Index d);
     // Testing/tuning hook: force block_rows() (0 restores the default).
     static void set_block_rows_override(Index rows);
     // Below this many elements a memory-bound pass runs on one thread.
@@ -58,12 +61,18 @@ public:
     void restore(std::int64_t count, const double* mean, const double* m2);
 
 private:
+    using MatrixMap = Eigen::Map<Eigen::MatrixXd, Eigen::Aligned16>;
+    MatrixMap m2() const { return MatrixMap(m2_.data(), d_, d_); }
     void write_symmetric(double* out, double scale) const;
 
     const Index d_;
     std::int64_t count_ = 0;
     Eigen::VectorXd mean_;
-    Eigen::MatrixXd m2_;  // column-major; only the lower triangle (i >= j) is meaningful
+    // Column-major (d, d); only the lower triangle (i >= j) is meaningful. Huge-page backed.
+    LargeBuffer m2_;
+    // Float64 scratch of the rank-k updates: min(rows, block_rows(d)) columns of d. Grown when a
+    // larger update arrives and kept, so that a stream of updates pays its page faults once.
+    LargeBuffer scratch_;
     mutable std::mutex mutex_;
 };
 

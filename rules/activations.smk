@@ -5,6 +5,8 @@ rule dump_contrast:
     output:
         "results/{model}/activations/L{layer}/contrast-{trait}.h5",
     params:
+        # Wildcards are not part of Snakemake's cache key; params are, so the layer is one.
+        layer=lambda w: int(w.layer),
         runtime=runtime_params(),
     threads: MODEL_THREADS
     log:
@@ -26,6 +28,7 @@ rule dump_background:
     output:
         "results/{model}/activations/L{layer}/background.h5",
     params:
+        layer=lambda w: int(w.layer),
         n_texts=config["background"]["n_texts"],
         max_length=config["background"]["max_length"],
         runtime=runtime_params(),

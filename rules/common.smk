@@ -1,6 +1,7 @@
 # Shared helpers: config checks that need Python, wildcard constraints, target lists and param slices.
 
-from steerid.prompts import ENVIRONMENTS, select_prompt_set
+from steerid.conditions import EXPERIMENTS
+from steerid.prompts import select_prompt_set
 from steerid.scoring import MODEL_SCORERS, TRAIT_SCORERS
 from steerid.specs import spec_kind
 
@@ -14,7 +15,8 @@ def check_config(config):
             raise ValueError(f"config models.{name}.spec: {err}") from None
     for trait in config["traits"]:
         try:
-            select_prompt_set(trait, config["prompts"]["n_pairs"], config["prompts"]["n_eval"], ENVIRONMENTS, config["seed"])
+            select_prompt_set(trait, config["prompts"]["n_pairs"], config["prompts"]["n_eval"],
+                              config["prompts"]["environments"], config["seed"])
         except ValueError as err:
             raise ValueError(f"config prompts: {err}") from None
         scorer = config["scoring"][trait]
@@ -24,15 +26,35 @@ def check_config(config):
                 "the generation experiments score completions only (text scorers: "
                 f"{[s for s in TRAIT_SCORERS[trait] if s not in MODEL_SCORERS]})"
             )
+    overlap = sorted(set(config["traits"]) & set(config["other_traits"]))
+    if overlap:
+        raise ValueError(f"config other_traits: {overlap} are also in traits; a trait cannot perturb its own vector")
+    n_eval = config["prompts"]["n_eval"]
+    if config["jacobian"]["n_prompts"] > n_eval:
+        raise ValueError(f"config jacobian.n_prompts: {config['jacobian']['n_prompts']} exceeds prompts.n_eval = {n_eval}")
 
 
 check_config(config)
 
+ENVIRONMENTS = config["prompts"]["environments"]
+# E2, E4 and E7 run in one environment: the first listed.
+MAIN_ENVIRONMENT = ENVIRONMENTS[0]
+ALL_TRAITS = config["traits"] + config["other_traits"]
+
 
 wildcard_constraints:
     model="|".join(config["models"]),
-    trait="|".join(config["traits"]),
+    trait="|".join(ALL_TRAITS),
     layer=r"\d+",
+    experiment="|".join(EXPERIMENTS),
+    environment="|".join(ENVIRONMENTS),
+    figure=r"e[1-8]",
+
+
+def survey_layers(model):
+    """E6/E8 layers of a model: its survey layers and its steering layer, ascending."""
+    spec = config["models"][model]
+    return sorted(set(spec["survey_layers"]) | {spec["layer"]})
 
 
 def steering_targets(pattern):
@@ -42,6 +64,11 @@ def steering_targets(pattern):
         for model, spec in config["models"].items()
         for trait in config["traits"]
     ]
+
+
+def model_targets(pattern):
+    """``pattern`` expanded over every model and trait (no layer)."""
+    return [pattern.format(model=model, trait=trait) for model in config["models"] for trait in config["traits"]]
 
 
 def spectrum_targets():
@@ -62,4 +89,11 @@ def model_mem_mb(wildcards):
     return config["models"][wildcards.model]["mem_mb"]
 
 
-FIGURES = ["results/figures/e1_orthogonal.png"]
+# Stats JSONs behind each figure; E6 and E8 are per model (they span layers), the others per steering layer.
+STATS = {
+    **{e: steering_targets(f"results/{{model}}/stats/{e}/L{{layer}}/{{trait}}.json") for e in ("e1", "e2", "e3", "e4", "e5", "e7")},
+    "e6": model_targets("results/{model}/stats/e6/{trait}.json"),
+    "e8": model_targets("results/{model}/stats/e8/{trait}.json"),
+}
+FIGURES = [f"results/figures/{name}.{ext}" for name in sorted(STATS) for ext in ("png", "pdf")]
+VALIDATIONS = model_targets("results/{model}/validation/{trait}.json")

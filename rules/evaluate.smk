@@ -1,27 +1,58 @@
-rule evaluate:
+rule validate_scorer:
     input:
         model="resources/models/{model}",
         prompts="results/prompts/{trait}.json",
-        perturbations="results/{model}/perturbations/L{layer}/{trait}.h5",
     output:
-        "results/{model}/generations/e1/L{layer}/{trait}.jsonl",
+        "results/{model}/validation/{trait}.json",
     params:
-        alpha=config["steering"]["alpha"],
-        positions=config["steering"]["positions"],
+        scorer=lambda w: config["scoring"][w.trait],
+        min_auroc=config["scoring"]["min_auroc"],
+        n_texts=config["scoring"]["validation_texts"],
         sampling={k: v for k, v in config["generation"].items() if k != "samples_per_prompt"},
-        n_samples=config["generation"]["samples_per_prompt"],
-        environment=config["prompts"]["environment"],
         seed=config["seed"],
         runtime=runtime_params(),
     threads: MODEL_THREADS
     log:
-        "logs/{model}/L{layer}/evaluate-{trait}.log",
+        "logs/{model}/validate_scorer-{trait}.log",
     benchmark:
-        "logs/{model}/L{layer}/evaluate-{trait}.benchmark.tsv"
+        "logs/{model}/validate_scorer-{trait}.benchmark.tsv"
     resources:
         mem_mb=model_mem_mb,
         gpu=MODEL_GPUS,
-        runtime=240,
+        runtime=60,
+    conda:
+        "../envs/steerid.yaml"
+    script:
+        "../workflow_scripts/validate_scorer.py"
+
+
+rule evaluate:
+    input:
+        model="resources/models/{model}",
+        prompts="results/prompts/{trait}.json",
+        vector="results/{model}/vectors/L{layer}/{trait}.h5",
+        perturbations="results/{model}/perturbations/L{layer}/{trait}.h5",
+    output:
+        "results/{model}/generations/{experiment}/L{layer}/{trait}/{environment}.jsonl",
+    params:
+        # Each experiment sees only the settings it uses, so changing one reruns only its generations.
+        alpha=lambda w: None if w.experiment == "e2" else config["steering"]["alpha"],
+        positions=config["steering"]["positions"],
+        n_alone=lambda w: config["perturbations"]["n_alone"] if w.experiment == "e1" else 0,
+        alphas=lambda w: config["alpha_sweep"]["alphas"] if w.experiment == "e2" else [],
+        sampling={k: v for k, v in config["generation"].items() if k != "samples_per_prompt"},
+        n_samples=config["generation"]["samples_per_prompt"],
+        seed=config["seed"],
+        runtime=runtime_params(),
+    threads: MODEL_THREADS
+    log:
+        "logs/{model}/L{layer}/evaluate-{experiment}-{trait}-{environment}.log",
+    benchmark:
+        "logs/{model}/L{layer}/evaluate-{experiment}-{trait}-{environment}.benchmark.tsv"
+    resources:
+        mem_mb=model_mem_mb,
+        gpu=MODEL_GPUS,
+        runtime=480,
     conda:
         "../envs/steerid.yaml"
     script:
@@ -30,15 +61,15 @@ rule evaluate:
 
 rule score:
     input:
-        "results/{model}/generations/e1/L{layer}/{trait}.jsonl",
+        generations="results/{model}/generations/{experiment}/L{layer}/{trait}/{environment}.jsonl",
     output:
-        "results/{model}/scores/e1/L{layer}/{trait}.h5",
+        "results/{model}/scores/{experiment}/L{layer}/{trait}/{environment}.h5",
     params:
         scorer=lambda w: config["scoring"][w.trait],
     log:
-        "logs/{model}/L{layer}/score-{trait}.log",
+        "logs/{model}/L{layer}/score-{experiment}-{trait}-{environment}.log",
     benchmark:
-        "logs/{model}/L{layer}/score-{trait}.benchmark.tsv"
+        "logs/{model}/L{layer}/score-{experiment}-{trait}-{environment}.benchmark.tsv"
     resources:
         mem_mb=2000,
         runtime=30,
@@ -46,24 +77,3 @@ rule score:
         "../envs/steerid.yaml"
     script:
         "../workflow_scripts/score.py"
-
-
-rule stats:
-    input:
-        scores="results/{model}/scores/e1/L{layer}/{trait}.h5",
-        vector="results/{model}/vectors/L{layer}/{trait}.h5",
-    output:
-        "results/{model}/stats/e1/L{layer}/{trait}.json",
-    params:
-        n_boot=config["stats"]["n_boot"],
-        equivalence_margin_sd=config["stats"]["equivalence_margin_sd"],
-        seed=config["seed"],
-    log:
-        "logs/{model}/L{layer}/stats-{trait}.log",
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    conda:
-        "../envs/steerid.yaml"
-    script:
-        "../workflow_scripts/stats.py"

@@ -1,33 +1,32 @@
-rule figure_e1:
+rule figure:
     input:
-        steering_targets("results/{model}/stats/e1/L{layer}/{trait}.json"),
+        lambda w: STATS[w.figure],
     output:
-        report(
-            "results/figures/e1_orthogonal.png",
-            caption="../report/e1_orthogonal.rst",
-            category="E1 orthogonal perturbations",
-        ),
+        png=report("results/figures/{figure}.png", caption="../report/figure.rst", category="Figures",
+                   subcategory="{figure}"),
+        pdf="results/figures/{figure}.pdf",
     params:
         dpi=config["figures"]["dpi"],
     log:
-        "logs/figures/e1_orthogonal.log",
+        "logs/figures/{figure}.log",
     resources:
         mem_mb=1000,
         runtime=5,
     conda:
         "../envs/steerid.yaml"
     script:
-        "../workflow_scripts/figure_e1.py"
+        "../workflow_scripts/figure.py"
 
 
 rule summary:
     input:
-        stats=steering_targets("results/{model}/stats/e1/L{layer}/{trait}.json"),
+        **{name: files for name, files in STATS.items()},
+        validations=VALIDATIONS,
         spectra=spectrum_targets(),
     output:
         report("results/summary.md", caption="../report/summary.rst", category="Summary"),
     params:
-        figures=FIGURES,
+        figures=[f for f in FIGURES if f.endswith(".png")],
     log:
         "logs/summary.log",
     resources:

@@ -42,14 +42,40 @@ rule spectrum:
         "../workflow_scripts/spectrum.py"
 
 
+rule jacobian:
+    input:
+        model="resources/models/{model}",
+        prompts="results/prompts/{trait}.json",
+    output:
+        "results/{model}/jacobian/L{layer}/{trait}.h5",
+    params:
+        n_prompts=config["jacobian"]["n_prompts"],
+        runtime=runtime_params(),
+    threads: MODEL_THREADS
+    log:
+        "logs/{model}/L{layer}/jacobian-{trait}.log",
+    benchmark:
+        "logs/{model}/L{layer}/jacobian-{trait}.benchmark.tsv"
+    resources:
+        mem_mb=model_mem_mb,
+        gpu=MODEL_GPUS,
+        runtime=120,
+    conda:
+        "../envs/steerid.yaml"
+    script:
+        "../workflow_scripts/jacobian.py"
+
+
 rule perturbations:
     input:
         vector="results/{model}/vectors/L{layer}/{trait}.h5",
         spectrum="results/{model}/spectra/L{layer}.h5",
+        jacobian="results/{model}/jacobian/L{layer}/{trait}.h5",
+        others=expand("results/{{model}}/vectors/L{{layer}}/{other}.h5", other=config["other_traits"]),
     output:
         "results/{model}/perturbations/L{layer}/{trait}.h5",
     params:
-        **config["perturbations"],
+        **{key: value for key, value in config["perturbations"].items() if key != "n_alone"},
         seed=config["seed"],
     log:
         "logs/{model}/L{layer}/perturbations-{trait}.log",

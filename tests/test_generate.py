@@ -76,6 +76,34 @@ def test_all_mode_adds_everywhere(smollm2, site):
     torch.testing.assert_close(steered[0] - clean[0], delta.expand_as(clean[0]), rtol=0, atol=1e-3)
 
 
+def test_mask_mode_adds_exactly_at_the_marked_positions(smollm2, site):
+    model, tokenizer, _ = smollm2
+    ids, mask = tokenize_prompts(tokenizer, PROMPTS[:2], torch.device("cpu"))
+    where = torch.zeros(ids.shape, dtype=torch.bool)
+    where[0, -3:] = True
+    where[1, 2] = True
+    delta = torch.randn(2, 576)
+    with torch.no_grad(), capture_residual(site) as clean:
+        model(input_ids=ids, attention_mask=mask)
+    with torch.no_grad(), add_to_residual(site, delta, where), capture_residual(site) as steered:
+        model(input_ids=ids, attention_mask=mask)
+    difference = steered[0] - clean[0]
+    torch.testing.assert_close(difference[where], delta[where.nonzero()[:, 0]], rtol=0, atol=1e-3)
+    assert difference[~where].abs().max() == 0
+
+
+def test_mask_mode_checks_the_shape_at_call_time(smollm2, site):
+    model, tokenizer, _ = smollm2
+    ids, mask = tokenize_prompts(tokenizer, PROMPTS[:1], torch.device("cpu"))
+    wrong = torch.ones(1, ids.shape[1] + 1, dtype=torch.bool)
+    with pytest.raises(ValueError, match=rf"mask has shape \(1, {ids.shape[1] + 1}\).*\(1, {ids.shape[1]}\)"):
+        with torch.no_grad(), add_to_residual(site, torch.zeros(576), wrong):
+            model(input_ids=ids, attention_mask=mask)
+    with pytest.raises(ValueError, match="bool"):
+        with add_to_residual(site, torch.zeros(576), torch.ones(1, 3)):
+            pass
+
+
 def test_unknown_position_mode(site):
     with pytest.raises(ValueError, match="'middle'"):
         with add_to_residual(site, torch.zeros(576), "middle"):

@@ -110,6 +110,20 @@ def test_many_single_row_blocks() -> None:
     assert rel_err(acc.covariance(), np.cov(X, rowvar=False)) < 1e-10
 
 
+def test_drifting_block_means_are_merged_exactly() -> None:
+    # Chan's merge term rides in the rank-k update through a shifted centre; with block means
+    # far apart compared with the spread, that shift is large, so this is where it could lose
+    # precision.
+    rng = np.random.default_rng(14)
+    X = rng.standard_normal((3000, 8)) * np.linspace(1e-2, 1.0, 8)
+    X += 1e3 * np.linspace(0.0, 1.0, 3000)[:, None] * rng.standard_normal(8)
+    acc = StreamingCovariance(8)
+    for start, stop in zip([0, 1, 8, 700, 1024, 2048], [1, 8, 700, 1024, 2048, 3000]):
+        acc.update(X[start:stop])
+    assert rel_err(acc.covariance(), np.cov(X, rowvar=False)) < 1e-10
+    assert rel_err(acc.mean, X.mean(axis=0)) < 1e-12
+
+
 def test_empty_accumulator_and_empty_blocks() -> None:
     acc = StreamingCovariance(3)
     acc.update(np.empty((0, 3)))

@@ -21,13 +21,24 @@ def results(run: Path, relative: str) -> Path:
     return run / "results" / relative
 
 
-def test_summary_and_figure(run):
+ENVIRONMENTS = ("in_distribution", "topic_shift")
+EXPERIMENT_FIGURES = [f"e{i}" for i in range(1, 9)]
+
+
+def read_json(run: Path, relative: str) -> dict:
+    return json.loads(results(run, relative).read_text())
+
+
+def test_summary_states_every_claim_and_every_figure_exists(run):
     summary = results(run, "summary.md").read_text()
-    assert "## smollm2-135m" in summary and "| sentiment | 15 |" in summary
+    for claim in ("(E1)", "(E2)", "(E3)", "(E4)", "(E5)", "(E6)", "(E7)", "(E8)", "Positive control", "Scorer validation"):
+        assert claim in summary
+    assert "not run" not in summary
     assert "excluding_sinks" in summary and "all_tokens" in summary
-    assert "v+orthogonal" in summary and "v+null" in summary and "v+top" in summary
-    figure = results(run, "figures/e1_orthogonal.png").read_bytes()
-    assert figure.startswith(b"\x89PNG") and len(figure) > 10_000
+    for name in EXPERIMENT_FIGURES:
+        png, pdf = results(run, f"figures/{name}.png").read_bytes(), results(run, f"figures/{name}.pdf").read_bytes()
+        assert png.startswith(b"\x89PNG") and len(png) > 5_000, name
+        assert pdf.startswith(b"%PDF"), name
 
 
 def test_activations_shapes_and_provenance(run):
@@ -35,9 +46,34 @@ def test_activations_shapes_and_provenance(run):
     positive, negative = store.read(contrast, "positive", "negative")
     assert positive.shape == negative.shape == (16, 576)
     assert np.isfinite(positive).all() and np.isfinite(negative).all()
+    for environment in ENVIRONMENTS:
+        (instructed,) = store.read(contrast, f"environments/{environment}/positive")
+        assert instructed.shape == (4, 576)
     attrs = store.read_attrs(contrast)
     assert attrs["model"] == MODEL and attrs["layer"] == LAYER and attrs["architecture"] == "llama"
     assert len(attrs["params_sha256"]) == 64 and attrs["steerid_version"]
+
+
+def test_vectors_of_every_method_and_environment(run):
+    path = results(run, f"{MODEL}/vectors/L{LAYER}/{TRAIT}.h5")
+    v, pca, probe = store.read(path, "mean_difference", "pca", "probe")
+    positive, negative = store.read(results(run, f"{MODEL}/activations/L{LAYER}/contrast-{TRAIT}.h5"), "positive", "negative")
+    np.testing.assert_allclose(v, positive.astype(np.float64).mean(0) - negative.astype(np.float64).mean(0), rtol=1e-6)
+    for direction in (pca, probe):
+        assert direction @ v > 0  # sign-aligned to the mean difference
+    with h5py.File(path) as handle:
+        assert set(handle["environments"]) == set(ENVIRONMENTS)
+
+
+def test_cached_dumps_of_different_traits_and_layers_are_different(run):
+    # The session run uses --cache: jobs that differ only by a wildcard must not share a cache entry.
+    (sentiment,) = store.read(results(run, f"{MODEL}/activations/L{LAYER}/contrast-{TRAIT}.h5"), "positive")
+    (formality,) = store.read(results(run, f"{MODEL}/activations/L{LAYER}/contrast-formality.h5"), "positive")
+    assert not np.allclose(sentiment, formality)
+    (middle,) = store.read(results(run, f"{MODEL}/activations/L{LAYER}/background.h5"), "activations")
+    (early,) = store.read(results(run, f"{MODEL}/activations/L8/background.h5"), "activations")
+    assert middle.shape == early.shape and not np.allclose(middle, early)
+    assert store.read_attrs(results(run, f"{MODEL}/activations/L8/background.h5"))["layer"] == 8
 
 
 def test_background_is_token_level(run):
@@ -78,51 +114,150 @@ def test_spectrum_views(run):
     assert views["all_tokens"]["count"] - views["excluding_sinks"]["count"] == 24
 
 
+def unit_norm_and_orthogonal(deltas: np.ndarray, v: np.ndarray) -> None:
+    np.testing.assert_allclose(np.linalg.norm(np.atleast_2d(deltas), axis=1), np.linalg.norm(v), rtol=1e-10)
+    assert np.abs(np.atleast_2d(deltas) @ v).max() / np.linalg.norm(v) ** 2 < 1e-6
+
+
+def inside(deltas: np.ndarray, subspace: np.ndarray, v: np.ndarray) -> None:
+    deltas = np.atleast_2d(deltas)
+    outside = deltas - (deltas @ subspace) @ subspace.T
+    assert np.abs(outside).max() / np.linalg.norm(v) < 1e-5
+
+
 def test_perturbation_geometry(run):
     path = results(run, f"{MODEL}/perturbations/L{LAYER}/{TRAIT}.h5")
-    v, orthogonal, null, top = store.read(path, "v", "orthogonal", "null", "top")
-    assert orthogonal.shape == (2, 576) and null.shape == (1, 576) and top.shape == (1, 576)
-    for deltas in (orthogonal, null, top):
-        np.testing.assert_allclose(np.linalg.norm(deltas, axis=1), np.linalg.norm(v), rtol=1e-10)
-        assert np.abs(deltas @ v).max() / np.linalg.norm(v) ** 2 < 1e-6
-    (basis,) = store.read(results(run, f"{MODEL}/spectra/L{LAYER}.h5"), "excluding_sinks/eigenvectors")
-    basis = basis.astype(np.float64)
+    v, orthogonal, null, top_variance, top_gain, other = store.read(
+        path, "v", "orthogonal", "null", "top_variance", "top_gain", "other")
+    assert orthogonal.shape == (2, 576) and null.shape == top_variance.shape == top_gain.shape == other.shape == (1, 576)
+    for deltas in (orthogonal, null, top_variance, top_gain, other):
+        unit_norm_and_orthogonal(deltas, v)
+    (covariance,) = store.read(results(run, f"{MODEL}/spectra/L{LAYER}.h5"), "excluding_sinks/eigenvectors")
+    (gain,) = store.read(results(run, f"{MODEL}/jacobian/L{LAYER}/{TRAIT}.h5"), "pooled/eigenvectors")
+    covariance = covariance.astype(np.float64)
     # null_fraction 0.5 → the 288 lowest-variance eigenvectors; top_k 8 → the 8 leading ones.
-    for deltas, subspace in ((null, basis[:, -288:]), (top, basis[:, :8])):
-        outside = deltas - (deltas @ subspace) @ subspace.T
-        assert np.abs(outside).max() / np.linalg.norm(v) < 1e-5
+    inside(null, covariance[:, -288:], v)
+    inside(top_variance, covariance[:, :8], v)
+    inside(top_gain, gain[:, :8], v)
+    (formality,) = store.read(results(run, f"{MODEL}/vectors/L{LAYER}/formality.h5"), "mean_difference")
+    assert other[0] @ formality > 0
+    for source, basis in (("covariance", covariance), ("jacobian", gain)):
+        for k in (4, 32):
+            (bottom,), (top,) = store.read(path, f"span/{source}-bottom-{k}", f"span/{source}-top-{k}")
+            unit_norm_and_orthogonal(bottom, v)
+            inside(bottom, basis[:, -k:], v)
+            inside(top, basis[:, :k], v)
 
 
-def test_generations_cover_every_condition(run):
-    lines = results(run, f"{MODEL}/generations/e1/L{LAYER}/{TRAIT}.jsonl").read_text().splitlines()
-    records = [json.loads(line) for line in lines]
-    conditions = {r["condition"] for r in records}
-    assert conditions == {"baseline", "v", "orthogonal-0", "orthogonal-1", "null-0", "top-0"}
-    assert len(records) == len(conditions) * 6 * 2
-    assert all(r["n_tokens"] <= 12 for r in records)
+def test_jacobian_pools_the_environments(run):
+    with h5py.File(results(run, f"{MODEL}/jacobian/L{LAYER}/{TRAIT}.h5")) as handle:
+        per_environment = {name: group["eigenvalues"][()] for name, group in handle["environments"].items()}
+        pooled = handle["pooled/eigenvalues"][()]
+    assert set(per_environment) == set(ENVIRONMENTS)
+    # trace(Σ G_e) = Σ trace(G_e); Gram matrices are positive semi-definite.
+    assert pooled.sum() == pytest.approx(sum(values.sum() for values in per_environment.values()), rel=1e-9)
+    assert pooled.min() > -1e-9 * pooled.max() and np.all(np.diff(pooled) <= 1e-9 * pooled.max())
 
 
-def test_scores_and_stats(run):
-    with h5py.File(results(run, f"{MODEL}/scores/e1/L{LAYER}/{TRAIT}.h5")) as handle:
-        grids = {name: handle["scores"][name][()] for name in handle["scores"]}
-    assert all(grid.shape == (6, 2) and np.isfinite(grid).all() for grid in grids.values())
-    stats = json.loads(results(run, f"{MODEL}/stats/e1/L{LAYER}/{TRAIT}.json").read_text())
-    assert set(stats["by_type"]) == {"v", "v+orthogonal", "v+null", "v+top"}
-    for kind in ("v+orthogonal", "v+null", "v+top"):
-        ratio = stats["by_type"][kind]["efficacy_ratio"]
-        assert ratio["ci_low"] <= ratio["value"] <= ratio["ci_high"]
-    equivalence = stats["equivalence"]
-    assert equivalence["margin"] == pytest.approx(0.2 * grids["baseline"].std(ddof=1))
-    for kind in ("v+orthogonal", "v+null", "v+top"):
-        entry = equivalence["by_type"][kind]
-        assert entry["verdict"] in VERDICTS and 0 <= entry["power"]["power"] <= 1 and entry["tost"]["n"] == 6
-    expected_delta = grids["v"].mean() - grids["baseline"].mean()
+def generations(run: Path, experiment: str, environment: str = "in_distribution") -> list[dict]:
+    path = results(run, f"{MODEL}/generations/{experiment}/L{LAYER}/{TRAIT}/{environment}.jsonl")
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_generations_cover_every_condition_of_every_experiment(run):
+    e1 = {"baseline", "v", "-v", "v+orthogonal-0", "v+orthogonal-1", "orthogonal-0", "v+null-0", "v+top_variance-0",
+          "v+top_gain-0", "v+other-0", "pca", "probe", "env:in_distribution", "env:topic_shift"}
+    e2 = {"baseline"} | {f"{c}@{a}" for a in ("0.1", "0.3") for c in ("v", "v+orthogonal", "v+null")}
+    e7 = {"baseline", "v"} | {f"span:{s}-{e}-{k}" for s in ("covariance", "jacobian") for e in ("bottom", "top")
+                              for k in (4, 32)}
+    for experiment, names, environments in (("e1", e1, ENVIRONMENTS), ("e2", e2, ENVIRONMENTS[:1]),
+                                            ("e7", e7, ENVIRONMENTS[:1])):
+        for environment in environments:
+            records = generations(run, experiment, environment)
+            assert {r["condition"] for r in records} == names
+            assert len(records) == len(names) * 4 * 2
+            assert all(r["n_tokens"] <= 8 for r in records)
+            assert all(r["perplexity"] > 1 or r["n_tokens"] == 0 for r in records)
+
+
+def test_conditions_share_prompts_and_sampling_noise(run):
+    records = generations(run, "e1")
+    by_condition = {}
+    for record in records:
+        by_condition.setdefault(record["condition"], []).append((record["prompt_index"], record["sample_index"],
+                                                                 record["prompt"]))
+    cells = {name: sorted(c) for name, c in by_condition.items()}
+    assert all(c == cells["baseline"] for c in cells.values())
+
+
+def test_e1_stats_pool_the_environments(run):
+    stats = read_json(run, f"{MODEL}/stats/e1/L{LAYER}/{TRAIT}.json")
+    assert stats["n_prompts"] == 8 and stats["environments"] == list(ENVIRONMENTS)
+    grids = {}
+    for environment in ENVIRONMENTS:
+        with h5py.File(results(run, f"{MODEL}/scores/e1/L{LAYER}/{TRAIT}/{environment}.h5")) as handle:
+            for name in handle["scores"]:
+                grids.setdefault(name, []).append(handle["scores"][name][()])
+    pooled = {name: np.concatenate(parts) for name, parts in grids.items()}
+    expected_delta = pooled["v"].mean() - pooled["baseline"].mean()
     assert stats["by_type"]["v"]["delta"]["value"] == pytest.approx(expected_delta)
+    assert stats["margins"]["baseline_sd"]["value"] == pytest.approx(0.2 * pooled["baseline"].std(ddof=1))
+    assert set(stats["judgements"]) == {"v+orthogonal", "v+null", "v+top_variance", "v+top_gain", "v+other"}
+    for judged in stats["judgements"].values():
+        for margin in ("baseline_sd", "effect"):
+            entry = judged["equivalence"][margin]
+            assert entry["verdict"] in VERDICTS and 0 <= entry["power"]["power"] <= 1 and entry["tost"]["n"] == 8
+        assert 0 < judged["permutation"]["p_value"] <= 1
+    assert stats["scorer_validation"]["min_auroc"] == 0.8
+
+
+def test_per_experiment_stats(run):
+    e3 = read_json(run, f"{MODEL}/stats/e3/L{LAYER}/{TRAIT}.json")
+    assert set(e3["by_environment"]) == set(ENVIRONMENTS) and set(e3["cross_application"]) == set(ENVIRONMENTS)
+    assert e3["cosines"]["topic_shift"]["topic_shift"] == pytest.approx(1.0)
+    e5 = read_json(run, f"{MODEL}/stats/e5/L{LAYER}/{TRAIT}.json")
+    assert set(e5["by_direction"]) == {"pca", "probe"}
+    assert all(-1 <= entry["cosine_with_v"] <= 1 for entry in e5["by_direction"].values())
+    e2 = read_json(run, f"{MODEL}/stats/e2/L{LAYER}/{TRAIT}.json")
+    assert [row["alpha"] for row in e2["by_alpha"]] == [0.1, 0.3]
+    scale = e2["mean_residual_norm"] / e2["v_norm"]
+    assert e2["by_alpha"][1]["alpha_in_v_norms"] == pytest.approx(0.3 * scale)
+    e7 = read_json(run, f"{MODEL}/stats/e7/L{LAYER}/{TRAIT}.json")
+    assert set(e7["curves"]) == {"covariance-bottom", "covariance-top", "jacobian-bottom", "jacobian-top"}
+    assert all([row["k"] for row in rows] == [4, 32] for rows in e7["curves"].values())
+
+
+def test_logit_distances(run):
+    e4 = read_json(run, f"{MODEL}/stats/e4/L{LAYER}/{TRAIT}.json")
+    assert e4["n_sequences"] == 4
+    reference = e4["pairs"]["baseline vs v"]
+    assert reference["kl"]["mean"] > 0 and 0 < reference["js"]["mean"] <= np.log(2)
+    assert set(e4["relative_to_0_vs_v"]) == {"orthogonal", "null", "top_variance", "top_gain", "other"}
+
+
+def test_null_space_and_recovery(run):
+    e6 = read_json(run, f"{MODEL}/stats/e6/{TRAIT}.json")
+    assert [layer["layer"] for layer in e6["layers"]] == [8, 15]
+    for layer in e6["layers"]:
+        assert set(layer["covariance"]) == {"all_tokens", "excluding_sinks"}
+        assert 0 <= layer["jacobian"]["fraction_of_d_at_0.05_of_max"] <= 1
+        assert 0 <= layer["low_variance_vs_low_gain"]["overlap"] <= 1
+    e8 = read_json(run, f"{MODEL}/stats/e8/{TRAIT}.json")
+    for curve in (e8["environments"], e8["layers"]):
+        assert [row["m"] for row in curve] == [1, 2]
+        assert curve[1]["max"] <= curve[0]["max"]
+
+
+def test_scorer_validation(run):
+    validation = read_json(run, f"{MODEL}/validation/{TRAIT}.json")
+    assert validation["n_positive"] == validation["n_negative"] == 4
+    assert 0 <= validation["auroc"] <= 1 and validation["valid"] == (validation["auroc"] >= 0.8)
 
 
 def test_logs_and_benchmarks_written(run):
-    assert (run / "logs" / MODEL / f"L{LAYER}" / f"evaluate-{TRAIT}.log").read_text().strip()
-    assert (run / "logs" / MODEL / f"L{LAYER}" / f"evaluate-{TRAIT}.benchmark.tsv").is_file()
+    log = run / "logs" / MODEL / f"L{LAYER}" / f"evaluate-e1-{TRAIT}-in_distribution"
+    assert Path(f"{log}.log").read_text().strip()
+    assert Path(f"{log}.benchmark.tsv").is_file()
 
 
 def test_second_run_has_nothing_to_do(run):
@@ -135,7 +270,9 @@ def test_default_config_lists_the_whole_chain(tmp_path):
     result = snakemake(tmp_path, "-n", "--cores", "8", "--quiet", "rules")
     assert result.returncode == 0, result.stderr
     for rule in ("prepare_model", "prompts", "dump_contrast", "dump_background", "steering_vectors", "covariance",
-                 "spectrum", "perturbations", "evaluate", "score", "stats", "figure_e1", "summary"):
+                 "spectrum", "jacobian", "perturbations", "validate_scorer", "evaluate", "score", "stats_e1",
+                 "stats_e2", "stats_e3", "logit_distance", "stats_e5", "null_space", "stats_e7", "recovery", "figure",
+                 "summary"):
         assert rule in result.stdout
 
 
@@ -146,9 +283,11 @@ def test_default_config_lists_the_whole_chain(tmp_path):
         ({"perturbations": {"n_orthogonal": -2}}, "-2"),
         ({"models": {"m": {"spec": "no/such/model/anywhere", "layer": 3}}}, "no/such/model/anywhere"),
         ({"colour": "blue"}, "colour"),
-        ({"prompts": {"n_pairs": 16, "n_eval": 500, "environment": "in_distribution"}}, "n_eval=500"),
+        ({"prompts": {"n_pairs": 16, "n_eval": 500, "environments": ["in_distribution"]}}, "n_eval=500"),
+        ({"other_traits": ["sentiment"]}, "['sentiment'] are also in traits"),
     ],
-    ids=["unknown-trait", "negative-seeds", "unresolvable-model", "unknown-key", "too-many-eval-prompts"],
+    ids=["unknown-trait", "negative-seeds", "unresolvable-model", "unknown-key", "too-many-eval-prompts",
+         "trait-perturbing-itself"],
 )
 def test_bad_config_fails_at_parse_time(tmp_path, changes, named):
     result = snakemake(tmp_path, "--configfile", str(write_config(tmp_path, **changes)), "-n", "--cores", "1")

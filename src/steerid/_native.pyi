@@ -29,8 +29,8 @@ class StreamingCovariance:
         """Add the rows of a C-contiguous (n, d) float16/32/64 block, read in place; n may be 0.
 
         ``where``: optional (n,) bool row mask; only True rows are read and added (no copy).
-        Conversion to float64 and centring run on all cores; the scatter goes through BLAS
-        dsyrk (SciPy's OpenBLAS). TypeError for a non-array or another dtype, or a non-bool
+        Conversion to float64 and centring run on all cores from d = 1024 (one thread below);
+        the scatter, Chan's merge term included, goes through BLAS dsyrk (SciPy's OpenBLAS). TypeError for a non-array or another dtype, or a non-bool
         mask; ValueError for a non-2-D block, a column count other than ``d``, a
         non-C-contiguous or misaligned block, NaN/Inf in a selected row, a scatter that would
         overflow float64, or a mask of the wrong shape (state unchanged in every case).
@@ -99,7 +99,8 @@ def _set_lapack_factorisations(on: bool) -> None:
     """Tuning hook: True sends the randomized solvers' QR and small eigenproblems to LAPACK."""
 
 def _set_threads(threads: int) -> None:
-    """Tuning/testing hook: threads of the conversion/centring passes (0 restores the CPU count)."""
+    """Tuning/testing hook: threads of the moment and conversion passes, whatever d (0 restores
+    the default: all CPUs, but one conversion thread below d = 1024)."""
 
 def _set_block_rows(rows: int) -> None:
     """Tuning/testing hook: rows per internal rank-k update (0 restores the default)."""

@@ -155,15 +155,45 @@ def generate_conditions(
     for batch in batches_by_length(jobs, lengths, batch_size):
         deltas = torch.stack([conditions[job.condition] for job in batch])
         uniforms = torch.stack([sampling_uniforms(seed, j.prompt_index, j.sample_index, sampling.max_new_tokens) for j in batch])
-        outputs = generate_batch(model, tokenizer, site, [prompts[j.prompt_index] for j in batch], deltas, uniforms, sampling, positions)
-        for job, token_ids in zip(batch, outputs):
-            records[job] = _record(job, prompts[job.prompt_index], tokenizer.decode(token_ids, skip_special_tokens=True), len(token_ids))
+        texts = [prompts[j.prompt_index] for j in batch]
+        outputs = generate_batch(model, tokenizer, site, texts, deltas, uniforms, sampling, positions)
+        fluency = perplexities(model, tokenizer, texts, outputs)
+        for job, token_ids, perplexity in zip(batch, outputs, fluency):
+            records[job] = _record(job, prompts[job.prompt_index], tokenizer.decode(token_ids, skip_special_tokens=True),
+                                   len(token_ids), perplexity)
         if progress is not None:
             progress.update(len(batch))
     return [records[job] for job in jobs]
 
 
-def _record(job: Job, prompt: str, completion: str, n_tokens: int) -> dict:
+@torch.inference_mode()
+def perplexities(model: nn.Module, tokenizer, prompts: Sequence[str], completions: Sequence[Sequence[int]]) -> list[float]:
+    """Perplexity of each completion under the model with no hook: the fluency of steered text.
+
+    Completions are scored teacher-forced after their left-padded prompt and right-padded to a
+    common length; nan for an empty completion.
+    """
+    device = next(model.parameters()).device
+    prompt_ids, prompt_mask = tokenize_prompts(tokenizer, list(prompts), device)
+    width = max((len(c) for c in completions), default=0)
+    if width == 0:
+        return [float("nan")] * len(completions)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    completion_ids = torch.tensor([list(c) + [pad] * (width - len(c)) for c in completions], device=device)
+    completion_mask = torch.tensor([[1] * len(c) + [0] * (width - len(c)) for c in completions], device=device)
+    input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
+    mask = torch.cat([prompt_mask, completion_mask], dim=1)
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    logits = model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, use_cache=False).logits
+    # The logits at position t predict token t + 1: the completion is predicted from the last prompt token on.
+    predicting = logits[:, prompt_ids.shape[1] - 1 : -1].float().log_softmax(-1)
+    token_logprobs = predicting.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1) * completion_mask
+    counts = completion_mask.sum(-1)
+    nll = -token_logprobs.sum(-1) / counts.clamp(min=1)
+    return [float(torch.exp(value)) if count > 0 else float("nan") for value, count in zip(nll, counts)]
+
+
+def _record(job: Job, prompt: str, completion: str, n_tokens: int, perplexity: float) -> dict:
     return {
         "condition": job.condition,
         "prompt_index": job.prompt_index,
@@ -171,4 +201,5 @@ def _record(job: Job, prompt: str, completion: str, n_tokens: int) -> dict:
         "prompt": prompt,
         "completion": completion,
         "n_tokens": n_tokens,
+        "perplexity": perplexity,
     }

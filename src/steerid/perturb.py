@@ -34,3 +34,15 @@ def eigen_subspace(eigenvectors: np.ndarray, k: int, end: str) -> np.ndarray:
     if not 2 <= k <= eigenvectors.shape[1]:
         raise ValueError(f"subspace size {k} out of range; expected 2 <= k <= {eigenvectors.shape[1]}")
     return eigenvectors[:, :k] if end == "top" else eigenvectors[:, -k:]
+
+
+def orthogonalised(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """The component of ``u`` orthogonal to ``v``, rescaled to ‖v‖ (another trait's vector as a δ)."""
+    u, v = np.asarray(u, np.float64), np.asarray(v, np.float64)
+    if u.shape != v.shape:
+        raise ValueError(f"u has shape {u.shape}, expected v's shape {v.shape}")
+    residual = u - (u @ v) / (v @ v) * v
+    length = np.linalg.norm(residual)
+    if length <= 1e-12 * np.linalg.norm(u):
+        raise ValueError("u is parallel to v: nothing of it is orthogonal to v")
+    return residual * (np.linalg.norm(v) / length)

@@ -226,6 +226,15 @@ def select_prompt_set(
     }
 
 
+def instructed(prompt: str, pole: str) -> str:
+    """``prompt`` with an explicit instruction to respond at one pole of the trait.
+
+    Used where the pole must be known: the per-environment contrast activations (E3) and the
+    generations that validate a scorer before it judges anything.
+    """
+    return f"{prompt} Respond in a clearly {pole} way."
+
+
 def write_prompt_set(path: str | os.PathLike[str], **kwargs: Any) -> None:
     """Write ``select_prompt_set(**kwargs)`` to ``path`` as JSON, atomically.
 

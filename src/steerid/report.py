@@ -1,101 +1,219 @@
-"""results/summary.md: every claim tested, one section per model, with this run's numbers."""
+"""results/summary.md: each claim of the paper with this run's verdict and numbers.
+
+The first section answers the paper claim by claim; the sections after it give the tables behind
+every answer. Equivalence verdicts are Holm-corrected across all (model, trait, δ-type) cells, and
+a verdict judged by a scorer that failed its validation is marked as such.
+"""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from steerid.io import atomic_write_text
+from steerid.stats import holm
 
+MARGIN = "baseline_sd"
+TYPE_NAMES = {
+    "v+orthogonal": "random ⟂ v",
+    "v+null": "low-variance ⟂ v",
+    "v+top_variance": "top-variance ⟂ v",
+    "v+top_gain": "top-gain ⟂ v (positive control)",
+    "v+other": "other trait's vector ⟂ v",
+}
 E1_INTRO = (
-    "Δ is the mean trait score minus the α = 0 baseline; R = Δ(v+δ)/Δ(v); d is the paired Cohen's d "
-    "(d_av) of v+δ against v; δ ⟂ v with ‖δ‖ = ‖v‖. Intervals are 95% cluster-bootstrap CIs over prompts. "
-    "The verdict comes from a paired TOST of v+δ against v on prompt means (margin: a multiple of the baseline "
-    "SD, stated in the stats JSON) with the design's power; equivalence is only claimed where Δ(v) itself is "
-    "significant. The top-variance δ is the positive control."
+    "Δ is the mean trait score minus the α = 0 baseline; R = Δ(v+δ)/Δ(v); d is the paired Cohen's d (d_av) of "
+    "v+δ against v; every δ is ⟂ v with ‖δ‖ = ‖v‖. Intervals are 95% cluster-bootstrap CIs over prompts (all "
+    "environments pooled). The verdict is a paired TOST of v+δ against v on prompt means at the margin stated, "
+    "with its power; 'equivalent' is only possible where Δ(v) is significant, and the Holm-adjusted p covers "
+    "every (model, trait, δ-type) cell of the run."
 )
 SPECTRUM_INTRO = (
-    "Effective ranks of the activation covariance as a fraction of d, by several definitions: eigenvalues above "
-    "a fraction of λ₁, the fewest eigenvalues explaining a fraction of the variance, and the participation ratio "
-    "(Σλ)²/Σλ². `excluding_sinks` drops the attention-sink positions, whose outsized variance makes λ₁-relative "
-    "ranks collapse to 1."
+    "Effective ranks as a fraction of d by several definitions: eigenvalues above a fraction of λ₁, the fewest "
+    "eigenvalues explaining a fraction of the variance, and the participation ratio (Σλ)²/Σλ². `excluding_sinks` "
+    "drops the attention-sink positions, whose outsized variance makes λ₁-relative ranks collapse to 1."
 )
 
 
-def _ci(estimate: dict, digits: int = 2) -> str:
+def _ci(estimate: Mapping, digits: int = 2) -> str:
     return f"{estimate['value']:.{digits}f} [{estimate['ci_low']:.{digits}f}, {estimate['ci_high']:.{digits}f}]"
 
 
-def _significant(estimate: dict) -> bool:
+def _significant(estimate: Mapping) -> bool:
     return estimate["ci_low"] > 0 or estimate["ci_high"] < 0
 
 
-def _e1_rows(result: dict) -> list[str]:
-    delta_v = result["by_type"]["v"]["delta"]
-    significance = "significant" if _significant(delta_v) else "not significant"
-    equivalence = result["equivalence"]["by_type"]
-    return [
-        f"| {result['trait']} | {result['layer']} | {_ci(delta_v, 3)} ({significance}) | {kind} | "
-        f"{_ci(entry['delta'], 3)} | {_ci(entry['efficacy_ratio'])} | {_ci(entry['cohens_d'])} | "
-        f"{equivalence[kind]['tost']['p']:.3f} | {equivalence[kind]['power']['power']:.2f} | "
-        f"**{equivalence[kind]['verdict']}** |"
-        for kind, entry in result["by_type"].items()
-        if kind != "v"
-    ]
+def _cell(result: Mapping) -> str:
+    return f"{result['model']}/{result['trait']}"
 
 
-def _fraction_columns(views: dict) -> list[str]:
+def _scorer_note(result: Mapping) -> str:
+    return "" if result["scorer_validation"]["valid"] else " (scorer invalid)"
+
+
+def holm_adjusted(e1: Sequence[Mapping]) -> dict[str, float]:
+    """Holm-adjusted TOST p-values over every (model, trait, δ-type) cell at the primary margin."""
+    raw = {f"{_cell(r)}/{kind}": judged["equivalence"][MARGIN]["tost"]["p"]
+           for r in e1 for kind, judged in r["judgements"].items()}
+    return holm(raw) if raw else {}
+
+
+def _e1_rows(result: Mapping, adjusted: Mapping[str, float]) -> list[str]:
+    rows = []
+    for kind, judged in result["judgements"].items():
+        entry, test = result["by_type"][kind], judged["equivalence"]
+        rows.append(
+            f"| {_cell(result)} | {TYPE_NAMES.get(kind, kind)} | {_ci(entry['delta'], 3)} | {_ci(entry['efficacy_ratio'])} | "
+            f"{_ci(entry['cohens_d'])} | {test[MARGIN]['tost']['p']:.3f} / {adjusted[f'{_cell(result)}/{kind}']:.3f} | "
+            f"{test[MARGIN]['power']['power']:.2f} (n needed {test[MARGIN]['power']['required_n']}) | "
+            f"**{test[MARGIN]['verdict']}**{_scorer_note(result)} | {test['effect']['verdict']} | "
+            f"{judged['permutation']['p_value']:.3f} |")
+    return rows
+
+
+def e1_section(e1: Sequence[Mapping], adjusted: Mapping[str, float]) -> list[str]:
+    lines = ["## E1: are v and v + δ behaviourally equivalent?", "", E1_INTRO, ""]
+    for result in e1:
+        delta_v, margins = result["by_type"]["v"]["delta"], result["margins"]
+        lines.append(f"- {_cell(result)} (layer {result['layer']}, {result['n_prompts']} prompts × "
+                     f"{result['n_samples']} samples, scorer {result['scorer']} AUROC "
+                     f"{result['scorer_validation']['auroc']:.2f}): Δ(v) = {_ci(delta_v, 3)}; margins "
+                     f"{margins['baseline_sd']['value']:.3f} ({margins['baseline_sd']['definition']}) and "
+                     f"{margins['effect']['value']:.3f} ({margins['effect']['definition']}); "
+                     f"Δ(−v) = {_ci(result['controls']['minus_v_delta'], 3)}.")
+    lines += ["", "| model/trait | δ | Δ(v+δ) | R | d(v, v+δ) | TOST p / Holm | power | verdict (SD margin) | "
+                  "verdict (10% of Δ(v)) | permutation p of abs(d) |",
+              "|---|---|---|---|---|---|---|---|---|---|",
+              *[row for r in e1 for row in _e1_rows(r, adjusted)], ""]
+    return lines
+
+
+def _verdicts(e1: Sequence[Mapping], kinds: Sequence[str]) -> list[str]:
+    return [f"{_cell(r)} {TYPE_NAMES[k]}: {r['judgements'][k]['equivalence'][MARGIN]['verdict']}"
+            f"{_scorer_note(r)} (R = {_ci(r['by_type'][k]['efficacy_ratio'])}, d = {_ci(r['by_type'][k]['cohens_d'])})"
+            for r in e1 for k in kinds if k in r["judgements"]]
+
+
+def claims(results: Mapping[str, Sequence[Mapping]]) -> list[str]:
+    """One bullet per claim of the paper: what it says, and what this run found."""
+    e1 = results.get("e1", [])
+    lines = ["## The paper's claims, tested", ""]
+    lines += _claim("Orthogonal perturbations are behaviourally equivalent to v (E1)",
+                    _verdicts(e1, ["v+orthogonal", "v+null", "v+other"]))
+    lines += _claim("Positive control: a δ in the high-gain subspace must break equivalence (E1)",
+                    _verdicts(e1, ["v+top_gain", "v+top_variance"]))
+    lines += _claim("Efficacy is retained: R = Δ(v+δ)/Δ(v) ≈ 1 (E1)",
+                    [f"{_cell(r)} {TYPE_NAMES[k]}: R = {_ci(r['by_type'][k]['efficacy_ratio'])}"
+                     for r in e1 for k in ("v+orthogonal", "v+null") if k in r["by_type"]])
+    lines += _claim("Equivalence holds over the operational α range (E2)", [_e2_line(r) for r in results.get("e2", [])])
+    lines += _claim("Equivalence persists across prompt distributions (E3)", [_e3_line(r) for r in results.get("e3", [])])
+    lines += _claim("Next-token distributions of v and v + δ are close (E4)", [_e4_line(r) for r in results.get("e4", [])])
+    lines += _claim("Mean-difference, PCA and probe vectors act alike (E5)", [_e5_line(r) for r in results.get("e5", [])])
+    lines += _claim("A large null space: most directions are inert (E6)", [_e6_line(r) for r in results.get("e6", [])])
+    lines += _claim("Efficacy does not depend on the subspace δ comes from (E7)", [_e7_line(r) for r in results.get("e7", [])])
+    lines += _claim("Identifiability returns when environments or layers are intersected (E8)",
+                    [_e8_line(r) for r in results.get("e8", [])])
+    return lines
+
+
+def _claim(title: str, findings: Sequence[str]) -> list[str]:
+    return [f"**{title}.**", "", *[f"- {finding}" for finding in findings or ["not run"]], ""]
+
+
+def _e2_line(result: Mapping) -> str:
+    rows = result["by_alpha"]
+    curve = "; ".join(f"α={row['alpha']:g} ({row['alpha_in_v_norms']:.2f}‖v‖): Δ(v) {_ci(row['delta']['v'], 3)}, "
+                      f"Δ(v+δ⟂) {_ci(row['delta']['v+orthogonal'], 3)}, ppl {row['median_perplexity']['v']:.1f}"
+                      for row in rows)
+    span = result["operational_range"]
+    where = f"operational range α ∈ [{span[0]:g}, {span[1]:g}]" if span else "no α where v is both significant and fluent"
+    return f"{_cell(result)}: {where} (baseline perplexity {result['baseline_median_perplexity']:.1f}). {curve}"
+
+
+def _e3_line(result: Mapping) -> str:
+    per_env = "; ".join(
+        f"{env}: Δ(v) {_ci(endpoints['by_type']['v']['delta'], 3)}, " + ", ".join(
+            f"{TYPE_NAMES[k].split(' (')[0]} {judged['equivalence'][MARGIN]['verdict']}"
+            for k, judged in endpoints["judgements"].items())
+        for env, endpoints in result["by_environment"].items())
+    cosines = ", ".join(f"{env} {value:.2f}" for env, value in result["cosine_with_v"].items())
+    return f"{_cell(result)}: {per_env}. Cosine of each environment's vector with v: {cosines}."
+
+
+def _e4_line(result: Mapping) -> str:
+    relative = ", ".join(f"{TYPE_NAMES.get('v+' + kind, kind).split(' (')[0]}: KL {ratios['kl']:.2f}, JS {ratios['js']:.2f}"
+                         for kind, ratios in result["relative_to_0_vs_v"].items())
+    return (f"{_cell(result)} ({result['n_sequences']} continuations): distance of v to v+δ relative to that of "
+            f"0 to v — {relative}")
+
+
+def _e5_line(result: Mapping) -> str:
+    return f"{_cell(result)}: " + "; ".join(
+        f"{name}: cos(v) {entry['cosine_with_v']:.2f}, beats baseline {entry['beats_baseline']}, "
+        f"d(v, {name}) {_ci(entry['cohens_d'])}, {entry['verdict']}"
+        for name, entry in result["by_direction"].items())
+
+
+def _e6_line(result: Mapping) -> str:
+    parts = []
+    for layer in result["layers"]:
+        cov = layer["covariance"]
+        jac = layer["jacobian"]
+        parts.append(
+            f"L{layer['layer']}: covariance null fraction at 1% of λ₁ {1 - cov['all_tokens'].get('fraction_of_d_at_0.01_of_max', float('nan')):.3f} "
+            f"with sinks vs {1 - cov['excluding_sinks'].get('fraction_of_d_at_0.01_of_max', float('nan')):.3f} without; "
+            f"Jacobian null fraction at 5% of σ_max {jac.get('null_fraction_at_0.05_of_max', float('nan')):.3f}, "
+            f"participation ratio {jac['participation_ratio']:.1f}; low-variance vs low-gain overlap "
+            f"{layer['low_variance_vs_low_gain']['overlap']:.2f} (random {layer['low_variance_vs_low_gain']['random_overlap']:.2f})")
+    return f"{result['model']}/{result['trait']}: " + "; ".join(parts)
+
+
+def _e7_line(result: Mapping) -> str:
+    return f"{_cell(result)}: " + "; ".join(
+        f"{curve}: " + ", ".join(f"k={row['k']} R {_ci(row['efficacy_ratio'])}" for row in rows)
+        for curve, rows in result["curves"].items())
+
+
+def _e8_line(result: Mapping) -> str:
+    def curve(rows):
+        return " → ".join(f"{row['mean_fraction']:.3f}" for row in rows)
+
+    return (f"{result['model']}/{result['trait']}: inert fraction of d as environments are intersected "
+            f"{curve(result['environments'])}; as layers are intersected {curve(result['layers'])} "
+            f"(threshold {result['rank_threshold']:g} of σ_max)")
+
+
+def validation_section(checks: Sequence[Mapping]) -> list[str]:
+    rows = [f"| {c['model']} | {c['trait']} | {c['scorer']} | {c['auroc']:.3f} | {c['min_auroc']:.2f} | "
+            f"{'valid' if c['valid'] else '**invalid**'} |" for c in checks]
+    return ["## Scorer validation", "",
+            "Each scorer first judges completions of the unsteered model under explicit instructions for either "
+            "pole (only the completion is scored).", "",
+            "| model | trait | scorer | AUROC | minimum | status |", "|---|---|---|---|---|---|", *rows, ""]
+
+
+def _fraction_columns(views: Mapping) -> list[str]:
     first = next(iter(views.values()))
     return sorted(key for key in first if key.startswith("fraction_of_d_"))
 
 
-def _spectrum_rows(spectrum: dict, columns: Sequence[str]) -> list[str]:
-    rows = []
-    for view, attrs in spectrum["views"].items():
-        fractions = " | ".join(f"{attrs[c]:.3f}" for c in columns)
-        rows.append(f"| {spectrum['layer']} | {view} | {attrs['count']} | {attrs['top_eigenvalue_ratio']:.3g} | "
-                    f"{fractions} | {attrs['participation_ratio']:.1f} | {attrs['randomized_max_rel_error']:.1e} |")
-    return rows
-
-
-def _spectrum_table(spectra: Sequence[dict]) -> list[str]:
+def spectrum_section(spectra: Sequence[Mapping]) -> list[str]:
     if not spectra:
         return []
     columns = _fraction_columns(spectra[0]["views"])
     header = " | ".join(c.removeprefix("fraction_of_d_").replace("_", " ") for c in columns)
-    return [
-        f"| layer | tokens used | count | λ₁/λ₂ | {header} | participation ratio | rSVD top-k rel. error |",
-        "|---|---|---|---|" + "---|" * len(columns) + "---|---|",
-        *[row for spectrum in spectra for row in _spectrum_rows(spectrum, columns)],
-    ]
+    rows = [f"| {s['model']} | {s['layer']} | {view} | {attrs['count']} | {attrs['top_eigenvalue_ratio']:.3g} | "
+            + " | ".join(f"{attrs[c]:.3f}" for c in columns) + f" | {attrs['participation_ratio']:.1f} |"
+            for s in spectra for view, attrs in s["views"].items()]
+    return ["## Activation-covariance spectra at the steering layer", "", SPECTRUM_INTRO, "",
+            f"| model | layer | tokens used | count | λ₁/λ₂ | {header} | participation ratio |",
+            "|---|---|---|---|---|" + "---|" * len(columns) + "---|", *rows, ""]
 
 
-def _model_section(model: str, results: Sequence[dict], spectra: Sequence[dict]) -> list[str]:
-    return [
-        f"## {model}",
-        "",
-        "### E1: are v and v + δ behaviourally equivalent?",
-        "",
-        E1_INTRO,
-        "",
-        "| trait | layer | Δ(v) | δ type | Δ(v+δ) | R | d(v, v+δ) | TOST p | power | verdict |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-        *[row for result in results for row in _e1_rows(result)],
-        "",
-        "### Activation-covariance spectra",
-        "",
-        SPECTRUM_INTRO,
-        "",
-        *_spectrum_table(spectra),
-        "",
-    ]
-
-
-def write_summary(results: Sequence[dict], spectra: Sequence[dict], figures: Sequence[str], output: str) -> None:
-    """Write the Markdown summary: one section per model, then the figures."""
-    models = list(dict.fromkeys([r["model"] for r in results] + [s["model"] for s in spectra]))
-    lines = ["# steerid summary", ""]
-    for model in models:
-        lines += _model_section(model, [r for r in results if r["model"] == model],
-                                [s for s in spectra if s["model"] == model])
-    lines += ["## Figures", "", *[f"- `{figure}`" for figure in figures], ""]
+def write_summary(results: Mapping[str, Sequence[Mapping]], checks: Sequence[Mapping], spectra: Sequence[Mapping],
+                  figures: Sequence[str], output: str) -> None:
+    """Write the Markdown summary: the claims, then the tables behind them, then the figures."""
+    adjusted = holm_adjusted(results.get("e1", []))
+    lines = ["# steerid summary", "", *claims(results), *validation_section(checks),
+             *e1_section(results.get("e1", []), adjusted), *spectrum_section(spectra),
+             "## Figures", "", *[f"- `{figure}`" for figure in figures], ""]
     atomic_write_text(output, "\n".join(lines))

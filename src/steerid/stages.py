@@ -15,18 +15,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from steerid import activations, perturb, plots, report, spectrum, store, vectors
+from steerid import activations, analysis, conditions, perturb, plots, report, spectrum, store, vectors
+from steerid.conditions import BASELINE, REFERENCE
 from steerid.generate import Sampling, generate_conditions
 from steerid.io import atomic_path, atomic_write_json
 from steerid.logs import log
 from steerid.models import check_layer, decoder_layers, load_model, prepare_model
-from steerid.prompts import load_background, read_prompt_set, write_prompt_set
-from steerid.scoring import get_scorer
-from steerid.stats import compare_conditions, margin_from_baseline_sd, power_report, tost_paired, verdict
+from steerid.prompts import instructed, load_background, read_prompt_set, write_prompt_set
+from steerid.scoring import get_scorer, validate_scorer
 from steerid.streaming import covariance_from_hdf5
 
-BASELINE, REFERENCE = "baseline", "v"
-PERTURBATION_TYPES = ("orthogonal", "null", "top")
 # Perturbation subspaces come from the data manifold without the attention-sink outliers.
 PERTURBATION_VIEW = "excluding_sinks"
 
@@ -69,14 +67,22 @@ def prompts(trait: str, n_pairs: int, n_eval: int, environments: Sequence[str], 
 
 
 def dump_contrast(model_dir: str, prompt_set: str, layer: int, runtime: Runtime, params: Mapping, output: str) -> None:
-    """Last-prompt-token activations of the positive and negative contrast prompts."""
+    """Last-prompt-token activations of the contrast pairs, and of each environment's prompts
+    under explicit instructions for either pole (the per-environment vectors of E3)."""
     model, tokenizer, manifest, site = _open_model(model_dir, layer, runtime)
-    pairs = read_prompt_set(prompt_set)["pairs"]
+    prompt_set_ = read_prompt_set(prompt_set)
+    pairs = prompt_set_["pairs"]
     arrays = {pole: activations.last_token(model, tokenizer, site, [p[pole] for p in pairs], runtime.batch_size)
               for pole in ("positive", "negative")}
+    for environment, texts in prompt_set_["eval"].items():
+        for pole in ("positive", "negative"):
+            prompts_ = [instructed(text, prompt_set_[f"{pole}_pole"]) for text in texts]
+            arrays[f"environments/{environment}/{pole}"] = activations.last_token(
+                model, tokenizer, site, prompts_, runtime.batch_size)
     attrs = store.provenance(params, positions="last prompt token", **_model_fields(model, manifest, layer))
     store.write(output, arrays, attrs)
-    log.info("wrote %d contrast pairs of d=%d", len(pairs), arrays["positive"].shape[1])
+    log.info("wrote %d contrast pairs of d=%d and %d environments", len(pairs), arrays["positive"].shape[1],
+             len(prompt_set_["eval"]))
 
 
 def dump_background(model_dir: str, layer: int, n_texts: int, max_length: int, runtime: Runtime,
@@ -96,15 +102,22 @@ def dump_background(model_dir: str, layer: int, n_texts: int, max_length: int, r
 
 
 def steering_vector(contrast: str, params: Mapping, output: str) -> None:
-    """Mean-difference steering vector, with its norm and the mean residual norm of the prompts."""
+    """Steering vectors of one trait: mean difference (v), PCA and probe directions (E5), one per environment (E3)."""
     positive, negative = store.read(contrast, "positive", "negative")
     v = vectors.mean_difference(positive, negative)
+    with store.open_complete(contrast) as handle:
+        environments = {name: vectors.mean_difference(group["positive"][()], group["negative"][()])
+                        for name, group in handle["environments"].items()}
     source = store.read_attrs(contrast)
     residual_norm = vectors.mean_norm(np.concatenate([positive, negative]))
+    datasets = {"mean_difference": v, "pca": vectors.pca_direction(positive, negative),
+                "probe": vectors.probe_direction(positive, negative),
+                **{f"environments/{name}": vector for name, vector in environments.items()}}
     attrs = store.provenance(params, model=source["model"], layer=int(source["layer"]), method="mean difference",
                              n_pairs=len(positive), norm=float(np.linalg.norm(v)), mean_residual_norm=residual_norm)
-    store.write(output, {"mean_difference": v}, attrs)
-    log.info("‖v‖ = %.3f, mean ‖h‖ = %.3f", np.linalg.norm(v), residual_norm)
+    store.write(output, datasets, attrs)
+    log.info("‖v‖ = %.3f, mean ‖h‖ = %.3f; cos(v, pca) = %.3f, cos(v, probe) = %.3f", np.linalg.norm(v), residual_norm,
+             vectors.cosine(v, datasets["pca"]), vectors.cosine(v, datasets["probe"]))
 
 
 def covariance(background: str, chunk_rows: int, sink_positions: Sequence[int], params: Mapping, output: str) -> None:
@@ -145,130 +158,375 @@ def spectrum_stage(covariance_file: str, top_k: int, rank_thresholds: Sequence[f
             log.info("%s spectrum: %s", view, summary)
 
 
-def perturbations(vector_file: str, spectrum_file: str, n_orthogonal: int, n_null: int, n_top: int,
-                  null_fraction: float, top_k: int, seed: int, params: Mapping, output: str) -> None:
-    """δ of every type: random ⟂ v, low-variance subspace ⟂ v, top-variance subspace ⟂ v (positive control)."""
-    (v,) = store.read(vector_file, "mean_difference")
-    (eigenvectors,) = store.read(spectrum_file, f"{PERTURBATION_VIEW}/eigenvectors")
-    eigenvectors = eigenvectors.astype(np.float64)
+def jacobian(model: str, prompts: str, layer: int, n_prompts: int, runtime: Runtime, params: Mapping,
+             output: str) -> None:
+    """Exact Jacobian gain spectra (E6/E8) at one layer: per environment and pooled over all of them.
+
+    For each environment, G_e = Σ J_iᵀ J_i over its first ``n_prompts`` evaluation prompts at the
+    last prompt token (the steered site), from torch.func JVPs in float32. Per-prompt top
+    subspaces are kept for the stability analysis.
+    """
+    from steerid.jacobian import stacked_gram_spectrum
+
+    float32 = Runtime(runtime.device, "float32", runtime.threads, runtime.batch_size)
+    model_, tokenizer, manifest, _ = _open_model(model, layer, float32)
+    environments = read_prompt_set(prompts)["eval"]
+    attrs = store.provenance(params, positions="last prompt token", **_model_fields(model_, manifest, layer))
+    pooled = None
+    with store.create(output, attrs) as handle:
+        for environment, texts in environments.items():
+            result = stacked_gram_spectrum(model_, tokenizer, layer, texts[:n_prompts], method="exact", progress=True)
+            group = handle.create_group(f"environments/{environment}")
+            group.create_dataset("eigenvalues", data=result.eigenvalues)
+            group.create_dataset("eigenvectors", data=result.eigenvectors)
+            group.create_dataset("pair_singular_values", data=result.pair_singular_values)
+            group.create_dataset("pair_top_vectors", data=result.pair_top_vectors)
+            gram = (result.eigenvectors * result.eigenvalues) @ result.eigenvectors.T
+            pooled = gram if pooled is None else pooled + gram
+            log.info("%s: %d Jacobians, σ_max = %.3g", environment, len(result.pairs), np.sqrt(result.eigenvalues[0]))
+        values, vectors_ = np.linalg.eigh(0.5 * (pooled + pooled.T))
+        handle.create_dataset("pooled/eigenvalues", data=values[::-1].copy())
+        handle.create_dataset("pooled/eigenvectors", data=np.ascontiguousarray(vectors_[:, ::-1]))
+
+
+def perturbations(vector: str, spectrum: str, jacobian: str, others: Sequence[str], n_orthogonal: int, n_null: int,
+                  n_top_variance: int, n_top_gain: int, null_fraction: float, top_k: int, span_ks: Sequence[int],
+                  seed: int, params: Mapping, output: str) -> None:
+    """Every δ (⟂ v, ‖δ‖ = ‖v‖): random; low-variance and top-variance (covariance eigenvectors); top-gain
+    (Jacobian eigenvectors, the positive control); other traits' vectors; and the E7 bottom/top-k draws."""
+    (v,) = store.read(vector, "mean_difference")
+    (covariance_basis,) = store.read(spectrum, f"{PERTURBATION_VIEW}/eigenvectors")
+    (gain_basis,) = store.read(jacobian, "pooled/eigenvectors")
+    bases = {"covariance": covariance_basis.astype(np.float64), "jacobian": gain_basis}
     null_k = max(n_null + 1, int(round(null_fraction * v.size)))
-    deltas = {
+    draws = {
         "orthogonal": perturb.orthogonal_draws(v, n_orthogonal, seed),
-        "null": perturb.orthogonal_draws(v, n_null, seed + 1, perturb.eigen_subspace(eigenvectors, null_k, "bottom")),
-        "top": perturb.orthogonal_draws(v, n_top, seed + 2, perturb.eigen_subspace(eigenvectors, top_k, "top")),
+        "null": perturb.orthogonal_draws(v, n_null, seed + 1, perturb.eigen_subspace(bases["covariance"], null_k, "bottom")),
+        "top_variance": perturb.orthogonal_draws(v, n_top_variance, seed + 2,
+                                                 perturb.eigen_subspace(bases["covariance"], top_k, "top")),
+        "top_gain": perturb.orthogonal_draws(v, n_top_gain, seed + 3, perturb.eigen_subspace(bases["jacobian"], top_k, "top")),
     }
-    attrs = store.provenance(params, **{k: v for k, v in store.read_attrs(vector_file).items() if k in ("model", "layer")},
-                             null_subspace_dim=null_k, top_subspace_dim=top_k, norm=float(np.linalg.norm(v)))
-    store.write(output, {"v": v, **deltas}, attrs)
+    if others:
+        draws["other"] = np.stack([perturb.orthogonalised(store.read(path, "mean_difference")[0], v) for path in others])
+    for offset, (source, end, k) in enumerate((s, e, k) for s in bases for e in ("bottom", "top") for k in span_ks):
+        subspace = perturb.eigen_subspace(bases[source], k, end)
+        draws[f"span/{source}-{end}-{k}"] = perturb.orthogonal_draws(v, 1, seed + 10 + offset, subspace)[0]
+    attrs = store.provenance(params, **{k: a for k, a in store.read_attrs(vector).items() if k in ("model", "layer")},
+                             null_subspace_dim=null_k, top_subspace_dim=top_k, norm=float(np.linalg.norm(v)),
+                             other_traits=[store.read_attrs(path).get("trait", Path(path).stem) for path in others])
+    store.write(output, {"v": v, **draws}, attrs)
 
 
-def conditions_from(perturbations_file: str, alpha: float) -> dict[str, torch.Tensor]:
-    """Steering additions per condition: 0 (baseline), αv, and α(v + δ) for every δ drawn."""
+def experiment_conditions(experiment: str, vector_file: str, perturbations_file: str, alpha: float | None, n_alone: int,
+                          alphas: Sequence[float]) -> dict[str, torch.Tensor]:
+    """The named steering additions of one generation experiment (see :mod:`steerid.conditions`)."""
     with store.open_complete(perturbations_file) as handle:
         v = handle["v"][()]
-        conditions = {BASELINE: np.zeros_like(v), REFERENCE: alpha * v}
-        for kind in PERTURBATION_TYPES:
-            for i, delta in enumerate(handle[kind][()]):
-                conditions[f"{kind}-{i}"] = alpha * (v + delta)
-    return {name: torch.from_numpy(vector).float() for name, vector in conditions.items()}
+        deltas = {kind: handle[kind][()] for kind in conditions.PERTURBATION_TYPES if kind in handle}
+        spans = {name: handle["span"][name][()] for name in handle["span"]}
+    with store.open_complete(vector_file) as handle:
+        directions = {"pca": handle["pca"][()], "probe": handle["probe"][()],
+                      **{f"env:{name}": handle["environments"][name][()] for name in handle["environments"]}}
+        residual_norm = float(handle.attrs["mean_residual_norm"])
+    if experiment == "e1":
+        named = conditions.e1_conditions(v, deltas, n_alone, directions, alpha)
+    elif experiment == "e2":
+        named = conditions.e2_conditions(v, deltas, alphas, residual_norm)
+    elif experiment == "e7":
+        named = conditions.e7_conditions(v, spans, alpha)
+    else:
+        raise ValueError(f"experiment {experiment!r} has no condition set; expected one of {conditions.EXPERIMENTS}")
+    return {name: torch.from_numpy(np.asarray(vector)).float() for name, vector in named.items()}
 
 
-def evaluate(model_dir: str, prompt_set: str, perturbations_file: str, layer: int, alpha: float, positions: str,
-             sampling: Mapping, n_samples: int, environment: str, seed: int, runtime: Runtime, output: str) -> None:
-    """Steered generations for every condition × evaluation prompt × sample, as JSON lines."""
-    model, tokenizer, manifest, site = _open_model(model_dir, layer, runtime)
-    prompts_ = read_prompt_set(prompt_set)["eval"][environment]
-    conditions = conditions_from(perturbations_file, alpha)
-    total = len(conditions) * len(prompts_) * n_samples
-    with tqdm(total=total, desc="generations") as progress:
-        records = generate_conditions(model, tokenizer, site, prompts_, conditions, n_samples, Sampling(**sampling),
-                                      seed, runtime.batch_size, positions, progress)
-    header = {"model": manifest.spec, "layer": layer, "alpha": alpha, "positions": positions, "sampling": dict(sampling),
-              "seed": seed, "environment": environment, "n_prompts": len(prompts_), "n_samples": n_samples}
+def _write_generations(output: str, header: Mapping, records: Sequence[dict]) -> None:
     with atomic_path(output) as temporary, open(temporary, "w") as stream:
         for record in records:
             stream.write(json.dumps({**header, **record}) + "\n")
     log.info("wrote %d generations", len(records))
 
 
-def score(generations: str, trait: str, scorer: str, params: Mapping, output: str) -> None:
-    """Score every completion; one (n_prompts, n_samples) array per condition."""
-    records = [json.loads(line) for line in Path(generations).read_text().splitlines()]
-    values = get_scorer(trait, scorer).score([r["completion"] for r in records])
+def evaluate(model: str, prompts: str, vector: str, perturbations: str, experiment: str, environment: str,
+             layer: int, alpha: float | None, positions: str, n_alone: int, alphas: Sequence[float], sampling: Mapping,
+             n_samples: int, seed: int, runtime: Runtime, output: str) -> None:
+    """Steered generations of one experiment's conditions × an environment's prompts × samples, as JSON lines."""
+    model_, tokenizer, manifest, site = _open_model(model, layer, runtime)
+    prompts_ = read_prompt_set(prompts)["eval"][environment]
+    named = experiment_conditions(experiment, vector, perturbations, alpha, n_alone, alphas)
+    with tqdm(total=len(named) * len(prompts_) * n_samples, desc=f"{experiment} {environment}") as progress:
+        records = generate_conditions(model_, tokenizer, site, prompts_, named, n_samples, Sampling(**sampling),
+                                      seed, runtime.batch_size, positions, progress)
+    header = {"model": manifest.spec, "layer": layer, "experiment": experiment, "alpha": alpha, "positions": positions,
+              "sampling": dict(sampling), "seed": seed, "environment": environment, "n_prompts": len(prompts_),
+              "n_samples": n_samples}
+    _write_generations(output, header, records)
+
+
+def read_generations(path: str) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def _grids(records: Sequence[dict], values: Sequence[float]) -> dict[str, np.ndarray]:
     shape = (records[0]["n_prompts"], records[0]["n_samples"])
     grids: dict[str, np.ndarray] = {}
     for record, value in zip(records, values):
         grid = grids.setdefault(record["condition"], np.full(shape, np.nan))
         grid[record["prompt_index"], record["sample_index"]] = value
+    return grids
+
+
+def score(generations: str, trait: str, scorer: str, params: Mapping, output: str) -> None:
+    """Score every completion (never the prompt): per condition a (n_prompts, n_samples) grid of scores
+    and one of perplexities under the unsteered model."""
+    records = read_generations(generations)
+    values = get_scorer(trait, scorer).score([r["completion"] for r in records])
+    scores, fluency = _grids(records, values), _grids(records, [r["perplexity"] for r in records])
     attrs = store.provenance(params, model=records[0]["model"], layer=records[0]["layer"], trait=trait, scorer=scorer,
-                             alpha=records[0]["alpha"], conditions=list(grids))
-    store.write(output, {f"scores/{name}": grid for name, grid in grids.items()}, attrs)
+                             experiment=records[0]["experiment"], environment=records[0]["environment"],
+                             alpha=records[0]["alpha"], conditions=list(scores))
+    store.write(output, {**{f"scores/{n}": g for n, g in scores.items()},
+                         **{f"perplexity/{n}": g for n, g in fluency.items()}}, attrs)
 
 
-def read_scores(path: str) -> tuple[dict[str, np.ndarray], dict]:
-    """Per-condition score grids and the file's attributes."""
+def read_scores(path: str, kind: str = "scores") -> tuple[dict[str, np.ndarray], dict]:
+    """Per-condition grids (``scores`` or ``perplexity``) and the file's attributes."""
     with store.open_complete(path) as handle:
-        return {name: handle["scores"][name][()] for name in handle["scores"]}, dict(handle.attrs)
+        return {name: handle[kind][name][()] for name in handle[kind]}, dict(handle.attrs)
 
 
-def pooled_by_type(scores: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Per δ-type, the cell-wise mean over its seeds: one paired condition per type."""
-    pooled = {}
-    for kind in PERTURBATION_TYPES:
-        members = [grid for name, grid in scores.items() if name.startswith(f"{kind}-")]
-        if members:
-            pooled[f"v+{kind}"] = np.mean(members, axis=0)
-    return pooled
+def validate(model: str, prompts: str, trait: str, scorer: str, min_auroc: float, n_texts: int, sampling: Mapping,
+             seed: int, runtime: Runtime, output: str) -> None:
+    """Scorer validation before it judges anything: the unsteered model answers the contrast pairs'
+    explicit positive and negative instructions, and the scorer must separate the completions (AUROC)."""
+    model_, tokenizer, manifest, site = _open_model(model, 0, runtime)
+    pairs = read_prompt_set(prompts)["pairs"][:n_texts]
+    texts = [pair[pole] for pole in ("positive", "negative") for pair in pairs]
+    zero = {BASELINE: torch.zeros(manifest.d_model)}
+    records = generate_conditions(model_, tokenizer, site, texts, zero, 1, Sampling(**sampling), seed,
+                                  runtime.batch_size)
+    completions = [record["completion"] for record in records]
+    result = validate_scorer(get_scorer(trait, scorer), completions[: len(pairs)], completions[len(pairs):], min_auroc)
+    atomic_write_json(output, {"model": manifest.spec, "trait": trait, **result,
+                               "examples": {"positive": completions[:3], "negative": completions[len(pairs):][:3]}})
+    log.info("scorer %s on %s: AUROC %.3f (valid: %s)", scorer, trait, result["auroc"], result["valid"])
 
 
-def equivalence(scores: Mapping[str, np.ndarray], per_type: Mapping[str, dict], margin_sd: float) -> dict:
-    """Per δ-type: TOST of v+δ against v (margin = margin_sd × SD of the baseline), its power, the verdict."""
-    margin = margin_from_baseline_sd(scores[BASELINE], margin_sd)
-    pooled = pooled_by_type(scores)
-    results = {}
-    for kind, perturbed in pooled.items():
-        test = tost_paired(scores[REFERENCE], perturbed, margin)
-        power = power_report(test["n"], margin, test["sd_difference"])
-        results[kind] = {"tost": test, "power": power,
-                         "verdict": verdict(test, power["power"], per_type[REFERENCE]["delta"])}
-    return {"margin": margin, "margin_definition": f"{margin_sd} x SD of the baseline scores", "by_type": results}
+def _header(attrs: Mapping, vector: str, validation: str) -> dict:
+    vector_attrs = store.read_attrs(vector)
+    scorer = json.loads(Path(validation).read_text())
+    return {"model": attrs["model"], "layer": int(attrs["layer"]), "trait": attrs["trait"], "scorer": attrs["scorer"],
+            "alpha": None if attrs["alpha"] == "none" else float(attrs["alpha"]), "v_norm": float(vector_attrs["norm"]),
+            "mean_residual_norm": float(vector_attrs["mean_residual_norm"]),
+            "scorer_validation": {k: scorer[k] for k in ("auroc", "min_auroc", "valid", "n")}}
 
 
-def stats(scores_file: str, vector_file: str, n_boot: int, equivalence_margin_sd: float, seed: int, params: Mapping,
-          output: str) -> None:
-    """E1 endpoints per condition and per δ-type: Δ vs baseline, efficacy ratio, paired d, TOST verdicts."""
-    scores, attrs = read_scores(scores_file)
-    vector_attrs = store.read_attrs(vector_file)
-    per_condition = compare_conditions(scores, BASELINE, REFERENCE, n_boot, seed)
-    per_type = compare_conditions({BASELINE: scores[BASELINE], REFERENCE: scores[REFERENCE], **pooled_by_type(scores)},
-                                  BASELINE, REFERENCE, n_boot, seed)
+def _environment_scores(paths: Sequence[str]) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
+    by_environment, attrs = {}, {}
+    for path in paths:
+        grids, attrs = read_scores(path)
+        by_environment[attrs["environment"]] = grids
+    return by_environment, attrs
+
+
+def stats_e1(scores: Sequence[str], vector: str, validation: str, n_boot: int, margin_sd: float, margin_effect: float,
+             n_perm: int, seed: int, params: Mapping, output: str) -> None:
+    """E1 over the prompts of every environment pooled: Δ, R, d, TOST verdicts at both margins, permutation null."""
+    by_environment, attrs = _environment_scores(scores)
+    pooled = analysis.pool_environments(by_environment)
+    atomic_write_json(output, {"experiment": "E1 orthogonal", **_header(attrs, vector, validation),
+                               "environments": list(by_environment),
+                               **analysis.orthogonality_endpoints(pooled, n_boot, margin_sd, margin_effect, n_perm, seed),
+                               "provenance": store.provenance(params)})
+
+
+def stats_e3(scores: Sequence[str], vector: str, validation: str, n_boot: int, margin_sd: float, margin_effect: float,
+             n_perm: int, seed: int, params: Mapping, output: str) -> None:
+    """E3: E1's endpoints in each environment, per-environment vectors' cosines and cross-application."""
+    by_environment, attrs = _environment_scores(scores)
+    with store.open_complete(vector) as handle:
+        env_vectors = {name: handle["environments"][name][()] for name in handle["environments"]}
+        v = handle["mean_difference"][()]
+    cosines = {a: {b: vectors.cosine(env_vectors[a], env_vectors[b]) for b in env_vectors} for a in env_vectors}
     atomic_write_json(output, {
-        "experiment": "E1 orthogonal",
-        "model": attrs["model"], "layer": int(attrs["layer"]), "trait": attrs["trait"], "scorer": attrs["scorer"],
-        "alpha": float(attrs["alpha"]), "v_norm": float(vector_attrs["norm"]),
-        "mean_residual_norm": float(vector_attrs["mean_residual_norm"]),
-        "n_prompts": int(scores[BASELINE].shape[0]), "n_samples": int(scores[BASELINE].shape[1]),
-        "mean_score": {name: float(grid.mean()) for name, grid in scores.items()},
-        "by_type": per_type, "by_condition": per_condition,
-        "equivalence": equivalence(scores, per_type, equivalence_margin_sd),
-        "provenance": store.provenance(params),
-    })
+        "experiment": "E3 environments", **_header(attrs, vector, validation),
+        "cosine_with_v": {name: vectors.cosine(vec, v) for name, vec in env_vectors.items()},
+        "cosines": cosines,
+        "by_environment": {env: analysis.orthogonality_endpoints(grids, n_boot, margin_sd, margin_effect, n_perm, seed)
+                           for env, grids in by_environment.items()},
+        "cross_application": analysis.cross_application(by_environment, n_boot, seed),
+        "provenance": store.provenance(params)})
 
 
-def figure(stats_files: Sequence[str], dpi: int, output: str) -> None:
-    """E1 figure: efficacy ratio and paired d per δ-type, per model and trait."""
-    plots.e1_orthogonal([json.loads(Path(f).read_text()) for f in stats_files], output, dpi)
+def stats_e5(scores: Sequence[str], vector: str, validation: str, n_boot: int, margin_sd: float, seed: int,
+             params: Mapping, output: str) -> None:
+    """E5: PCA and probe directions against the mean difference (cosines, Δ vs baseline, d and TOST vs v)."""
+    by_environment, attrs = _environment_scores(scores)
+    pooled = analysis.pool_environments(by_environment)
+    with store.open_complete(vector) as handle:
+        found = {name: handle[name][()] for name in ("mean_difference", "pca", "probe")}
+    cosines = {name: vectors.cosine(found["mean_difference"], found[name]) for name in ("pca", "probe")}
+    margin = analysis.margins(pooled, margin_sd, 1.0)["baseline_sd"]
+    atomic_write_json(output, {
+        "experiment": "E5 vector equivalence", **_header(attrs, vector, validation),
+        "cosine_pca_probe": vectors.cosine(found["pca"], found["probe"]),
+        "natural_norms": {name: float(np.linalg.norm(vec)) for name, vec in found.items()},
+        "margin": margin, "n_prompts": int(pooled[BASELINE].shape[0]),
+        "by_direction": analysis.direction_equivalence(pooled, ["pca", "probe"], cosines, margin["value"], n_boot, seed),
+        "provenance": store.provenance(params)})
+
+
+def stats_e2(scores: str, vector: str, validation: str, alphas: Sequence[float], max_perplexity_ratio: float,
+             n_boot: int, seed: int, params: Mapping, output: str) -> None:
+    """E2: Δ(v), Δ(v + δ) and fluency against α (units of the mean residual norm), and the operational range."""
+    grids, attrs = read_scores(scores)
+    fluency, _ = read_scores(scores, "perplexity")
+    header = _header(attrs, vector, validation)
+    curves = analysis.alpha_curves(grids, fluency, alphas, ("orthogonal", "null"), max_perplexity_ratio, n_boot, seed)
+    scale = header["mean_residual_norm"] / header["v_norm"]
+    for row in curves["by_alpha"]:
+        row["alpha_in_v_norms"] = row["alpha"] * scale
+    atomic_write_json(output, {"experiment": "E2 alpha sweep", **header, "alpha_units": "mean residual norm",
+                               **curves, "provenance": store.provenance(params)})
+
+
+def stats_e7(scores: str, vector: str, validation: str, n_boot: int, margin_sd: float, seed: int, params: Mapping,
+             output: str) -> None:
+    """E7: efficacy ratio and d of v + δ against the size k of the bottom/top subspace δ is drawn from."""
+    grids, attrs = read_scores(scores)
+    margin = analysis.margins(grids, margin_sd, 1.0)["baseline_sd"]
+    atomic_write_json(output, {"experiment": "E7 spanning", **_header(attrs, vector, validation), "margin": margin,
+                               "delta_v": analysis.effect_ci(grids[REFERENCE], grids[BASELINE], n_boot, seed).to_dict(),
+                               "curves": analysis.spanning_curves(grids, n_boot, margin["value"], seed),
+                               "provenance": store.provenance(params)})
+
+
+def logit_distance(model: str, generations: str, vector: str, perturbations: str, trait: str, layer: int, alpha: float,
+                   n_sequences: int, runtime: Runtime, params: Mapping, output: str) -> None:
+    """E4: teacher-forced next-token distributions of the baseline's own completions under v and v + δ
+    (matched ‖δ‖); KL, JS and centred-logit L2 of v vs v + δ per δ-type, and of 0 vs v for scale."""
+    from steerid.logit_distance import distances
+
+    model_, tokenizer, manifest, site = _open_model(model, layer, runtime)
+    records = [r for r in read_generations(generations) if r["condition"] == BASELINE and r["n_tokens"] > 0]
+    records = records[:n_sequences]
+    named = experiment_conditions("e1", vector, perturbations, alpha, 0, ())
+    kinds = {kind: conditions.members(list(named), kind)[0] for kind in conditions.PERTURBATION_TYPES
+             if conditions.members(list(named), kind)}
+    pairs = [(BASELINE, REFERENCE), *[(REFERENCE, name) for name in kinds.values()], (REFERENCE, "-v")]
+    used = {name: named[name] for pair in pairs for name in pair}
+    continuations = [tokenizer(r["completion"], add_special_tokens=False)["input_ids"] for r in records]
+    found = distances(model_, tokenizer, site, [r["prompt"] for r in records], continuations, used, pairs,
+                      runtime.batch_size)
+    summary = {f"{a} vs {b}": {metric: {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1))}
+                               for metric, values in found[(a, b)].items()} for a, b in pairs}
+    reference = summary[f"{BASELINE} vs {REFERENCE}"]
+    relative = {kind: {metric: summary[f"{REFERENCE} vs {name}"][metric]["mean"] / reference[metric]["mean"]
+                       for metric in reference} for kind, name in kinds.items()}
+    atomic_write_json(output, {"experiment": "E4 logit distance", "model": manifest.spec, "layer": layer,
+                               "trait": trait,
+                               "n_sequences": len(records), "pairs": summary, "relative_to_0_vs_v": relative,
+                               "conditions": {kind: name for kind, name in kinds.items()},
+                               "provenance": store.provenance(params)})
+
+
+def null_space(spectra: Sequence[str], jacobians: Sequence[str], trait: str, null_fraction: float, rank_thresholds: Sequence[float],
+               variance_fractions: Sequence[float], stability_k: int, params: Mapping, output: str) -> None:
+    """E6: per layer, covariance and Jacobian effective ranks as fractions of d (with and without sinks for
+    the covariance), stability of the gain subspace across environments, and the overlap between the
+    covariance's low-variance subspace and the Jacobian's low-gain subspace."""
+    from steerid import nullspace
+    from steerid.jacobian import rank_summary
+
+    layers = []
+    for spectrum_file, jacobian_file in zip(spectra, jacobians):
+        with store.open_complete(spectrum_file) as cov, store.open_complete(jacobian_file) as jac:
+            d = cov[PERTURBATION_VIEW]["eigenvectors"].shape[0]
+            k = max(1, int(round(null_fraction * d)))
+            sigma = np.sqrt(np.clip(jac["pooled/eigenvalues"][()], 0, None))
+            environments = {name: group["eigenvectors"][()][:, :stability_k] for name, group in jac["environments"].items()}
+            names = list(environments)
+            layers.append({
+                "layer": int(cov.attrs["layer"]), "d": d,
+                "covariance": {view: {key: _plain(value) for key, value in cov[view].attrs.items()} for view in spectrum.VIEWS},
+                "covariance_eigenvalues": cov[PERTURBATION_VIEW]["eigenvalues"][()].tolist(),
+                "jacobian": rank_summary(sigma, d, rank_thresholds, variance_fractions),
+                "jacobian_singular_values": sigma.tolist(),
+                "jacobian_by_environment": {name: rank_summary(np.sqrt(np.clip(group["eigenvalues"][()], 0, None)), d,
+                                                               rank_thresholds, variance_fractions)
+                                            for name, group in jac["environments"].items()},
+                "gain_stability": {f"{a} vs {b}": nullspace.subspace_overlap_vs_random(environments[a], environments[b])
+                                   for i, a in enumerate(names) for b in names[i + 1:]},
+                "prompt_stability": _prompt_stability(jac, stability_k),
+                "low_variance_vs_low_gain": nullspace.subspace_overlap_vs_random(
+                    cov[PERTURBATION_VIEW]["eigenvectors"][()][:, -k:].astype(np.float64), jac["pooled/eigenvectors"][()][:, -k:]),
+                "subspace_dim": k,
+            })
+    with store.open_complete(jacobians[0]) as jac:
+        model = str(jac.attrs["model"])
+    atomic_write_json(output, {"experiment": "E6 null-space dimension", "model": model,
+                               "trait": trait, "layers": layers, "provenance": store.provenance(params)})
+
+
+def _prompt_stability(jacobian_file, k: int) -> dict:
+    """Per environment: overlap of each single prompt's top-k gain subspace with the pooled one (chance: k/d)."""
+    from steerid.jacobian import subspace_overlap
+
+    pooled = jacobian_file["pooled/eigenvectors"][()]
+    result = {}
+    for name, group in jacobian_file["environments"].items():
+        per_prompt = group["pair_top_vectors"][()]
+        width = min(k, per_prompt.shape[2])
+        overlaps = [subspace_overlap(vectors[:, :width], pooled[:, :width]) for vectors in per_prompt]
+        result[name] = {"k": width, "mean_overlap": float(np.mean(overlaps)), "min_overlap": float(np.min(overlaps)),
+                        "random_overlap": width / pooled.shape[0]}
+    return result
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else (value.tolist() if isinstance(value, np.ndarray) else value)
+
+
+def recovery(jacobians: Sequence[str], trait: str, steering_layer: int, rank_threshold: float, params: Mapping, output: str) -> None:
+    """E8: how the dimension of the inert (equivalent) set shrinks as environments or layers are intersected."""
+    from steerid import nullspace
+
+    grams_by_layer, grams_by_environment, d, model = {}, {}, 0, ""
+    for path in jacobians:
+        with store.open_complete(path) as jac:
+            layer, model = int(jac.attrs["layer"]), str(jac.attrs["model"])
+            values, basis = jac["pooled/eigenvalues"][()], jac["pooled/eigenvectors"][()]
+            d = basis.shape[0]
+            grams_by_layer[f"L{layer}"] = nullspace.gram_from_spectrum(values, basis)
+            if layer == steering_layer:
+                grams_by_environment = {name: nullspace.gram_from_spectrum(g["eigenvalues"][()], g["eigenvectors"][()])
+                                        for name, g in jac["environments"].items()}
+    atomic_write_json(output, {
+        "experiment": "E8 recovery", "model": model, "trait": trait, "d": d, "layer": steering_layer,
+        "rank_threshold": rank_threshold,
+        "definition": ("inert set = directions whose gain, in every member's Jacobians, stays below rank_threshold x "
+                       "that member's own largest singular value (the Gram matrices are normalised to a largest "
+                       "eigenvalue of 1 and summed)"),
+        "environments": nullspace.recovery_curve(grams_by_environment, rank_threshold),
+        "layers": nullspace.recovery_curve(grams_by_layer, rank_threshold),
+        "provenance": store.provenance(params)})
+
+
+def figure(kind: str, stats_files: Sequence[str], dpi: int, outputs: Sequence[str]) -> None:
+    """One experiment's figure from its stats JSONs (``kind`` names the plot, e.g. ``e1``), saved to every output."""
+    results = [json.loads(Path(path).read_text()) for path in stats_files]
+    plots.save(plots.FIGURES[kind](results), outputs, dpi)
 
 
 def spectrum_summaries(path: str) -> dict:
     """Model, layer, and the summary attributes of each spectrum view of one spectra file."""
     with store.open_complete(path) as handle:
-        views = {view: dict(handle[view].attrs) for view in spectrum.VIEWS}
-        return {"model": handle.attrs["model"], "layer": int(handle.attrs["layer"]), "views": views}
+        views = {view: {key: _plain(value) for key, value in handle[view].attrs.items()} for view in spectrum.VIEWS}
+        return {"model": str(handle.attrs["model"]), "layer": int(handle.attrs["layer"]), "views": views}
 
 
-def summary(stats_files: Sequence[str], spectrum_files: Sequence[str], figure_files: Sequence[str], output: str) -> None:
-    """results/summary.md: each E1 claim with this run's numbers."""
-    results = [json.loads(Path(f).read_text()) for f in stats_files]
-    spectra = [spectrum_summaries(f) for f in spectrum_files]
-    report.write_summary(results, spectra, figure_files, output)
+def summary(stats: Mapping[str, Sequence[str]], validations: Sequence[str], spectra: Sequence[str],
+            figures: Sequence[str], output: str) -> None:
+    """results/summary.md: each claim of the paper with this run's verdict and numbers (Holm across cells)."""
+    results = {name: [json.loads(Path(f).read_text()) for f in files] for name, files in stats.items()}
+    checks = [json.loads(Path(f).read_text()) for f in validations]
+    report.write_summary(results, checks, [spectrum_summaries(f) for f in spectra], figures, output)

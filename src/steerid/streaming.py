@@ -15,9 +15,10 @@ Two read paths:
 
 The optional row mask (``where``) is handed to the native ``update``, which skips the masked
 rows without copying the slab. Measured on the 2-core development machine (see
-``benchmarks/README.md``): the pass over an uncompressed or lzf dataset in the page cache is
-within a few per cent of the in-memory pass; gzip is decompression-bound and is not
-recommended.
+``benchmarks/README.md``), page cache hot: at d = 576 on an idle machine the pass over an
+uncompressed dataset took 1.04x the in-memory pass and over an lzf one 1.12x (the lzf decode
+competes with the two BLAS threads for the cores); at d = 2048, 1.07x and 1.04x. gzip is
+decompression-bound and is not recommended.
 """
 
 from __future__ import annotations

@@ -1,0 +1,184 @@
+"""Endpoints of the generation experiments, computed from per-condition score grids.
+
+Every grid is (n_prompts, n_samples) with the same prompts and sampling noise in every condition,
+so all comparisons are paired with the prompt as the unit (bootstrap over prompts, TOST on
+prompt means). These functions take grids and return JSON-able dicts; files are the stages' job.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from steerid.conditions import BASELINE, POSITIVE_CONTROLS, PERTURBATION_TYPES, REFERENCE, members
+from steerid.stats import (
+    compare_conditions,
+    effect_ci,
+    margin_from_baseline_sd,
+    margin_from_effect,
+    permutation_null_d,
+    power_report,
+    tost_paired,
+    verdict,
+)
+
+Grids = Mapping[str, np.ndarray]
+
+
+def pool_environments(by_environment: Mapping[str, Grids]) -> dict[str, np.ndarray]:
+    """Stack the prompts of every environment: conditions present in all of them, prompts as rows."""
+    names = [name for name in next(iter(by_environment.values())) if all(name in g for g in by_environment.values())]
+    return {name: np.concatenate([grids[name] for grids in by_environment.values()]) for name in names}
+
+
+def pooled_by_type(scores: Grids) -> dict[str, np.ndarray]:
+    """Per δ-type, the cell-wise mean over its draws: one paired condition ``v+<type>`` per type."""
+    pooled = {}
+    for kind in PERTURBATION_TYPES:
+        names = members(list(scores), kind)
+        if names:
+            pooled[f"v+{kind}"] = np.mean([scores[name] for name in names], axis=0)
+    return pooled
+
+
+def margins(scores: Grids, margin_sd: float, margin_effect: float) -> dict[str, dict]:
+    """The two equivalence margins: a fraction of the baseline SD, and a fraction of |Δ(v)|."""
+    return {
+        "baseline_sd": {"value": margin_from_baseline_sd(scores[BASELINE], margin_sd), "fraction": margin_sd,
+                        "definition": f"{margin_sd:g} x SD of the baseline scores (all cells)"},
+        "effect": {"value": margin_from_effect(scores[REFERENCE], scores[BASELINE], margin_effect),
+                   "fraction": margin_effect, "definition": f"{margin_effect:g} x |Δ(v)|"},
+    }
+
+
+def equivalence_test(v: np.ndarray, other: np.ndarray, margin: float, delta_v: Mapping) -> dict:
+    """TOST of ``other`` against ``v`` with its power and the verdict (needs Δ(v) significant)."""
+    test = tost_paired(v, other, margin)
+    power = power_report(test["n"], margin, test["sd_difference"])
+    return {"tost": test, "power": power, "verdict": verdict(test, power["power"], delta_v)}
+
+
+def permutation_summary(v: np.ndarray, other: np.ndarray, n_perm: int, seed: int) -> dict:
+    """Sign-flip null of |d_z| between ``v`` and ``other`` (the null draws themselves are dropped)."""
+    result = permutation_null_d(v, other, n_perm, seed)
+    result.pop("null_abs_dz")
+    return result
+
+
+def judge_types(scores: Grids, per_type: Mapping[str, dict], margin_values: Mapping[str, dict],
+                n_perm: int, seed: int) -> dict[str, dict]:
+    """For every pooled δ-type: TOST against v at each margin, and the permutation null of |d_z|."""
+    pooled = pooled_by_type(scores)
+    delta_v = per_type[REFERENCE]["delta"]
+    return {
+        kind: {
+            "equivalence": {name: equivalence_test(scores[REFERENCE], grid, margin["value"], delta_v)
+                            for name, margin in margin_values.items()},
+            "permutation": permutation_summary(scores[REFERENCE], grid, n_perm, seed),
+        }
+        for kind, grid in pooled.items()
+    }
+
+
+def orthogonality_endpoints(scores: Grids, n_boot: int, margin_sd: float, margin_effect: float, n_perm: int,
+                            seed: int) -> dict:
+    """E1 endpoints on one set of grids: every condition and every pooled δ-type against baseline and v."""
+    per_condition = compare_conditions(dict(scores), BASELINE, REFERENCE, n_boot, seed)
+    typed = {BASELINE: scores[BASELINE], REFERENCE: scores[REFERENCE], **pooled_by_type(scores)}
+    per_type = compare_conditions(typed, BASELINE, REFERENCE, n_boot, seed)
+    margin_values = margins(scores, margin_sd, margin_effect)
+    return {
+        "n_prompts": int(scores[BASELINE].shape[0]),
+        "n_samples": int(scores[BASELINE].shape[1]),
+        "mean_score": {name: float(grid.mean()) for name, grid in scores.items()},
+        "margins": margin_values,
+        "by_type": per_type,
+        "by_condition": per_condition,
+        "judgements": judge_types(scores, per_type, margin_values, n_perm, seed),
+        "controls": controls(per_condition, per_type),
+    }
+
+
+def controls(per_condition: Mapping[str, dict], per_type: Mapping[str, dict]) -> dict:
+    """Checks a working experiment must pass: v moves the score, −v moves it the other way, δ alone barely."""
+    delta_v = per_type[REFERENCE]["delta"]
+    result = {"v_beats_baseline": _excludes_zero(delta_v)}
+    if "-v" in per_condition:
+        negative = per_condition["-v"]["delta"]
+        result["minus_v_opposite_sign"] = bool(np.sign(negative["value"]) == -np.sign(delta_v["value"]))
+        result["minus_v_delta"] = negative
+    alone = [entry["delta"] for name, entry in per_condition.items() if name.startswith("orthogonal-")]
+    if alone:
+        result["delta_alone"] = alone
+    result["positive_controls"] = {
+        kind: per_type[f"v+{kind}"]["cohens_d"] for kind in POSITIVE_CONTROLS if f"v+{kind}" in per_type
+    }
+    return result
+
+
+def _excludes_zero(estimate: Mapping) -> bool:
+    return bool(estimate["ci_low"] > 0 or estimate["ci_high"] < 0)
+
+
+def cross_application(by_environment: Mapping[str, Grids], n_boot: int, seed: int) -> dict[str, dict[str, dict]]:
+    """E3: Δ of each environment's vector (``env:<e>``) in every evaluation environment, with R vs v there."""
+    table: dict[str, dict[str, dict]] = {}
+    for evaluated, grids in by_environment.items():
+        vectors = {name: grid for name, grid in grids.items() if name.startswith("env:")}
+        compared = compare_conditions({BASELINE: grids[BASELINE], REFERENCE: grids[REFERENCE], **vectors},
+                                      BASELINE, REFERENCE, n_boot, seed)
+        table[evaluated] = {name.removeprefix("env:"): {"delta": entry["delta"], "efficacy_ratio": entry["efficacy_ratio"]}
+                            for name, entry in compared.items() if name != REFERENCE}
+    return table
+
+
+def direction_equivalence(scores: Grids, names: Sequence[str], cosines: Mapping[str, float], margin: float,
+                          n_boot: int, seed: int) -> dict[str, dict]:
+    """E5: each alternative direction must beat the baseline, then is compared with v (d, TOST)."""
+    compared = compare_conditions({BASELINE: scores[BASELINE], REFERENCE: scores[REFERENCE],
+                                   **{name: scores[name] for name in names}}, BASELINE, REFERENCE, n_boot, seed)
+    delta_v = compared[REFERENCE]["delta"]
+    return {
+        name: {"cosine_with_v": cosines[name], **compared[name],
+               "beats_baseline": _excludes_zero(compared[name]["delta"]),
+               **equivalence_test(scores[REFERENCE], scores[name], margin, delta_v)}
+        for name in names
+    }
+
+
+def alpha_curves(scores: Grids, perplexity: Grids, alphas: Sequence[float], kinds: Sequence[str],
+                 max_perplexity_ratio: float, n_boot: int, seed: int) -> dict:
+    """E2: Δ(v) and Δ(v + δ) per α, fluency per α, and the operational range of α."""
+    base_ppl = float(np.nanmedian(perplexity[BASELINE]))
+    rows = []
+    for alpha in alphas:
+        tag = f"@{alpha:g}"
+        entry = {"alpha": alpha, "delta": {}, "median_perplexity": {}}
+        for label in ("v", *[f"v+{kind}" for kind in kinds]):
+            entry["delta"][label] = effect_ci(scores[label + tag], scores[BASELINE], n_boot, seed).to_dict()
+            entry["median_perplexity"][label] = float(np.nanmedian(perplexity[label + tag]))
+        entry["fluent"] = entry["median_perplexity"]["v"] <= max_perplexity_ratio * base_ppl
+        entry["v_significant"] = _excludes_zero(entry["delta"]["v"])
+        entry["operational"] = bool(entry["fluent"] and entry["v_significant"])
+        rows.append(entry)
+    operational = [row["alpha"] for row in rows if row["operational"]]
+    return {"baseline_median_perplexity": base_ppl, "max_perplexity_ratio": max_perplexity_ratio, "by_alpha": rows,
+            "operational_alphas": operational,
+            "operational_range": [min(operational), max(operational)] if operational else None}
+
+
+def spanning_curves(scores: Grids, n_boot: int, margin: float, seed: int) -> dict[str, list[dict]]:
+    """E7: per (source, end), R and d of v + δ against the subspace size k."""
+    compared = compare_conditions(dict(scores), BASELINE, REFERENCE, n_boot, seed)
+    delta_v = compared[REFERENCE]["delta"]
+    curves: dict[str, list[dict]] = {}
+    for name in scores:
+        if not name.startswith("span:"):
+            continue
+        source, end, k = name.removeprefix("span:").rsplit("-", 2)
+        curves.setdefault(f"{source}-{end}", []).append({
+            "k": int(k), "efficacy_ratio": compared[name]["efficacy_ratio"], "cohens_d": compared[name]["cohens_d"],
+            "delta": compared[name]["delta"],
+            "verdict": equivalence_test(scores[REFERENCE], scores[name], margin, delta_v)["verdict"]})
+    return {key: sorted(rows, key=lambda row: row["k"]) for key, rows in curves.items()}

@@ -1,0 +1,65 @@
+"""Condition sets of the generation experiments: names, norms and geometry of every addition."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from steerid import conditions, perturb
+
+D = 32
+
+
+@pytest.fixture
+def v():
+    return np.random.default_rng(0).standard_normal(D) * 3.0
+
+
+@pytest.fixture
+def deltas(v):
+    return {"orthogonal": perturb.orthogonal_draws(v, 2, 1), "null": perturb.orthogonal_draws(v, 1, 2),
+            "top_gain": perturb.orthogonal_draws(v, 1, 3)}
+
+
+def test_e1_set_has_baseline_signs_perturbations_alone_and_directions(v, deltas):
+    direction = np.random.default_rng(5).standard_normal(D)
+    named = conditions.e1_conditions(v, deltas, 1, {"pca": direction}, alpha=2.0)
+    assert set(named) == {"baseline", "v", "-v", "v+orthogonal-0", "v+orthogonal-1", "v+null-0", "v+top_gain-0",
+                          "orthogonal-0", "pca"}
+    assert not named["baseline"].any()
+    np.testing.assert_allclose(named["-v"], -named["v"])
+    np.testing.assert_allclose(named["v+null-0"], 2.0 * (v + deltas["null"][0]))
+    np.testing.assert_allclose(named["orthogonal-0"], 2.0 * deltas["orthogonal"][0])
+    # Other directions are applied at ‖v‖: only their direction differs.
+    assert np.linalg.norm(named["pca"]) == pytest.approx(2.0 * np.linalg.norm(v))
+    assert conditions.members(list(named), "orthogonal") == ["v+orthogonal-0", "v+orthogonal-1"]
+
+
+def test_e2_strengths_are_in_units_of_the_residual_norm(v, deltas):
+    named = conditions.e2_conditions(v, deltas, [0.1, 0.5], residual_norm=40.0)
+    assert set(named) == {"baseline", "v@0.1", "v+orthogonal@0.1", "v+null@0.1", "v@0.5", "v+orthogonal@0.5",
+                          "v+null@0.5"}
+    assert np.linalg.norm(named["v@0.5"]) == pytest.approx(0.5 * 40.0)
+    scale = 0.1 * 40.0 / np.linalg.norm(v)
+    np.testing.assert_allclose(named["v+orthogonal@0.1"], scale * (v + deltas["orthogonal"][0]))
+
+
+def test_e7_names_carry_source_end_and_k(v):
+    spans = {"jacobian-top-8": perturb.orthogonal_draws(v, 1, 4)[0]}
+    named = conditions.e7_conditions(v, spans, alpha=1.0)
+    assert set(named) == {"baseline", "v", "span:jacobian-top-8"}
+
+
+def test_zero_direction_cannot_be_rescaled():
+    with pytest.raises(ValueError, match="zero direction"):
+        conditions.at_norm(np.zeros(4), 1.0)
+
+
+def test_other_trait_vector_is_orthogonalised_at_the_norm_of_v(v):
+    u = np.random.default_rng(9).standard_normal(D) + 0.5 * v
+    delta = perturb.orthogonalised(u, v)
+    assert abs(delta @ v) < 1e-9 * np.linalg.norm(v) ** 2
+    assert np.linalg.norm(delta) == pytest.approx(np.linalg.norm(v))
+    assert delta @ u > 0  # it keeps the part of u that is not v
+    with pytest.raises(ValueError, match="parallel"):
+        perturb.orthogonalised(2.0 * v, v)
