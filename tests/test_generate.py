@@ -1,8 +1,11 @@
+import math
+
 import numpy as np
 import pytest
 import torch
 
-from steerid.generate import Sampling, choose_tokens, generate_batch, generate_conditions, sampling_uniforms
+from steerid.generate import (Sampling, choose_tokens, generate_batch, generate_conditions, perplexities,
+                              sampling_uniforms)
 from steerid.hooks import add_to_residual, capture_residual
 from steerid.models import decoder_layers, tokenize_prompts
 
@@ -141,3 +144,19 @@ def test_uniforms_depend_on_prompt_and_sample_only():
     assert torch.equal(a, sampling_uniforms(0, 1, 2, 5))
     assert not torch.equal(a, sampling_uniforms(0, 2, 1, 5))
     assert not torch.equal(a, sampling_uniforms(1, 1, 2, 5))
+
+
+def test_perplexity_of_padded_batch_equals_single_unpadded_forwards(smollm2):
+    model, tokenizer, _ = smollm2
+    prompts = ["Say hello.", "Write one long sentence about the sea, the sky and the harbour at dawn."]
+    completions = [tokenizer(" Hello there, my good friend!", add_special_tokens=False)["input_ids"],
+                   tokenizer(" The sea", add_special_tokens=False)["input_ids"], []]
+    values = perplexities(model, tokenizer, prompts + ["Say hello."], completions)
+    for prompt, completion, value in zip(prompts, completions, values):
+        prompt_ids, _ = tokenize_prompts(tokenizer, [prompt], torch.device("cpu"))
+        full = torch.cat([prompt_ids[0], torch.tensor(completion)]).unsqueeze(0)
+        with torch.inference_mode():
+            logprobs = model(input_ids=full).logits[0, prompt_ids.shape[1] - 1 : -1].float().log_softmax(-1)
+        nll = -logprobs.gather(-1, torch.tensor(completion).unsqueeze(-1)).mean()
+        assert value == pytest.approx(float(torch.exp(nll)), rel=1e-4)
+    assert math.isnan(values[2])  # an empty completion has no perplexity

@@ -177,7 +177,9 @@ def test_generations_cover_every_condition_of_every_experiment(run):
             assert {r["condition"] for r in records} == names
             assert len(records) == len(names) * 4 * 2
             assert all(r["n_tokens"] <= 8 for r in records)
-            assert all(r["perplexity"] > 1 or r["n_tokens"] == 0 for r in records)
+            # Fluency (perplexity under the unsteered model) is measured where it is an endpoint: E2.
+            assert all(r["perplexity"] > 1 or r["n_tokens"] == 0 for r in records) if experiment == "e2" else \
+                all("perplexity" not in r for r in records)
 
 
 def test_conditions_share_prompts_and_sampling_noise(run):

@@ -147,8 +147,13 @@ def generate_conditions(
     batch_size: int,
     positions: str = "last",
     progress=None,
+    fluency: bool = False,
 ) -> list[dict]:
-    """Completions for every condition × prompt × sample, as JSON-able records in job order."""
+    """Completions for every condition × prompt × sample, as JSON-able records in job order.
+
+    With ``fluency``, each record also has the completion's perplexity under the unsteered model
+    (one more forward pass per batch, about half the cost of generating it).
+    """
     jobs = plan_jobs(conditions, len(prompts), n_samples)
     lengths = [len(tokenizer(p)["input_ids"]) for p in prompts]
     records: dict[Job, dict] = {}
@@ -157,8 +162,8 @@ def generate_conditions(
         uniforms = torch.stack([sampling_uniforms(seed, j.prompt_index, j.sample_index, sampling.max_new_tokens) for j in batch])
         texts = [prompts[j.prompt_index] for j in batch]
         outputs = generate_batch(model, tokenizer, site, texts, deltas, uniforms, sampling, positions)
-        fluency = perplexities(model, tokenizer, texts, outputs)
-        for job, token_ids, perplexity in zip(batch, outputs, fluency):
+        scores = perplexities(model, tokenizer, texts, outputs) if fluency else [None] * len(batch)
+        for job, token_ids, perplexity in zip(batch, outputs, scores):
             records[job] = _record(job, prompts[job.prompt_index], tokenizer.decode(token_ids, skip_special_tokens=True),
                                    len(token_ids), perplexity)
         if progress is not None:
@@ -184,22 +189,26 @@ def perplexities(model: nn.Module, tokenizer, prompts: Sequence[str], completion
     input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
     mask = torch.cat([prompt_mask, completion_mask], dim=1)
     position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-    logits = model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, use_cache=False).logits
-    # The logits at position t predict token t + 1: the completion is predicted from the last prompt token on.
-    predicting = logits[:, prompt_ids.shape[1] - 1 : -1].float().log_softmax(-1)
+    # The logits at position t predict token t + 1: the completion is predicted from the last prompt token on,
+    # so only the last width + 1 positions need the vocabulary projection.
+    logits = model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, use_cache=False,
+                   logits_to_keep=width + 1).logits
+    predicting = logits[:, :-1].float().log_softmax(-1)
     token_logprobs = predicting.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1) * completion_mask
     counts = completion_mask.sum(-1)
     nll = -token_logprobs.sum(-1) / counts.clamp(min=1)
     return [float(torch.exp(value)) if count > 0 else float("nan") for value, count in zip(nll, counts)]
 
 
-def _record(job: Job, prompt: str, completion: str, n_tokens: int, perplexity: float) -> dict:
-    return {
+def _record(job: Job, prompt: str, completion: str, n_tokens: int, perplexity: float | None) -> dict:
+    record = {
         "condition": job.condition,
         "prompt_index": job.prompt_index,
         "sample_index": job.sample_index,
         "prompt": prompt,
         "completion": completion,
         "n_tokens": n_tokens,
-        "perplexity": perplexity,
     }
+    if perplexity is not None:
+        record["perplexity"] = perplexity
+    return record

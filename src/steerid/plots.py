@@ -120,6 +120,18 @@ def _thresholds(summary: Mapping) -> list[float]:
 # --------------------------------------------------------------------------- figures
 
 
+def _decorate(axis, xlabel: str, ylabel: str, title: str, xscale: str | None = None, yscale: str | None = None) -> None:
+    """Axis labels, title, optional log scales and a small legend: the finishing every panel shares."""
+    if xscale:
+        axis.set_xscale(xscale)
+    if yscale:
+        axis.set_yscale(yscale)
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.set_title(title, fontsize=9)
+    axis.legend(fontsize=6)
+
+
 def e1_orthogonal(results: Sequence[dict]) -> Figure:
     """Per (model, trait): efficacy ratio R and paired d(v, v+δ) with 95% CIs per δ-type, TOST verdicts on the bars."""
     figure, axes = _grid(len(results), 2)
@@ -240,41 +252,31 @@ def e5_vector_equivalence(results: Sequence[dict]) -> Figure:
 
 
 def e6_null_space(results: Sequence[dict]) -> Figure:
-    """Per (model, trait): covariance and Jacobian spectra of every layer, and effective rank against threshold."""
+    """Per (model, trait): covariance and Jacobian spectra of every layer, and effective rank against threshold.
+
+    Both spectra are drawn as singular values (σ = √λ for the covariance: those of the centred activation
+    matrix), so one threshold t means σ > t·σ_max for both, as in the E6 stats.
+    """
     figure, axes = _grid(len(results), 2)
     for (spectrum_axis, rank_axis), result in zip(axes, results):
         for layer in result["layers"]:
             d = layer["d"]
-            eigenvalues = np.asarray(layer["covariance_eigenvalues"], dtype=float)
-            sigma = np.asarray(layer["jacobian_singular_values"], dtype=float)
-            line, = spectrum_axis.plot(np.arange(1, eigenvalues.size + 1) / d, _positive(eigenvalues / eigenvalues.max()),
-                                       label=f"L{layer['layer']} covariance λ/λ_max")
-            colour = line.get_color()
-            spectrum_axis.plot(np.arange(1, sigma.size + 1) / d, _positive((sigma / sigma.max()) ** 2), color=colour,
-                               ls="--", label=f"L{layer['layer']} Jacobian σ²/σ²_max")
-            # Covariance thresholds cut eigenvalues, Jacobian ones singular values: same t, different quantities.
-            rank_axis.plot(THRESHOLD_GRID, [(eigenvalues > t * eigenvalues.max()).sum() / d for t in THRESHOLD_GRID],
-                           color=colour, label=f"L{layer['layer']} covariance: λ > t·λ_max")
-            rank_axis.plot(THRESHOLD_GRID, [(sigma > t * sigma.max()).sum() / d for t in THRESHOLD_GRID], color=colour,
-                           ls="--", label=f"L{layer['layer']} Jacobian: σ > t·σ_max")
-        first = result["layers"][0]
-        # covariance_eigenvalues are those of the sink-free view (stages.PERTURBATION_VIEW).
-        for i, t in enumerate(_thresholds(first["covariance"]["excluding_sinks"])):
-            spectrum_axis.axhline(t, color="grey", lw=0.8, ls=":", label="covariance rank thresholds" if i == 0 else None)
-        for i, t in enumerate(_thresholds(first["jacobian"])):
+            spectra = {"covariance": np.sqrt(np.clip(np.asarray(layer["covariance_eigenvalues"], dtype=float), 0, None)),
+                       "Jacobian": np.asarray(layer["jacobian_singular_values"], dtype=float)}
+            colour = None
+            for (name, sigma), style in zip(spectra.items(), ("-", "--")):
+                line, = spectrum_axis.plot(np.arange(1, sigma.size + 1) / d, _positive((sigma / sigma.max()) ** 2),
+                                           color=colour, ls=style, label=f"L{layer['layer']} {name} σ²/σ²_max")
+                colour = line.get_color()
+                rank_axis.plot(THRESHOLD_GRID, [(sigma > t * sigma.max()).sum() / d for t in THRESHOLD_GRID],
+                               color=colour, ls=style, label=f"L{layer['layer']} {name}")
+        for i, t in enumerate(_thresholds(result["layers"][0]["jacobian"])):
             # σ > t·σ_max is σ²/σ²_max > t², the units of this axis.
-            spectrum_axis.axhline(t ** 2, color="grey", lw=0.8, ls="-.",
-                                  label="Jacobian rank thresholds (t²)" if i == 0 else None)
-        spectrum_axis.set_yscale("log")
-        spectrum_axis.set_xlabel("index / d")
-        spectrum_axis.set_ylabel("normalised spectrum")
-        spectrum_axis.set_title(f"{_title(result)}: spectra", fontsize=9)
-        spectrum_axis.legend(fontsize=6)
-        rank_axis.set_xscale("log")
-        rank_axis.set_xlabel("relative threshold t")
-        rank_axis.set_ylabel("effective rank / d")
-        rank_axis.set_title("effective rank against threshold", fontsize=9)
-        rank_axis.legend(fontsize=6)
+            spectrum_axis.axhline(t ** 2, color="grey", lw=0.8, ls=":", label="rank thresholds (t²)" if i == 0 else None)
+        _decorate(spectrum_axis, "index / d", "normalised spectrum σ²/σ²_max (sink-free covariance)",
+                  f"{_title(result)}: spectra", yscale="log")
+        _decorate(rank_axis, "relative threshold t", "effective rank / d (σ > t·σ_max)",
+                  "effective rank against threshold", xscale="log")
     return figure
 
 
@@ -285,11 +287,8 @@ def e7_spanning(results: Sequence[dict]) -> Figure:
         for name, rows in result["curves"].items():
             _interval_curve(axis, [row["k"] for row in rows], [row["efficacy_ratio"] for row in rows], name)
         axis.axhline(1.0, color="black", lw=1, ls="--")
-        axis.set_xscale("log")
-        axis.set_xlabel("subspace dimension k")
-        axis.set_ylabel("efficacy ratio R = Δ(v+δ)/Δ(v)")
-        axis.set_title(f"{_title(result)}\nΔ(v) = {_ci(result['delta_v'])}", fontsize=9)
-        axis.legend(fontsize=7)
+        _decorate(axis, "subspace dimension k", "efficacy ratio R = Δ(v+δ)/Δ(v)",
+                  f"{_title(result)}\nΔ(v) = {_ci(result['delta_v'])}", xscale="log")
     return figure
 
 

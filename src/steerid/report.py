@@ -153,18 +153,46 @@ def _e5_line(result: Mapping) -> str:
         for name, entry in result["by_direction"].items())
 
 
+def _fraction(summary: Mapping, key: str) -> str:
+    value = summary.get(f"fraction_of_d_{key}")
+    return "–" if value is None else f"{value:.3f}"
+
+
+RANK_KEYS = ("at_0.01_of_max", "at_0.05_of_max", "at_0.1_of_max", "for_0.99_of_variance", "for_0.999_of_variance")
+
+
 def _e6_line(result: Mapping) -> str:
     parts = []
     for layer in result["layers"]:
-        cov = layer["covariance"]
-        jac = layer["jacobian"]
+        cov, jac = layer["covariance"], layer["jacobian"]
         parts.append(
-            f"L{layer['layer']}: covariance null fraction at 1% of λ₁ {1 - cov['all_tokens'].get('fraction_of_d_at_0.01_of_max', float('nan')):.3f} "
-            f"with sinks vs {1 - cov['excluding_sinks'].get('fraction_of_d_at_0.01_of_max', float('nan')):.3f} without; "
-            f"Jacobian null fraction at 5% of σ_max {jac.get('null_fraction_at_0.05_of_max', float('nan')):.3f}, "
-            f"participation ratio {jac['participation_ratio']:.1f}; low-variance vs low-gain overlap "
-            f"{layer['low_variance_vs_low_gain']['overlap']:.2f} (random {layer['low_variance_vs_low_gain']['random_overlap']:.2f})")
+            f"L{layer['layer']}: covariance rank at 5% of σ_max is {_fraction(cov['all_tokens'], 'at_0.05_of_max')} "
+            f"of d with the sink tokens and {_fraction(cov['excluding_sinks'], 'at_0.05_of_max')} without; 99% of the variance "
+            f"needs {_fraction(cov['excluding_sinks'], 'for_0.99_of_variance')} of d; the Jacobian's rank at 5% of "
+            f"σ_max is {_fraction(jac, 'at_0.05_of_max')} of d (participation ratio {jac['participation_ratio']:.1f}); "
+            f"low-variance vs low-gain overlap {layer['low_variance_vs_low_gain']['overlap']:.2f} "
+            f"(chance {layer['low_variance_vs_low_gain']['random_overlap']:.2f})")
     return f"{result['model']}/{result['trait']}: " + "; ".join(parts)
+
+
+def e6_section(e6: Sequence[Mapping]) -> list[str]:
+    """Effective ranks as fractions of d, per layer, source and view: the table behind the null-space claim."""
+    rows = []
+    for result in e6:
+        for layer in result["layers"]:
+            sources = [(f"covariance, {view.replace('_', ' ')}", layer["covariance"][view]) for view in layer["covariance"]]
+            sources.append(("Jacobian (last prompt token)", layer["jacobian"]))
+            for name, summary in sources:
+                rows.append(f"| {result['model']} | {layer['layer']} | {name} | "
+                            + " | ".join(_fraction(summary, key) for key in RANK_KEYS)
+                            + f" | {summary['participation_ratio']:.1f} |")
+    return ["## E6: effective rank as a fraction of d", "",
+            "Thresholds are on singular values, σ > t·σ_max, for both spectra (for the covariance σ = √λ, the "
+            "singular values of the centred activation matrix; the λ-relative ranks are in the spectrum table "
+            "below); the variance columns count the fewest directions carrying that share of Σσ². The null space "
+            "is one minus these fractions.", "",
+            "| model | layer | spectrum | 1% of max | 5% of max | 10% of max | 99% of variance | 99.9% of variance | "
+            "participation ratio |", "|---|---|---|---|---|---|---|---|---|", *rows, ""]
 
 
 def _e7_line(result: Mapping) -> str:
@@ -214,6 +242,7 @@ def write_summary(results: Mapping[str, Sequence[Mapping]], checks: Sequence[Map
     """Write the Markdown summary: the claims, then the tables behind them, then the figures."""
     adjusted = holm_adjusted(results.get("e1", []))
     lines = ["# steerid summary", "", *claims(results), *validation_section(checks),
-             *e1_section(results.get("e1", []), adjusted), *spectrum_section(spectra),
+             *e1_section(results.get("e1", []), adjusted), *e6_section(results.get("e6", [])),
+             *spectrum_section(spectra),
              "## Figures", "", *[f"- `{figure}`" for figure in figures], ""]
     atomic_write_text(output, "\n".join(lines))

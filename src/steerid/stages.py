@@ -255,7 +255,7 @@ def evaluate(model: str, prompts: str, vector: str, perturbations: str, experime
     named = experiment_conditions(experiment, vector, perturbations, alpha, n_alone, alphas)
     with tqdm(total=len(named) * len(prompts_) * n_samples, desc=f"{experiment} {environment}") as progress:
         records = generate_conditions(model_, tokenizer, site, prompts_, named, n_samples, Sampling(**sampling),
-                                      seed, runtime.batch_size, positions, progress)
+                                      seed, runtime.batch_size, positions, progress, fluency=experiment == "e2")
     header = {"model": manifest.spec, "layer": layer, "experiment": experiment, "alpha": alpha, "positions": positions,
               "sampling": dict(sampling), "seed": seed, "environment": environment, "n_prompts": len(prompts_),
               "n_samples": n_samples}
@@ -277,10 +277,11 @@ def _grids(records: Sequence[dict], values: Sequence[float]) -> dict[str, np.nda
 
 def score(generations: str, trait: str, scorer: str, params: Mapping, output: str) -> None:
     """Score every completion (never the prompt): per condition a (n_prompts, n_samples) grid of scores
-    and one of perplexities under the unsteered model."""
+    and one of perplexities under the unsteered model (nan where the experiment measured none)."""
     records = read_generations(generations)
     values = get_scorer(trait, scorer).score([r["completion"] for r in records])
-    scores, fluency = _grids(records, values), _grids(records, [r["perplexity"] for r in records])
+    scores = _grids(records, values)
+    fluency = _grids(records, [r.get("perplexity", float("nan")) for r in records])
     attrs = store.provenance(params, model=records[0]["model"], layer=records[0]["layer"], trait=trait, scorer=scorer,
                              experiment=records[0]["experiment"], environment=records[0]["environment"],
                              alpha=records[0]["alpha"], conditions=list(scores))
@@ -447,7 +448,12 @@ def null_space(spectra: Sequence[str], jacobians: Sequence[str], trait: str, nul
             names = list(environments)
             layers.append({
                 "layer": int(cov.attrs["layer"]), "d": d,
-                "covariance": {view: {key: _plain(value) for key, value in cov[view].attrs.items()} for view in spectrum.VIEWS},
+                # Thresholds on singular values for both spectra: σ = √λ are those of the centred activations.
+                "covariance": {view: {**rank_summary(np.sqrt(np.clip(cov[view]["eigenvalues"][()], 0, None)), d,
+                                                     rank_thresholds, variance_fractions),
+                                      "count": int(cov[view].attrs["count"]),
+                                      "top_eigenvalue_ratio": float(cov[view].attrs["top_eigenvalue_ratio"])}
+                               for view in spectrum.VIEWS},
                 "covariance_eigenvalues": cov[PERTURBATION_VIEW]["eigenvalues"][()].tolist(),
                 "jacobian": rank_summary(sigma, d, rank_thresholds, variance_fractions),
                 "jacobian_singular_values": sigma.tolist(),
