@@ -97,3 +97,25 @@ STATS = {
 }
 FIGURES = [f"results/figures/{name}.{ext}" for name in sorted(STATS) for ext in ("png", "pdf")]
 VALIDATIONS = model_targets("results/{model}/validation/{trait}.json")
+
+
+# Inputs and params shared by the statistics rules (rules/stats.smk).
+STATS_PARAMS = dict(
+    n_boot=config["stats"]["n_boot"],
+    margin_sd=config["stats"]["equivalence_margin_sd"],
+    margin_effect=config["stats"]["equivalence_margin_effect"],
+    n_perm=config["stats"]["n_perm"],
+    seed=config["seed"],
+)
+
+
+def e1_scores(wildcards):
+    return expand("results/{model}/scores/e1/L{layer}/{trait}/{environment}.h5", environment=ENVIRONMENTS,
+                  **wildcards)
+
+
+def main_scores(experiment):
+    return f"results/{{model}}/scores/{experiment}/L{{layer}}/{{trait}}/{MAIN_ENVIRONMENT}.h5"
+
+
+STATS_INPUTS = dict(vector="results/{model}/vectors/L{layer}/{trait}.h5", validation="results/{model}/validation/{trait}.json")

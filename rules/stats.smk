@@ -1,26 +1,5 @@
 # Endpoints of every experiment, one stats JSON per (model, trait).
 
-STATS_PARAMS = dict(
-    n_boot=config["stats"]["n_boot"],
-    margin_sd=config["stats"]["equivalence_margin_sd"],
-    margin_effect=config["stats"]["equivalence_margin_effect"],
-    n_perm=config["stats"]["n_perm"],
-    seed=config["seed"],
-)
-
-
-def e1_scores(wildcards):
-    return expand("results/{model}/scores/e1/L{layer}/{trait}/{environment}.h5", environment=ENVIRONMENTS,
-                  **wildcards)
-
-
-def main_scores(experiment):
-    return f"results/{{model}}/scores/{experiment}/L{{layer}}/{{trait}}/{MAIN_ENVIRONMENT}.h5"
-
-
-STATS_INPUTS = dict(vector="results/{model}/vectors/L{layer}/{trait}.h5", validation="results/{model}/validation/{trait}.json")
-
-
 rule stats_e1:
     input:
         scores=e1_scores,

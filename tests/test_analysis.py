@@ -79,3 +79,20 @@ def test_spanning_curves_sort_by_k_per_source_and_end():
     curves = analysis.spanning_curves(scores, n_boot=200, margin=0.1, seed=0)
     assert set(curves) == {"jacobian-top", "covariance-bottom"}
     assert [row["k"] for row in curves["jacobian-top"]] == [8, 64]
+
+
+def cell(p_tost: float, p_difference: float, power: float, verdict: str) -> dict:
+    return {"tost": {"p": p_tost, "p_difference": p_difference}, "power": {"power": power}, "verdict": verdict}
+
+
+def test_holm_corrects_equivalence_and_difference_claims_across_cells():
+    cells = {"a": cell(0.01, 0.9, 0.9, "equivalent"), "b": cell(0.03, 0.8, 0.6, "equivalent"),
+             "c": cell(0.9, 0.001, 0.5, "not equivalent"), "d": cell(0.5, 0.5, 0.5, "no effect of v")}
+    corrected = analysis.holm_verdicts(cells)
+    # TOST p sorted 0.01, 0.03, 0.5, 0.9 → Holm 0.04, 0.09, 1.0, 1.0 (x4, x3, x2, x1, running max).
+    assert corrected["a"]["p_equivalence_holm"] == pytest.approx(0.04)
+    assert corrected["b"]["p_equivalence_holm"] == pytest.approx(0.09)
+    assert corrected["a"]["verdict"] == "equivalent"
+    assert corrected["b"]["verdict"] == "inconclusive (underpowered)"  # equivalent alone, not after Holm
+    assert corrected["c"]["verdict"] == "not equivalent" and corrected["c"]["p_difference_holm"] == pytest.approx(0.004)
+    assert corrected["d"]["verdict"] == "no effect of v"

@@ -14,6 +14,7 @@ import numpy as np
 from steerid.conditions import BASELINE, POSITIVE_CONTROLS, PERTURBATION_TYPES, REFERENCE, members
 from steerid.stats import (
     compare_conditions,
+    holm,
     effect_ci,
     margin_from_baseline_sd,
     margin_from_effect,
@@ -182,3 +183,29 @@ def spanning_curves(scores: Grids, n_boot: int, margin: float, seed: int) -> dic
             "delta": compared[name]["delta"],
             "verdict": equivalence_test(scores[REFERENCE], scores[name], margin, delta_v)["verdict"]})
     return {key: sorted(rows, key=lambda row: row["k"]) for key, rows in curves.items()}
+
+
+def holm_verdicts(cells: Mapping[str, Mapping], alpha: float = 0.05, min_power: float = 0.8) -> dict[str, dict]:
+    """Verdicts corrected for multiplicity across cells (e.g. every model × trait × δ-type).
+
+    ``cells`` maps a cell name to the output of :func:`equivalence_test`. The TOST p-values are
+    Holm-adjusted together, and so are the two-sided p-values of the difference; a cell is then
+    "equivalent" only if its adjusted TOST p < alpha, "not equivalent" only if its adjusted
+    difference p < alpha, and otherwise inconclusive ("(underpowered)" below ``min_power``).
+    "no effect of v" stands: no correction can make a comparison with an ineffective v meaningful.
+    """
+    equivalence = holm({name: cell["tost"]["p"] for name, cell in cells.items()}) if cells else {}
+    difference = holm({name: cell["tost"]["p_difference"] for name, cell in cells.items()}) if cells else {}
+    corrected = {}
+    for name, cell in cells.items():
+        if cell["verdict"] == "no effect of v":
+            final = cell["verdict"]
+        elif equivalence[name] < alpha:
+            final = "equivalent"
+        elif difference[name] < alpha:
+            final = "not equivalent"
+        else:
+            final = "inconclusive (underpowered)" if cell["power"]["power"] < min_power else "inconclusive"
+        corrected[name] = {"p_equivalence_holm": equivalence[name], "p_difference_holm": difference[name],
+                           "verdict": final}
+    return corrected

@@ -16,6 +16,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
@@ -180,6 +181,9 @@ def e2_alpha(results: Sequence[dict]) -> Figure:
         fluency_axis.set_yscale("log")
         for axis in (delta_axis, fluency_axis):
             axis.set_xscale("log")
+            # Label the strengths that ran, not log-axis minor ticks (which collide at a few points).
+            axis.set_xticks(alphas, [f"{alpha:g}" for alpha in alphas])
+            axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             axis.set_xlabel(f"α (× {result['alpha_units']})")
             axis.legend(fontsize=7)
     return figure
@@ -197,7 +201,9 @@ def e3_environments(results: Sequence[dict]) -> Figure:
         d_axis.set_title(f"{_title(result)}\nd(v, v+δ) per environment", fontsize=9)
         cross = result["cross_application"]
         evaluated = list(cross)
-        sources = list(next(iter(cross.values())))
+        # Columns in the rows' order so that the diagonal is "extracted where evaluated".
+        found = next(iter(cross.values()))
+        sources = [e for e in evaluated if e in found] + [s for s in found if s not in evaluated]
         matrix = np.array([[cross[e][s]["delta"]["value"] for s in sources] for e in evaluated])
         _heatmap(cross_axis, matrix, evaluated, sources, "Δ score vs baseline")
         cross_axis.set_xlabel("vector extracted in")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from steerid.io import atomic_write_text
-from steerid.stats import holm
+from steerid.analysis import holm_verdicts
 
 MARGIN = "baseline_sd"
 TYPE_NAMES = {
@@ -24,8 +24,9 @@ E1_INTRO = (
     "Δ is the mean trait score minus the α = 0 baseline; R = Δ(v+δ)/Δ(v); d is the paired Cohen's d (d_av) of "
     "v+δ against v; every δ is ⟂ v with ‖δ‖ = ‖v‖. Intervals are 95% cluster-bootstrap CIs over prompts (all "
     "environments pooled). The verdict is a paired TOST of v+δ against v on prompt means at the margin stated, "
-    "with its power; 'equivalent' is only possible where Δ(v) is significant, and the Holm-adjusted p covers "
-    "every (model, trait, δ-type) cell of the run."
+    "with its power; 'equivalent' is only possible where Δ(v) is significant. The verdict after Holm corrects "
+    "the TOST p and the difference p, each across every (model, trait, δ-type) cell of the run; the claims above "
+    "use it."
 )
 SPECTRUM_INTRO = (
     "Effective ranks as a fraction of d by several definitions: eigenvalues above a fraction of λ₁, the fewest "
@@ -50,27 +51,27 @@ def _scorer_note(result: Mapping) -> str:
     return "" if result["scorer_validation"]["valid"] else " (scorer invalid)"
 
 
-def holm_adjusted(e1: Sequence[Mapping]) -> dict[str, float]:
-    """Holm-adjusted TOST p-values over every (model, trait, δ-type) cell at the primary margin."""
-    raw = {f"{_cell(r)}/{kind}": judged["equivalence"][MARGIN]["tost"]["p"]
-           for r in e1 for kind, judged in r["judgements"].items()}
-    return holm(raw) if raw else {}
+def corrected_verdicts(e1: Sequence[Mapping]) -> dict[str, dict]:
+    """Holm-corrected verdicts over every (model, trait, δ-type) cell at the primary margin."""
+    return holm_verdicts({f"{_cell(r)}/{kind}": judged["equivalence"][MARGIN]
+                          for r in e1 for kind, judged in r["judgements"].items()})
 
 
-def _e1_rows(result: Mapping, adjusted: Mapping[str, float]) -> list[str]:
+def _e1_rows(result: Mapping, corrected: Mapping[str, dict]) -> list[str]:
     rows = []
     for kind, judged in result["judgements"].items():
-        entry, test = result["by_type"][kind], judged["equivalence"]
+        entry, test, final = result["by_type"][kind], judged["equivalence"], corrected[f"{_cell(result)}/{kind}"]
         rows.append(
             f"| {_cell(result)} | {TYPE_NAMES.get(kind, kind)} | {_ci(entry['delta'], 3)} | {_ci(entry['efficacy_ratio'])} | "
-            f"{_ci(entry['cohens_d'])} | {test[MARGIN]['tost']['p']:.3f} / {adjusted[f'{_cell(result)}/{kind}']:.3f} | "
+            f"{_ci(entry['cohens_d'])} | {test[MARGIN]['tost']['p']:.3f} / {final['p_equivalence_holm']:.3f} | "
+            f"{test[MARGIN]['tost']['p_difference']:.3g} / {final['p_difference_holm']:.3g} | "
             f"{test[MARGIN]['power']['power']:.2f} (n needed {test[MARGIN]['power']['required_n']}) | "
-            f"**{test[MARGIN]['verdict']}**{_scorer_note(result)} | {test['effect']['verdict']} | "
+            f"{test[MARGIN]['verdict']} | **{final['verdict']}**{_scorer_note(result)} | {test['effect']['verdict']} | "
             f"{judged['permutation']['p_value']:.3f} |")
     return rows
 
 
-def e1_section(e1: Sequence[Mapping], adjusted: Mapping[str, float]) -> list[str]:
+def e1_section(e1: Sequence[Mapping], corrected: Mapping[str, dict]) -> list[str]:
     lines = ["## E1: are v and v + δ behaviourally equivalent?", "", E1_INTRO, ""]
     for result in e1:
         delta_v, margins = result["by_type"]["v"]["delta"], result["margins"]
@@ -80,27 +81,29 @@ def e1_section(e1: Sequence[Mapping], adjusted: Mapping[str, float]) -> list[str
                      f"{margins['baseline_sd']['value']:.3f} ({margins['baseline_sd']['definition']}) and "
                      f"{margins['effect']['value']:.3f} ({margins['effect']['definition']}); "
                      f"Δ(−v) = {_ci(result['controls']['minus_v_delta'], 3)}.")
-    lines += ["", "| model/trait | δ | Δ(v+δ) | R | d(v, v+δ) | TOST p / Holm | power | verdict (SD margin) | "
-                  "verdict (10% of Δ(v)) | permutation p of abs(d) |",
-              "|---|---|---|---|---|---|---|---|---|---|",
-              *[row for r in e1 for row in _e1_rows(r, adjusted)], ""]
+    lines += ["", "| model/trait | δ | Δ(v+δ) | R | d(v, v+δ) | TOST p / Holm | difference p / Holm | power | "
+                  "verdict (SD margin) | after Holm | verdict (10% of Δ(v)) | permutation p of abs(d) |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|",
+              *[row for r in e1 for row in _e1_rows(r, corrected)], ""]
     return lines
 
 
-def _verdicts(e1: Sequence[Mapping], kinds: Sequence[str]) -> list[str]:
-    return [f"{_cell(r)} {TYPE_NAMES[k]}: {r['judgements'][k]['equivalence'][MARGIN]['verdict']}"
-            f"{_scorer_note(r)} (R = {_ci(r['by_type'][k]['efficacy_ratio'])}, d = {_ci(r['by_type'][k]['cohens_d'])})"
+def _verdicts(e1: Sequence[Mapping], kinds: Sequence[str], corrected: Mapping[str, dict]) -> list[str]:
+    return [f"{_cell(r)} {TYPE_NAMES[k]}: **{corrected[f'{_cell(r)}/{k}']['verdict']}** after Holm{_scorer_note(r)} "
+            f"(uncorrected: {r['judgements'][k]['equivalence'][MARGIN]['verdict']}; R = "
+            f"{_ci(r['by_type'][k]['efficacy_ratio'])}, d = {_ci(r['by_type'][k]['cohens_d'])}, power "
+            f"{r['judgements'][k]['equivalence'][MARGIN]['power']['power']:.2f})"
             for r in e1 for k in kinds if k in r["judgements"]]
 
 
-def claims(results: Mapping[str, Sequence[Mapping]]) -> list[str]:
+def claims(results: Mapping[str, Sequence[Mapping]], corrected: Mapping[str, dict]) -> list[str]:
     """One bullet per claim of the paper: what it says, and what this run found."""
     e1 = results.get("e1", [])
     lines = ["## The paper's claims, tested", ""]
     lines += _claim("Orthogonal perturbations are behaviourally equivalent to v (E1)",
-                    _verdicts(e1, ["v+orthogonal", "v+null", "v+other"]))
+                    _verdicts(e1, ["v+orthogonal", "v+null", "v+other"], corrected))
     lines += _claim("Positive control: a δ in the high-gain subspace must break equivalence (E1)",
-                    _verdicts(e1, ["v+top_gain", "v+top_variance"]))
+                    _verdicts(e1, ["v+top_gain", "v+top_variance"], corrected))
     lines += _claim("Efficacy is retained: R = Δ(v+δ)/Δ(v) ≈ 1 (E1)",
                     [f"{_cell(r)} {TYPE_NAMES[k]}: R = {_ci(r['by_type'][k]['efficacy_ratio'])}"
                      for r in e1 for k in ("v+orthogonal", "v+null") if k in r["by_type"]])
@@ -240,9 +243,9 @@ def spectrum_section(spectra: Sequence[Mapping]) -> list[str]:
 def write_summary(results: Mapping[str, Sequence[Mapping]], checks: Sequence[Mapping], spectra: Sequence[Mapping],
                   figures: Sequence[str], output: str) -> None:
     """Write the Markdown summary: the claims, then the tables behind them, then the figures."""
-    adjusted = holm_adjusted(results.get("e1", []))
-    lines = ["# steerid summary", "", *claims(results), *validation_section(checks),
-             *e1_section(results.get("e1", []), adjusted), *e6_section(results.get("e6", [])),
+    corrected = corrected_verdicts(results.get("e1", []))
+    lines = ["# steerid summary", "", *claims(results, corrected), *validation_section(checks),
+             *e1_section(results.get("e1", []), corrected), *e6_section(results.get("e6", [])),
              *spectrum_section(spectra),
              "## Figures", "", *[f"- `{figure}`" for figure in figures], ""]
     atomic_write_text(output, "\n".join(lines))
