@@ -143,7 +143,7 @@ def test_perturbation_geometry(run):
     assert other[0] @ formality > 0
     for source, basis in (("covariance", covariance), ("jacobian", gain)):
         for k in (4, 32):
-            (bottom,), (top,) = store.read(path, f"span/{source}-bottom-{k}", f"span/{source}-top-{k}")
+            bottom, top = store.read(path, f"span/{source}-bottom-{k}", f"span/{source}-top-{k}")
             unit_norm_and_orthogonal(bottom, v)
             inside(bottom, basis[:, -k:], v)
             inside(top, basis[:, :k], v)
