@@ -84,8 +84,9 @@ TARGETS = ("results/smollm2-135m/stats/e1/L15/sentiment.json", "results/figures/
 
 def snakemake_command(workdir: Path, *args: str) -> list[str]:
     return ["timeout", "--foreground", "-s", "INT", "-k", str(KILL_AFTER), str(SNAKEMAKE_LIMIT),
-            sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-            "--configfile", str(TEST_CONFIG), *args, *TARGETS]
+            # The targets come before every option: --configfile and --default-resources take lists.
+            sys.executable, "-m", "snakemake", *TARGETS, "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+            "--configfile", str(TEST_CONFIG), *args]
 
 
 def slurm_arguments() -> list[str]:
