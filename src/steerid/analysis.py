@@ -20,6 +20,7 @@ from steerid.stats import (
     margin_from_effect,
     permutation_null_d,
     power_report,
+    significant,
     tost_paired,
     verdict,
 )
@@ -104,7 +105,7 @@ def orthogonality_endpoints(scores: Grids, n_boot: int, margin_sd: float, margin
 def controls(per_condition: Mapping[str, dict], per_type: Mapping[str, dict]) -> dict:
     """Checks a working experiment must pass: v moves the score, −v moves it the other way, δ alone barely."""
     delta_v = per_type[REFERENCE]["delta"]
-    result = {"v_beats_baseline": _excludes_zero(delta_v)}
+    result = {"v_beats_baseline": significant(delta_v)}
     if "-v" in per_condition:
         negative = per_condition["-v"]["delta"]
         result["minus_v_opposite_sign"] = bool(np.sign(negative["value"]) == -np.sign(delta_v["value"]))
@@ -116,10 +117,6 @@ def controls(per_condition: Mapping[str, dict], per_type: Mapping[str, dict]) ->
         kind: per_type[f"v+{kind}"]["cohens_d"] for kind in POSITIVE_CONTROLS if f"v+{kind}" in per_type
     }
     return result
-
-
-def _excludes_zero(estimate: Mapping) -> bool:
-    return bool(estimate["ci_low"] > 0 or estimate["ci_high"] < 0)
 
 
 def cross_application(by_environment: Mapping[str, Grids], n_boot: int, seed: int) -> dict[str, dict[str, dict]]:
@@ -142,7 +139,7 @@ def direction_equivalence(scores: Grids, names: Sequence[str], cosines: Mapping[
     delta_v = compared[REFERENCE]["delta"]
     return {
         name: {"cosine_with_v": cosines[name], **compared[name],
-               "beats_baseline": _excludes_zero(compared[name]["delta"]),
+               "beats_baseline": significant(compared[name]["delta"]),
                **equivalence_test(scores[REFERENCE], scores[name], margin, delta_v)}
         for name in names
     }
@@ -160,7 +157,7 @@ def alpha_curves(scores: Grids, perplexity: Grids, alphas: Sequence[float], kind
             entry["delta"][label] = effect_ci(scores[label + tag], scores[BASELINE], n_boot, seed).to_dict()
             entry["median_perplexity"][label] = float(np.nanmedian(perplexity[label + tag]))
         entry["fluent"] = entry["median_perplexity"]["v"] <= max_perplexity_ratio * base_ppl
-        entry["v_significant"] = _excludes_zero(entry["delta"]["v"])
+        entry["v_significant"] = significant(entry["delta"]["v"])
         entry["operational"] = bool(entry["fluent"] and entry["v_significant"])
         rows.append(entry)
     operational = [row["alpha"] for row in rows if row["operational"]]

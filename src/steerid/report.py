@@ -39,10 +39,6 @@ def _ci(estimate: Mapping, digits: int = 2) -> str:
     return f"{estimate['value']:.{digits}f} [{estimate['ci_low']:.{digits}f}, {estimate['ci_high']:.{digits}f}]"
 
 
-def _significant(estimate: Mapping) -> bool:
-    return estimate["ci_low"] > 0 or estimate["ci_high"] < 0
-
-
 def _cell(result: Mapping) -> str:
     return f"{result['model']}/{result['trait']}"
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from steerid import activations, analysis, conditions, perturb, plots, report, spectrum, store, vectors
+from steerid import activations, analysis, conditions, nullspace, perturb, plots, report, spectrum, store, vectors
 from steerid.conditions import BASELINE, REFERENCE
 from steerid.generate import Sampling, generate_conditions
 from steerid.io import atomic_path, atomic_write_json
@@ -23,6 +23,7 @@ from steerid.logs import log
 from steerid.models import check_layer, decoder_layers, load_model, prepare_model
 from steerid.prompts import instructed, load_background, read_prompt_set, write_prompt_set
 from steerid.scoring import get_scorer, validate_scorer
+from steerid.stats import effect_ci
 from steerid.streaming import covariance_from_hdf5
 
 # Perturbation subspaces come from the data manifold without the attention-sink outliers.
@@ -181,10 +182,10 @@ def jacobian(model: str, prompts: str, layer: int, n_prompts: int, runtime: Runt
             group.create_dataset("eigenvectors", data=result.eigenvectors)
             group.create_dataset("pair_singular_values", data=result.pair_singular_values)
             group.create_dataset("pair_top_vectors", data=result.pair_top_vectors)
-            gram = (result.eigenvectors * result.eigenvalues) @ result.eigenvectors.T
+            gram = nullspace.gram_from_spectrum(result.eigenvalues, result.eigenvectors)
             pooled = gram if pooled is None else pooled + gram
             log.info("%s: %d Jacobians, σ_max = %.3g", environment, len(result.pairs), np.sqrt(result.eigenvalues[0]))
-        values, vectors_ = np.linalg.eigh(0.5 * (pooled + pooled.T))
+        values, vectors_ = np.linalg.eigh(pooled)
         handle.create_dataset("pooled/eigenvalues", data=values[::-1].copy())
         handle.create_dataset("pooled/eigenvectors", data=np.ascontiguousarray(vectors_[:, ::-1]))
 
@@ -213,7 +214,7 @@ def perturbations(vector: str, spectrum: str, jacobian: str, others: Sequence[st
         draws[f"span/{source}-{end}-{k}"] = perturb.orthogonal_draws(v, 1, seed + 10 + offset, subspace)[0]
     attrs = store.provenance(params, **{k: a for k, a in store.read_attrs(vector).items() if k in ("model", "layer")},
                              null_subspace_dim=null_k, top_subspace_dim=top_k, norm=float(np.linalg.norm(v)),
-                             other_traits=[store.read_attrs(path).get("trait", Path(path).stem) for path in others])
+                             other_traits=[Path(path).stem for path in others])
     store.write(output, {"v": v, **draws}, attrs)
 
 
@@ -396,7 +397,7 @@ def stats_e7(scores: str, vector: str, validation: str, n_boot: int, margin_sd: 
     grids, attrs = read_scores(scores)
     margin = analysis.margins(grids, margin_sd, 1.0)["baseline_sd"]
     atomic_write_json(output, {"experiment": "E7 spanning", **_header(attrs, vector, validation), "margin": margin,
-                               "delta_v": analysis.effect_ci(grids[REFERENCE], grids[BASELINE], n_boot, seed).to_dict(),
+                               "delta_v": effect_ci(grids[REFERENCE], grids[BASELINE], n_boot, seed).to_dict(),
                                "curves": analysis.spanning_curves(grids, n_boot, margin["value"], seed),
                                "provenance": store.provenance(params)})
 
@@ -430,46 +431,53 @@ def logit_distance(model: str, generations: str, vector: str, perturbations: str
                                "provenance": store.provenance(params)})
 
 
-def null_space(spectra: Sequence[str], jacobians: Sequence[str], trait: str, null_fraction: float, rank_thresholds: Sequence[float],
-               variance_fractions: Sequence[float], stability_k: int, params: Mapping, output: str) -> None:
+def _singular_values(eigenvalues: np.ndarray) -> np.ndarray:
+    """σ = √λ of a Gram (or covariance) spectrum; rounding can leave tiny negative λ."""
+    return np.sqrt(np.clip(eigenvalues, 0.0, None))
+
+
+def _layer_null_space(cov, jac, null_fraction: float, rank_thresholds: Sequence[float],
+                      variance_fractions: Sequence[float], stability_k: int) -> dict:
+    """E6 for one layer from its open spectrum and Jacobian files."""
+    from steerid.jacobian import rank_summary
+
+    def ranks(eigenvalues):
+        return rank_summary(_singular_values(eigenvalues), d, rank_thresholds, variance_fractions)
+
+    d = cov[PERTURBATION_VIEW]["eigenvectors"].shape[0]
+    k = max(1, int(round(null_fraction * d)))
+    top = {name: group["eigenvectors"][()][:, :stability_k] for name, group in jac["environments"].items()}
+    names = list(top)
+    return {
+        "layer": int(cov.attrs["layer"]), "d": d,
+        # Thresholds on singular values for both spectra: σ = √λ are those of the centred activations.
+        "covariance": {view: {**ranks(cov[view]["eigenvalues"][()]), "count": int(cov[view].attrs["count"]),
+                              "top_eigenvalue_ratio": float(cov[view].attrs["top_eigenvalue_ratio"])}
+                       for view in spectrum.VIEWS},
+        "covariance_eigenvalues": cov[PERTURBATION_VIEW]["eigenvalues"][()].tolist(),
+        "jacobian": ranks(jac["pooled/eigenvalues"][()]),
+        "jacobian_singular_values": _singular_values(jac["pooled/eigenvalues"][()]).tolist(),
+        "jacobian_by_environment": {name: ranks(group["eigenvalues"][()]) for name, group in jac["environments"].items()},
+        "gain_stability": {f"{a} vs {b}": nullspace.subspace_overlap_vs_random(top[a], top[b])
+                           for i, a in enumerate(names) for b in names[i + 1:]},
+        "prompt_stability": _prompt_stability(jac, stability_k),
+        "low_variance_vs_low_gain": nullspace.subspace_overlap_vs_random(
+            cov[PERTURBATION_VIEW]["eigenvectors"][()][:, -k:].astype(np.float64), jac["pooled/eigenvectors"][()][:, -k:]),
+        "subspace_dim": k,
+    }
+
+
+def null_space(spectra: Sequence[str], jacobians: Sequence[str], trait: str, null_fraction: float,
+               rank_thresholds: Sequence[float], variance_fractions: Sequence[float], stability_k: int, params: Mapping,
+               output: str) -> None:
     """E6: per layer, covariance and Jacobian effective ranks as fractions of d (with and without sinks for
     the covariance), stability of the gain subspace across environments, and the overlap between the
     covariance's low-variance subspace and the Jacobian's low-gain subspace."""
-    from steerid import nullspace
-    from steerid.jacobian import rank_summary
-
     layers = []
     for spectrum_file, jacobian_file in zip(spectra, jacobians):
         with store.open_complete(spectrum_file) as cov, store.open_complete(jacobian_file) as jac:
-            d = cov[PERTURBATION_VIEW]["eigenvectors"].shape[0]
-            k = max(1, int(round(null_fraction * d)))
-            sigma = np.sqrt(np.clip(jac["pooled/eigenvalues"][()], 0, None))
-            environments = {name: group["eigenvectors"][()][:, :stability_k] for name, group in jac["environments"].items()}
-            names = list(environments)
-            layers.append({
-                "layer": int(cov.attrs["layer"]), "d": d,
-                # Thresholds on singular values for both spectra: σ = √λ are those of the centred activations.
-                "covariance": {view: {**rank_summary(np.sqrt(np.clip(cov[view]["eigenvalues"][()], 0, None)), d,
-                                                     rank_thresholds, variance_fractions),
-                                      "count": int(cov[view].attrs["count"]),
-                                      "top_eigenvalue_ratio": float(cov[view].attrs["top_eigenvalue_ratio"])}
-                               for view in spectrum.VIEWS},
-                "covariance_eigenvalues": cov[PERTURBATION_VIEW]["eigenvalues"][()].tolist(),
-                "jacobian": rank_summary(sigma, d, rank_thresholds, variance_fractions),
-                "jacobian_singular_values": sigma.tolist(),
-                "jacobian_by_environment": {name: rank_summary(np.sqrt(np.clip(group["eigenvalues"][()], 0, None)), d,
-                                                               rank_thresholds, variance_fractions)
-                                            for name, group in jac["environments"].items()},
-                "gain_stability": {f"{a} vs {b}": nullspace.subspace_overlap_vs_random(environments[a], environments[b])
-                                   for i, a in enumerate(names) for b in names[i + 1:]},
-                "prompt_stability": _prompt_stability(jac, stability_k),
-                "low_variance_vs_low_gain": nullspace.subspace_overlap_vs_random(
-                    cov[PERTURBATION_VIEW]["eigenvectors"][()][:, -k:].astype(np.float64), jac["pooled/eigenvectors"][()][:, -k:]),
-                "subspace_dim": k,
-            })
-    with store.open_complete(jacobians[0]) as jac:
-        model = str(jac.attrs["model"])
-    atomic_write_json(output, {"experiment": "E6 null-space dimension", "model": model,
+            layers.append(_layer_null_space(cov, jac, null_fraction, rank_thresholds, variance_fractions, stability_k))
+    atomic_write_json(output, {"experiment": "E6 null-space dimension", "model": str(store.read_attrs(jacobians[0])["model"]),
                                "trait": trait, "layers": layers, "provenance": store.provenance(params)})
 
 
@@ -494,8 +502,6 @@ def _plain(value):
 
 def recovery(jacobians: Sequence[str], trait: str, steering_layer: int, rank_threshold: float, params: Mapping, output: str) -> None:
     """E8: how the dimension of the inert (equivalent) set shrinks as environments or layers are intersected."""
-    from steerid import nullspace
-
     grams_by_layer, grams_by_environment, d, model = {}, {}, 0, ""
     for path in jacobians:
         with store.open_complete(path) as jac:

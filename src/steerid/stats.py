@@ -583,6 +583,11 @@ def _excludes_zero(low: float, high: float) -> bool:
     return bool(np.isfinite(low) and np.isfinite(high) and (low > 0.0 or high < 0.0))
 
 
+def significant(estimate: Mapping) -> bool:
+    """True when an Estimate-like dict's CI is finite and excludes 0."""
+    return _excludes_zero(*_ci_bounds("estimate", estimate))
+
+
 def verdict(tost: Mapping, power: float, delta_v_ci: Mapping, min_power: float = 0.8) -> str:
     """The E1 verdict for one (model, trait, δ-type), one of :data:`VERDICTS`.
 
