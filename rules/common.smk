@@ -2,7 +2,7 @@
 
 from steerid.conditions import EXPERIMENTS
 from steerid.prompts import select_prompt_set
-from steerid.scoring import MODEL_SCORERS, TRAIT_SCORERS
+from steerid.scoring import MODEL_SCORERS
 from steerid.specs import spec_kind
 
 
@@ -19,13 +19,6 @@ def check_config(config):
                               config["prompts"]["environments"], config["seed"])
         except ValueError as err:
             raise ValueError(f"config prompts: {err}") from None
-        scorer = config["scoring"][trait]
-        if scorer in MODEL_SCORERS:
-            raise ValueError(
-                f"config traits: trait {trait!r} is scored by {scorer!r}, which needs the steered model itself; "
-                "the generation experiments score completions only (text scorers: "
-                f"{[s for s in TRAIT_SCORERS[trait] if s not in MODEL_SCORERS]})"
-            )
     overlap = sorted(set(config["traits"]) & set(config["other_traits"]))
     if overlap:
         raise ValueError(f"config other_traits: {overlap} are also in traits; a trait cannot perturb its own vector")
@@ -37,9 +30,12 @@ def check_config(config):
 check_config(config)
 
 ENVIRONMENTS = config["prompts"]["environments"]
-# E2, E4 and E7 run in one environment: the first listed.
+# E2 and E4 run in one environment: the first listed.
 MAIN_ENVIRONMENT = ENVIRONMENTS[0]
 ALL_TRAITS = config["traits"] + config["other_traits"]
+# Traits scored by the steered model's likelihood of true/false statements: no generations, so no E2, E3 or E4.
+LIKELIHOOD_TRAITS = [trait for trait in config["traits"] if config["scoring"][trait] in MODEL_SCORERS]
+GENERATION_TRAITS = [trait for trait in config["traits"] if trait not in LIKELIHOOD_TRAITS]
 
 
 wildcard_constraints:
@@ -57,12 +53,12 @@ def survey_layers(model):
     return sorted(set(spec["survey_layers"]) | {spec["layer"]})
 
 
-def steering_targets(pattern):
-    """``pattern`` expanded over every model (at its steering layer) and trait."""
+def steering_targets(pattern, traits=config["traits"]):
+    """``pattern`` expanded over every model (at its steering layer) and each of ``traits``."""
     return [
         pattern.format(model=model, layer=spec["layer"], trait=trait)
         for model, spec in config["models"].items()
-        for trait in config["traits"]
+        for trait in traits
     ]
 
 
@@ -91,11 +87,13 @@ def model_mem_mb(wildcards):
 
 # Stats JSONs behind each figure; E6 and E8 are per model (they span layers), the others per steering layer.
 STATS = {
-    **{e: steering_targets(f"results/{{model}}/stats/{e}/L{{layer}}/{{trait}}.json") for e in ("e1", "e2", "e3", "e4", "e5", "e7")},
+    **{e: steering_targets(f"results/{{model}}/stats/{e}/L{{layer}}/{{trait}}.json") for e in ("e1", "e5", "e7")},
+    **{e: steering_targets(f"results/{{model}}/stats/{e}/L{{layer}}/{{trait}}.json", GENERATION_TRAITS)
+       for e in ("e2", "e3", "e4")},
     "e6": model_targets("results/{model}/stats/e6/{trait}.json"),
     "e8": model_targets("results/{model}/stats/e8/{trait}.json"),
 }
-FIGURES = [f"results/figures/{name}.{ext}" for name in sorted(STATS) for ext in ("png", "pdf")]
+FIGURES = [f"results/figures/{name}.{ext}" for name in sorted(STATS) if STATS[name] for ext in ("png", "pdf")]
 VALIDATIONS = model_targets("results/{model}/validation/{trait}.json")
 
 
@@ -109,9 +107,15 @@ STATS_PARAMS = dict(
 )
 
 
-def e1_scores(wildcards):
-    return expand("results/{model}/scores/e1/L{layer}/{trait}/{environment}.h5", environment=ENVIRONMENTS,
-                  **wildcards)
+def pooled_scores(experiment):
+    """Input function: the score files of ``experiment`` in every environment (E1/E3/E5 and E7 pool them);
+    for a likelihood-scored trait, its one statement-pair file."""
+    def inputs(wildcards):
+        if wildcards.trait in LIKELIHOOD_TRAITS:
+            return expand(f"results/{{model}}/scores/{experiment}/L{{layer}}/{{trait}}/statements.h5", **wildcards)
+        return expand(f"results/{{model}}/scores/{experiment}/L{{layer}}/{{trait}}/{{environment}}.h5",
+                      environment=ENVIRONMENTS, **wildcards)
+    return inputs
 
 
 def main_scores(experiment):

@@ -77,3 +77,32 @@ rule score:
         "../envs/steerid.yaml"
     script:
         "../workflow_scripts/score.py"
+
+
+rule score_statements:
+    input:
+        model="resources/models/{model}",
+        prompts="results/prompts/{trait}.json",
+        vector="results/{model}/vectors/L{layer}/{trait}.h5",
+        perturbations="results/{model}/perturbations/L{layer}/{trait}.h5",
+    output:
+        "results/{model}/scores/{experiment}/L{layer}/{trait}/statements.h5",
+    params:
+        # Likelihood-scored traits (truthfulness): no generation; every position is steered.
+        alpha=config["steering"]["alpha"],
+        n_alone=lambda w: config["perturbations"]["n_alone"] if w.experiment == "e1" else 0,
+        scorer=lambda w: config["scoring"][w.trait],
+        runtime=runtime_params(),
+    threads: MODEL_THREADS
+    log:
+        "logs/{model}/L{layer}/score_statements-{experiment}-{trait}.log",
+    benchmark:
+        "logs/{model}/L{layer}/score_statements-{experiment}-{trait}.benchmark.tsv"
+    resources:
+        mem_mb=model_mem_mb,
+        gpu=MODEL_GPUS,
+        runtime=60,
+    conda:
+        "../envs/steerid.yaml"
+    script:
+        "../workflow_scripts/score_statements.py"

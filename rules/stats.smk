@@ -2,7 +2,7 @@
 
 rule stats_e1:
     input:
-        scores=e1_scores,
+        scores=pooled_scores("e1"),
         **STATS_INPUTS,
     output:
         "results/{model}/stats/e1/L{layer}/{trait}.json",
@@ -21,7 +21,7 @@ rule stats_e1:
 
 rule stats_e3:
     input:
-        scores=e1_scores,
+        scores=pooled_scores("e1"),
         **STATS_INPUTS,
     output:
         "results/{model}/stats/e3/L{layer}/{trait}.json",
@@ -40,7 +40,7 @@ rule stats_e3:
 
 rule stats_e5:
     input:
-        scores=e1_scores,
+        scores=pooled_scores("e1"),
         **STATS_INPUTS,
     output:
         "results/{model}/stats/e5/L{layer}/{trait}.json",
@@ -83,7 +83,7 @@ rule stats_e2:
 
 rule stats_e7:
     input:
-        scores=main_scores("e7"),
+        scores=pooled_scores("e7"),
         **STATS_INPUTS,
     output:
         "results/{model}/stats/e7/L{layer}/{trait}.json",

@@ -110,7 +110,8 @@ def _e7(rng, trait):
                     for k in (2, 8)]]
     grids = _grids(rng, names)
     margin = analysis.margins(grids, 0.2, 1.0)["baseline_sd"]
-    return {"experiment": "E7 spanning", **_header(trait), "margin": margin,
+    return {"experiment": "E7 spanning", **_header(trait), "environments": ENVIRONMENTS,
+            "n_prompts": int(grids["baseline"].shape[0]), "n_samples": int(grids["baseline"].shape[1]), "margin": margin,
             "delta_v": {"value": 1.5, "ci_low": 1.2, "ci_high": 1.8},
             "curves": analysis.spanning_curves(grids, N_BOOT, margin["value"], 0)}
 

@@ -12,14 +12,14 @@ from snakemake_runner import TEST_CONFIG, executed_rules, planned_jobs, snakemak
 pytestmark = pytest.mark.workflow
 
 BASE = yaml.safe_load(TEST_CONFIG.read_text())
-# Generations of E1 (two environments) and E7 use alpha; E2 sweeps its own strengths; E4 steers teacher-forced.
-AFTER_ALPHA = {"evaluate": 3, "score": 3, "stats_e1": 1, "stats_e3": 1, "stats_e5": 1, "stats_e7": 1,
+# Generations of E1 and E7 (two environments each) use alpha; E2 sweeps its own strengths; E4 steers teacher-forced.
+AFTER_ALPHA = {"evaluate": 4, "score": 4, "stats_e1": 1, "stats_e3": 1, "stats_e5": 1, "stats_e7": 1,
                "logit_distance": 1, "figure": 5, "summary": 1, "all": 1}
-AFTER_SCORER = {"validate_scorer": 1, "score": 4, "stats_e1": 1, "stats_e2": 1, "stats_e3": 1, "stats_e5": 1,
+AFTER_SCORER = {"validate_scorer": 1, "score": 5, "stats_e1": 1, "stats_e2": 1, "stats_e3": 1, "stats_e5": 1,
                 "stats_e7": 1, "figure": 5, "summary": 1, "all": 1}
 # A new steering layer: everything at that layer (not the survey layer 8, the prompts, the model or the scorer check).
 AFTER_LAYER = {"dump_contrast": 2, "steering_vectors": 2, "dump_background": 1, "covariance": 1, "spectrum": 1,
-               "jacobian": 1, "perturbations": 1, "evaluate": 4, "score": 4, "stats_e1": 1, "stats_e2": 1,
+               "jacobian": 1, "perturbations": 1, "evaluate": 5, "score": 5, "stats_e1": 1, "stats_e2": 1,
                "stats_e3": 1, "stats_e5": 1, "stats_e7": 1, "logit_distance": 1, "null_space": 1, "recovery": 1,
                "figure": 8, "summary": 1, "all": 1}
 

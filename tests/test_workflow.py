@@ -171,7 +171,7 @@ def test_generations_cover_every_condition_of_every_experiment(run):
     e7 = {"baseline", "v"} | {f"span:{s}-{e}-{k}" for s in ("covariance", "jacobian") for e in ("bottom", "top")
                               for k in (4, 32)}
     for experiment, names, environments in (("e1", e1, ENVIRONMENTS), ("e2", e2, ENVIRONMENTS[:1]),
-                                            ("e7", e7, ENVIRONMENTS[:1])):
+                                            ("e7", e7, ENVIRONMENTS)):
         for environment in environments:
             records = generations(run, experiment, environment)
             assert {r["condition"] for r in records} == names
@@ -227,6 +227,7 @@ def test_per_experiment_stats(run):
     e7 = read_json(run, f"{MODEL}/stats/e7/L{LAYER}/{TRAIT}.json")
     assert set(e7["curves"]) == {"covariance-bottom", "covariance-top", "jacobian-bottom", "jacobian-top"}
     assert all([row["k"] for row in rows] == [4, 32] for rows in e7["curves"].values())
+    assert tuple(e7["environments"]) == ENVIRONMENTS and e7["n_prompts"] == 4 * len(ENVIRONMENTS)
 
 
 def test_logit_distances(run):
@@ -287,9 +288,10 @@ def test_default_config_lists_the_whole_chain(tmp_path):
         ({"colour": "blue"}, "colour"),
         ({"prompts": {"n_pairs": 16, "n_eval": 500, "environments": ["in_distribution"]}}, "n_eval=500"),
         ({"other_traits": ["sentiment"]}, "['sentiment'] are also in traits"),
+        ({"scoring": {"sentiment": "likelihood"}}, "'likelihood' is not one of"),
     ],
     ids=["unknown-trait", "negative-seeds", "unresolvable-model", "unknown-key", "too-many-eval-prompts",
-         "trait-perturbing-itself"],
+         "trait-perturbing-itself", "likelihood-for-a-text-trait"],
 )
 def test_bad_config_fails_at_parse_time(tmp_path, changes, named):
     result = snakemake(tmp_path, "--configfile", str(write_config(tmp_path, **changes)), "-n", "--cores", "1")

@@ -26,7 +26,8 @@ E1_INTRO = (
     "environments pooled). The verdict is a paired TOST of v+δ against v on prompt means at the margin stated, "
     "with its power; 'equivalent' is only possible where Δ(v) is significant. The verdict after Holm corrects "
     "the TOST p and the difference p, each across every (model, trait, δ-type) cell of the run; the claims above "
-    "use it."
+    "use it. A likelihood-scored trait (truthfulness) generates nothing: its unit is a true/false statement pair, "
+    "its score the steered model's mean logP(true) − mean logP(false) with every position steered."
 )
 SPECTRUM_INTRO = (
     "Effective ranks as a fraction of d by several definitions: eigenvalues above a fraction of λ₁, the fewest "
@@ -41,6 +42,12 @@ def _ci(estimate: Mapping, digits: int = 2) -> str:
 
 def _cell(result: Mapping) -> str:
     return f"{result['model']}/{result['trait']}"
+
+
+def _units(result: Mapping) -> str:
+    if result.get("environments") == ["statements"]:
+        return f"{result['n_prompts']} statement pairs"
+    return f"{result['n_prompts']} prompts × {result['n_samples']} samples"
 
 
 def _scorer_note(result: Mapping) -> str:
@@ -71,8 +78,7 @@ def e1_section(e1: Sequence[Mapping], corrected: Mapping[str, dict]) -> list[str
     lines = ["## E1: are v and v + δ behaviourally equivalent?", "", E1_INTRO, ""]
     for result in e1:
         delta_v, margins = result["by_type"]["v"]["delta"], result["margins"]
-        lines.append(f"- {_cell(result)} (layer {result['layer']}, {result['n_prompts']} prompts × "
-                     f"{result['n_samples']} samples, scorer {result['scorer']} AUROC "
+        lines.append(f"- {_cell(result)} (layer {result['layer']}, {_units(result)}, scorer {result['scorer']} AUROC "
                      f"{result['scorer_validation']['auroc']:.2f}): Δ(v) = {_ci(delta_v, 3)}; margins "
                      f"{margins['baseline_sd']['value']:.3f} ({margins['baseline_sd']['definition']}) and "
                      f"{margins['effect']['value']:.3f} ({margins['effect']['definition']}); "
@@ -195,9 +201,10 @@ def e6_section(e6: Sequence[Mapping]) -> list[str]:
 
 
 def _e7_line(result: Mapping) -> str:
-    return f"{_cell(result)}: " + "; ".join(
-        f"{curve}: " + ", ".join(f"k={row['k']} R {_ci(row['efficacy_ratio'])}" for row in rows)
-        for curve, rows in result["curves"].items())
+    return (f"{_cell(result)} ({_units(result)}, Δ(v) {_ci(result['delta_v'], 3)}): " + "; ".join(
+        f"{curve}: " + ", ".join(f"k={row['k']} R {_ci(row['efficacy_ratio'])}, d {row['cohens_d']['value']:.2f} "
+                                 f"({row['verdict']})" for row in rows)
+        for curve, rows in result["curves"].items()))
 
 
 def _e8_line(result: Mapping) -> str:

@@ -15,14 +15,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from steerid import activations, analysis, conditions, nullspace, perturb, plots, report, spectrum, store, vectors
+from steerid import (activations, analysis, conditions, nullspace, perturb, plots, report, spectrum, store, truthfulness,
+                     vectors)
 from steerid.conditions import BASELINE, REFERENCE
 from steerid.generate import Sampling, generate_conditions
 from steerid.io import atomic_path, atomic_write_json
 from steerid.logs import log
 from steerid.models import check_layer, decoder_layers, load_model, prepare_model
 from steerid.prompts import instructed, load_background, read_prompt_set, write_prompt_set
-from steerid.scoring import get_scorer, validate_scorer
+from steerid.scoring import MODEL_SCORERS, get_scorer, validate_scorer
 from steerid.stats import effect_ci
 from steerid.streaming import covariance_from_hdf5
 
@@ -290,6 +291,23 @@ def score(generations: str, trait: str, scorer: str, params: Mapping, output: st
                          **{f"perplexity/{n}": g for n, g in fluency.items()}}, attrs)
 
 
+def score_statements(model: str, prompts: str, vector: str, perturbations: str, experiment: str, trait: str,
+                     scorer: str, layer: int, alpha: float | None, n_alone: int, runtime: Runtime, params: Mapping,
+                     output: str) -> None:
+    """A likelihood-scored trait's stand-in for generation and scoring: per condition, a (n_pairs, 1)
+    grid of the steered model's preference for each true statement over its false twin."""
+    model_, tokenizer, manifest, site = _open_model(model, layer, runtime)
+    statements = [(pair["true"], pair["false"]) for pair in read_prompt_set(prompts)["statements"]]
+    named = experiment_conditions(experiment, vector, perturbations, alpha, n_alone, alphas=())
+    preferences = truthfulness.steered_preferences(model_, tokenizer, site, statements, named, runtime.batch_size)
+    attrs = store.provenance(params, model=manifest.spec, layer=layer, trait=trait, scorer=scorer, experiment=experiment,
+                             environment="statements", alpha=alpha, positions=truthfulness.STEERED_POSITIONS,
+                             conditions=list(preferences))
+    store.write(output, {**{f"scores/{n}": p[:, None] for n, p in preferences.items()},
+                         **{f"perplexity/{n}": np.full((p.size, 1), np.nan) for n, p in preferences.items()}}, attrs)
+    log.info("scored %d statement pairs under %d conditions", len(statements), len(named))
+
+
 def read_scores(path: str, kind: str = "scores") -> tuple[dict[str, np.ndarray], dict]:
     """Per-condition grids (``scores`` or ``perplexity``) and the file's attributes."""
     with store.open_complete(path) as handle:
@@ -301,6 +319,9 @@ def validate(model: str, prompts: str, trait: str, scorer: str, min_auroc: float
     """Scorer validation before it judges anything: the unsteered model answers the contrast pairs'
     explicit positive and negative instructions, and the scorer must separate the completions (AUROC)."""
     model_, tokenizer, manifest, site = _open_model(model, 0, runtime)
+    if scorer in MODEL_SCORERS:
+        _validate_likelihood(model_, tokenizer, site, manifest, prompts, trait, min_auroc, runtime, output)
+        return
     pairs = read_prompt_set(prompts)["pairs"][:n_texts]
     texts = [pair[pole] for pole in ("positive", "negative") for pair in pairs]
     zero = {BASELINE: torch.zeros(manifest.d_model)}
@@ -311,6 +332,17 @@ def validate(model: str, prompts: str, trait: str, scorer: str, min_auroc: float
     atomic_write_json(output, {"model": manifest.spec, "trait": trait, **result,
                                "examples": {"positive": completions[:3], "negative": completions[len(pairs):][:3]}})
     log.info("scorer %s on %s: AUROC %.3f (valid: %s)", scorer, trait, result["auroc"], result["valid"])
+
+
+def _validate_likelihood(model, tokenizer, site, manifest, prompts: str, trait: str, min_auroc: float,
+                         runtime: Runtime, output: str) -> None:
+    """A likelihood scorer is valid when the unsteered model prefers the true statements (paired AUROC)."""
+    statements = [(pair["true"], pair["false"]) for pair in read_prompt_set(prompts)["statements"]]
+    zero = {BASELINE: torch.zeros(manifest.d_model)}
+    preferences = truthfulness.steered_preferences(model, tokenizer, site, statements, zero, runtime.batch_size)
+    result = truthfulness.paired_validation(preferences[BASELINE], min_auroc)
+    atomic_write_json(output, {"model": manifest.spec, "trait": trait, **result})
+    log.info("likelihood scorer on %s: paired AUROC %.3f (valid: %s)", trait, result["auroc"], result["valid"])
 
 
 def _header(attrs: Mapping, vector: str, validation: str) -> dict:
@@ -391,12 +423,15 @@ def stats_e2(scores: str, vector: str, validation: str, alphas: Sequence[float],
                                **curves, "provenance": store.provenance(params)})
 
 
-def stats_e7(scores: str, vector: str, validation: str, n_boot: int, margin_sd: float, seed: int, params: Mapping,
-             output: str) -> None:
-    """E7: efficacy ratio and d of v + δ against the size k of the bottom/top subspace δ is drawn from."""
-    grids, attrs = read_scores(scores)
+def stats_e7(scores: Sequence[str], vector: str, validation: str, n_boot: int, margin_sd: float, seed: int,
+             params: Mapping, output: str) -> None:
+    """E7 over the prompts of every environment pooled: R and d of v + δ against the subspace size k."""
+    by_environment, attrs = _environment_scores(scores)
+    grids = analysis.pool_environments(by_environment)
     margin = analysis.margins(grids, margin_sd, 1.0)["baseline_sd"]
-    atomic_write_json(output, {"experiment": "E7 spanning", **_header(attrs, vector, validation), "margin": margin,
+    atomic_write_json(output, {"experiment": "E7 spanning", **_header(attrs, vector, validation),
+                               "environments": list(by_environment), "n_prompts": int(grids[BASELINE].shape[0]),
+                               "n_samples": int(grids[BASELINE].shape[1]), "margin": margin,
                                "delta_v": effect_ci(grids[REFERENCE], grids[BASELINE], n_boot, seed).to_dict(),
                                "curves": analysis.spanning_curves(grids, n_boot, margin["value"], seed),
                                "provenance": store.provenance(params)})

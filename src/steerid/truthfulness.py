@@ -1,0 +1,48 @@
+"""Truthfulness under steering: the steered model's own preference for true over false statements.
+
+A truthfulness vector is judged by likelihood, not by generated text: for each pair of a true
+statement and its minimally different false twin, the score is mean logP(true) − mean logP(false)
+under the model with the condition's vector added. Every position is steered: adding at the last
+position of a forward call alone would leave every statement token's log-probability unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from steerid.hooks import add_to_residual
+from steerid.scoring import TruthfulnessLikelihood
+
+STEERED_POSITIONS = "all"
+
+
+def steered_preferences(model, tokenizer, site: nn.Module, statements: Sequence[tuple[str, str]],
+                        named: Mapping[str, torch.Tensor], batch_size: int) -> dict[str, np.ndarray]:
+    """Per condition, each pair's mean logP(true) − mean logP(false) with that condition's vector added."""
+    if not statements:
+        raise ValueError("steered_preferences needs at least one (true, false) statement pair, got none")
+    likelihood = TruthfulnessLikelihood(model, tokenizer, batch_size=batch_size)
+    trues, falses = (list(column) for column in zip(*statements))
+    preferences = {}
+    for name, delta in named.items():
+        with add_to_residual(site, delta, STEERED_POSITIONS):
+            preferences[name] = likelihood.score_pairs(trues, falses)
+    return preferences
+
+
+def paired_validation(preferences: np.ndarray, min_auroc: float) -> dict:
+    """The likelihood scorer's check before it judges: the unsteered model must prefer the true statement.
+
+    In a paired design the AUROC is the concordance P(score(true_i) > score(false_i)) over pairs
+    (ties count one half); it is held to the same minimum as a text scorer's AUROC.
+    """
+    values = np.asarray(preferences, dtype=np.float64)
+    concordance = float(np.mean(values > 0) + 0.5 * np.mean(values == 0))
+    return {"scorer": TruthfulnessLikelihood.name, "auroc": concordance,
+            "definition": "paired: P(mean logP(true) > mean logP(false)) over statement pairs, unsteered model",
+            "n": int(values.size), "mean_preference": float(values.mean()), "min_auroc": float(min_auroc),
+            "valid": bool(concordance >= min_auroc)}
