@@ -291,13 +291,17 @@ def score(generations: str, trait: str, scorer: str, params: Mapping, output: st
                          **{f"perplexity/{n}": g for n, g in fluency.items()}}, attrs)
 
 
+def _statement_pairs(prompts: str) -> list[tuple[str, str]]:
+    return [(pair["true"], pair["false"]) for pair in read_prompt_set(prompts)["statements"]]
+
+
 def score_statements(model: str, prompts: str, vector: str, perturbations: str, experiment: str, trait: str,
                      scorer: str, layer: int, alpha: float | None, n_alone: int, runtime: Runtime, params: Mapping,
                      output: str) -> None:
     """A likelihood-scored trait's stand-in for generation and scoring: per condition, a (n_pairs, 1)
     grid of the steered model's preference for each true statement over its false twin."""
     model_, tokenizer, manifest, site = _open_model(model, layer, runtime)
-    statements = [(pair["true"], pair["false"]) for pair in read_prompt_set(prompts)["statements"]]
+    statements = _statement_pairs(prompts)
     named = experiment_conditions(experiment, vector, perturbations, alpha, n_alone, alphas=())
     preferences = truthfulness.steered_preferences(model_, tokenizer, site, statements, named, runtime.batch_size)
     attrs = store.provenance(params, model=manifest.spec, layer=layer, trait=trait, scorer=scorer, experiment=experiment,
@@ -337,7 +341,7 @@ def validate(model: str, prompts: str, trait: str, scorer: str, min_auroc: float
 def _validate_likelihood(model, tokenizer, site, manifest, prompts: str, trait: str, min_auroc: float,
                          runtime: Runtime, output: str) -> None:
     """A likelihood scorer is valid when the unsteered model prefers the true statements (paired AUROC)."""
-    statements = [(pair["true"], pair["false"]) for pair in read_prompt_set(prompts)["statements"]]
+    statements = _statement_pairs(prompts)
     zero = {BASELINE: torch.zeros(manifest.d_model)}
     preferences = truthfulness.steered_preferences(model, tokenizer, site, statements, zero, runtime.batch_size)
     result = truthfulness.paired_validation(preferences[BASELINE], min_auroc)
