@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 import yaml
 from snakemake_runner import TEST_CONFIG, executed_rules, planned_jobs, snakemake, write_config
+
+from steerid.prompts import load_trait
+from steerid.stages import read_scores
 
 pytestmark = pytest.mark.workflow
 
@@ -63,3 +68,34 @@ def test_real_rerun_after_alpha_change_runs_only_the_generations_that_use_it(run
     assert {rule: executed.count(rule) for rule in set(executed)} == AFTER_ALPHA
     again = snakemake(workdir, "--configfile", str(config), "--cores", "2", "-n")
     assert planned_jobs(again.stdout + again.stderr) == {}
+
+
+# A likelihood-scored trait added to a finished study: its own chain (no generations: no E2, E3 or E4),
+# the cross-trait summary and the figures that gain a cell; never the other trait's stages.
+AFTER_TRUTHFULNESS = {"prompts": 1, "dump_contrast": 1, "steering_vectors": 1, "jacobian": 2, "perturbations": 1,
+                      "validate_scorer": 1, "score_statements": 2, "stats_e1": 1, "stats_e5": 1, "stats_e7": 1,
+                      "null_space": 1, "recovery": 1, "figure": 5, "summary": 1, "all": 1}
+
+
+def test_adding_truthfulness_runs_its_likelihood_chain_only(run, tmp_path):
+    workdir = tmp_path / "copy"
+    shutil.copytree(run, workdir, copy_function=link_or_copy)
+    config = write_config(tmp_path, traits=[*BASE["traits"], "truthfulness"],
+                          scoring={**BASE["scoring"], "truthfulness": "likelihood"})
+    result = snakemake(workdir, "--configfile", str(config), "--cores", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    executed = executed_rules(result.stdout + result.stderr)
+    assert {rule: executed.count(rule) for rule in set(executed)} == AFTER_TRUTHFULNESS
+
+    e1 = json.loads((workdir / "results/smollm2-135m/stats/e1/L15/truthfulness.json").read_text())
+    validation = json.loads((workdir / "results/smollm2-135m/validation/truthfulness.json").read_text())
+    assert e1["environments"] == ["statements"] and e1["n_samples"] == 1
+    assert e1["n_prompts"] == validation["n"] == len(load_trait("truthfulness").statements)
+    # The E1 baseline is the unsteered model on the same statements the validation scored.
+    scores, attrs = read_scores(str(workdir / "results/smollm2-135m/scores/e1/L15/truthfulness/statements.h5"))
+    assert attrs["positions"] == "all"
+    assert scores["baseline"].mean() == pytest.approx(validation["mean_preference"], rel=1e-5)
+    assert (scores["baseline"] > 0).mean() == pytest.approx(validation["auroc"], abs=1 / (2 * validation["n"]))
+    assert not np.allclose(scores["v"], scores["baseline"])
+    summary = (workdir / "results/summary.md").read_text()
+    assert "smollm2-135m/truthfulness" in summary and "statement pairs" in summary
