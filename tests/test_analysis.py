@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from steerid import analysis
+from steerid import analysis, stats
 
 
 def grids(effects: dict[str, float], n_prompts: int = 40, n_samples: int = 2, noise: float = 0.3, seed: int = 0):
@@ -81,8 +81,9 @@ def test_spanning_curves_sort_by_k_per_source_and_end():
     assert [row["k"] for row in curves["jacobian-top"]] == [8, 64]
 
 
-def cell(p_tost: float, p_difference: float, power: float, verdict: str) -> dict:
-    return {"tost": {"p": p_tost, "p_difference": p_difference}, "power": {"power": power}, "verdict": verdict}
+def cell(p_tost: float, p_difference: float, power: float, verdict: str, margin_below_effect: bool = True) -> dict:
+    return {"tost": {"p": p_tost, "p_difference": p_difference}, "power": {"power": power}, "verdict": verdict,
+            "margin_below_effect": margin_below_effect}
 
 
 def test_holm_corrects_equivalence_and_difference_claims_across_cells():
@@ -96,3 +97,23 @@ def test_holm_corrects_equivalence_and_difference_claims_across_cells():
     assert corrected["b"]["verdict"] == "inconclusive (underpowered)"  # equivalent alone, not after Holm
     assert corrected["c"]["verdict"] == "not equivalent" and corrected["c"]["p_difference_holm"] == pytest.approx(0.004)
     assert corrected["d"]["verdict"] == "no effect of v"
+
+
+def test_holm_never_claims_equivalence_at_a_margin_as_wide_as_the_effect():
+    cells = {"wide": cell(0.001, 0.9, 0.9, stats.MARGIN_TOO_WIDE, margin_below_effect=False),
+             "wide, different": cell(0.001, 0.001, 0.9, "not equivalent", margin_below_effect=False),
+             "narrow": cell(0.001, 0.9, 0.9, "equivalent")}
+    corrected = analysis.holm_verdicts(cells)
+    assert corrected["wide"]["verdict"] == stats.MARGIN_TOO_WIDE
+    assert corrected["wide, different"]["verdict"] == "not equivalent"
+    assert corrected["narrow"]["verdict"] == "equivalent"
+
+
+def test_equivalence_test_flags_a_margin_wider_than_the_effect():
+    rng = np.random.default_rng(3)
+    v = rng.normal(0.1, 1.0, size=(400, 2))
+    delta_v = {"value": 0.1, "ci_low": 0.02, "ci_high": 0.18}
+    close = v + rng.normal(0.0, 0.01, size=v.shape)
+    assert analysis.equivalence_test(v, close, 0.05, delta_v)["verdict"] == "equivalent"
+    wide = analysis.equivalence_test(v, close, 0.2, delta_v)
+    assert wide["margin_below_effect"] is False and wide["verdict"] == stats.MARGIN_TOO_WIDE

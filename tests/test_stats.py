@@ -466,8 +466,9 @@ def test_power_functions_reject_bad_values() -> None:
 # ----------------------------------------------------------------------------- verdict
 
 
-def _tost_dict(equivalent: bool, low: float, high: float) -> dict:
-    return {"equivalent": equivalent, "ci_two_sided": {"value": (low + high) / 2, "ci_low": low, "ci_high": high}}
+def _tost_dict(equivalent: bool, low: float, high: float, margin: float = 0.2) -> dict:
+    return {"equivalent": equivalent, "margin": margin,
+            "ci_two_sided": {"value": (low + high) / 2, "ci_low": low, "ci_high": high}}
 
 
 EFFECT = {"value": 1.0, "ci_low": 0.6, "ci_high": 1.4}
@@ -486,6 +487,11 @@ EFFECT = {"value": 1.0, "ci_low": 0.6, "ci_high": 1.4}
         (_tost_dict(False, 0.6, 0.9), 0.9, {"value": 0.1, "ci_low": 0.0, "ci_high": 0.3}, "no effect of v"),
         (_tost_dict(True, -0.05, 0.05), 0.9, {"value": 0.1, "ci_low": math.nan, "ci_high": math.nan}, "no effect of v"),
         (_tost_dict(False, 0.6, 0.9), 0.9, {"value": -1.0, "ci_low": -1.4, "ci_high": -0.6}, "not equivalent"),
+        # A margin of at least |Δ(v)| would also admit a δ that cancels v: no equivalence claim at it.
+        (_tost_dict(True, -0.05, 0.05, margin=1.2), 0.9, EFFECT, stats.MARGIN_TOO_WIDE),
+        (_tost_dict(True, -0.05, 0.05, margin=1.0), 0.9, EFFECT, stats.MARGIN_TOO_WIDE),
+        (_tost_dict(False, -0.9, 0.9, margin=1.2), 0.3, EFFECT, stats.MARGIN_TOO_WIDE),
+        (_tost_dict(True, 0.01, 0.05, margin=1.2), 0.9, EFFECT, "not equivalent"),  # still significantly different
     ],
 )
 def test_verdict_rules(tost, power, delta_v, expected) -> None:
@@ -520,6 +526,8 @@ def test_verdict_rejects_bad_inputs() -> None:
         stats.verdict(good, 0.9, EFFECT, min_power=0.0)
     with pytest.raises(ValueError, match="'ci_two_sided'"):
         stats.verdict({"equivalent": True}, 0.9, EFFECT)
+    with pytest.raises(ValueError, match="'margin'"):
+        stats.verdict({"equivalent": True, "ci_two_sided": good["ci_two_sided"]}, 0.9, EFFECT)
     with pytest.raises(ValueError, match="delta_v_ci lacks.*ci_high"):
         stats.verdict(good, 0.9, {"value": 1.0, "ci_low": 0.5})
 

@@ -14,8 +14,10 @@ import numpy as np
 from steerid.conditions import BASELINE, POSITIVE_CONTROLS, PERTURBATION_TYPES, REFERENCE, members
 from steerid.stats import (
     compare_conditions,
-    holm,
     effect_ci,
+    holm,
+    judge,
+    margin_below_effect,
     margin_from_baseline_sd,
     margin_from_effect,
     permutation_null_d,
@@ -58,7 +60,8 @@ def equivalence_test(v: np.ndarray, other: np.ndarray, margin: float, delta_v: M
     """TOST of ``other`` against ``v`` with its power and the verdict (needs Δ(v) significant)."""
     test = tost_paired(v, other, margin)
     power = power_report(test["n"], margin, test["sd_difference"])
-    return {"tost": test, "power": power, "verdict": verdict(test, power["power"], delta_v)}
+    return {"tost": test, "power": power, "margin_below_effect": margin_below_effect(margin, delta_v),
+            "verdict": verdict(test, power["power"], delta_v)}
 
 
 def permutation_summary(v: np.ndarray, other: np.ndarray, n_perm: int, seed: int) -> dict:
@@ -186,23 +189,18 @@ def holm_verdicts(cells: Mapping[str, Mapping], alpha: float = 0.05, min_power: 
     """Verdicts corrected for multiplicity across cells (e.g. every model × trait × δ-type).
 
     ``cells`` maps a cell name to the output of :func:`equivalence_test`. The TOST p-values are
-    Holm-adjusted together, and so are the two-sided p-values of the difference; a cell is then
-    "equivalent" only if its adjusted TOST p < alpha, "not equivalent" only if its adjusted
-    difference p < alpha, and otherwise inconclusive ("(underpowered)" below ``min_power``).
-    "no effect of v" stands: no correction can make a comparison with an ineffective v meaningful.
+    Holm-adjusted together, and so are the two-sided p-values of the difference; the rules of
+    :func:`steerid.stats.verdict` then apply with "equivalent" meaning an adjusted TOST p < alpha
+    and "different" an adjusted difference p < alpha. "no effect of v" stands: no correction can
+    make a comparison with an ineffective v meaningful.
     """
     equivalence = holm({name: cell["tost"]["p"] for name, cell in cells.items()}) if cells else {}
     difference = holm({name: cell["tost"]["p_difference"] for name, cell in cells.items()}) if cells else {}
     corrected = {}
     for name, cell in cells.items():
-        if cell["verdict"] == "no effect of v":
-            final = cell["verdict"]
-        elif equivalence[name] < alpha:
-            final = "equivalent"
-        elif difference[name] < alpha:
-            final = "not equivalent"
-        else:
-            final = "inconclusive (underpowered)" if cell["power"]["power"] < min_power else "inconclusive"
+        final = judge(v_effective=cell["verdict"] != "no effect of v", equivalent=equivalence[name] < alpha,
+                      different=difference[name] < alpha, margin_informative=cell["margin_below_effect"],
+                      power=cell["power"]["power"], min_power=min_power)
         corrected[name] = {"p_equivalence_holm": equivalence[name], "p_difference_holm": difference[name],
                            "verdict": final}
     return corrected

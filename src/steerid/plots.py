@@ -21,13 +21,14 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from steerid.io import atomic_path  # noqa: E402
+from steerid.stats import MARGIN_TOO_WIDE  # noqa: E402
 
 # δ-types in the order they are drawn; a result shows the ones it has (e.g. "v+other" needs several traits).
 TYPE_LABELS = {"v+orthogonal": "random ⊥ v", "v+null": "low-variance", "v+top_variance": "top-variance",
                "v+top_gain": "top-gain (control)", "v+other": "other traits"}
 # Verdicts are long sentences; bars only have room for a word.
 SHORT_VERDICTS = {"equivalent": "equiv.", "not equivalent": "not equiv.", "inconclusive (underpowered)": "underpowered",
-                  "inconclusive": "inconcl.", "no effect of v": "no effect"}
+                  "inconclusive": "inconcl.", MARGIN_TOO_WIDE: "margin ≥ Δ(v)", "no effect of v": "no effect"}
 E2_LABELS = ("v", "v+orthogonal", "v+null")
 # E6 sweeps relative rank thresholds over this range to show how arbitrary a single cut-off is.
 THRESHOLD_GRID = np.logspace(-4, np.log10(0.5), 60)

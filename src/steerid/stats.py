@@ -42,6 +42,9 @@ __all__ = [
     "required_n",
     "power_report",
     "VERDICTS",
+    "MARGIN_TOO_WIDE",
+    "margin_below_effect",
+    "judge",
     "verdict",
     "permutation_null_d",
     "holm",
@@ -301,7 +304,10 @@ def _compare_one(
 
 # --------------------------------------------------------------------------- equivalence: checks
 
-VERDICTS = ("equivalent", "not equivalent", "inconclusive (underpowered)", "inconclusive", "no effect of v")
+# An equivalence margin at least |Δ(v)| would also pass a δ that cancels v: such a TOST cannot claim equivalence.
+MARGIN_TOO_WIDE = "inconclusive (margin ≥ |Δ(v)|)"
+VERDICTS = ("equivalent", "not equivalent", "inconclusive (underpowered)", "inconclusive", MARGIN_TOO_WIDE,
+            "no effect of v")
 _MAX_N = 2**31  # required_n gives up beyond this many prompts
 _CHI_TAIL = 1e-15  # chi mass left out at each end by tost_power's quadrature
 _GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(256)
@@ -588,6 +594,27 @@ def significant(estimate: Mapping) -> bool:
     return _excludes_zero(*_ci_bounds("estimate", estimate))
 
 
+def margin_below_effect(margin: float, delta_v: Mapping) -> bool:
+    """True when the equivalence margin is narrower than |Δ(v)|, so that equivalence to v excludes
+    "v + δ does not steer at all" (with m ≥ |Δ(v)| a δ cancelling v would pass the TOST too)."""
+    return bool(abs(float(delta_v["value"])) > margin)
+
+
+def judge(*, v_effective: bool, equivalent: bool, different: bool, margin_informative: bool, power: float,
+          min_power: float = 0.8) -> str:
+    """The verdict rules of :func:`verdict`, in order, on their already-decided ingredients (shared with
+    the multiplicity-corrected verdicts, which decide ``equivalent`` and ``different`` on adjusted p)."""
+    if not v_effective:
+        return "no effect of v"
+    if equivalent and margin_informative:
+        return "equivalent"
+    if different:
+        return "not equivalent"
+    if not margin_informative:
+        return MARGIN_TOO_WIDE
+    return "inconclusive (underpowered)" if power < min_power else "inconclusive"
+
+
 def verdict(tost: Mapping, power: float, delta_v_ci: Mapping, min_power: float = 0.8) -> str:
     """The E1 verdict for one (model, trait, δ-type), one of :data:`VERDICTS`.
 
@@ -598,28 +625,28 @@ def verdict(tost: Mapping, power: float, delta_v_ci: Mapping, min_power: float =
     1. ``"no effect of v"`` if Δ(v)'s CI contains 0 or is undefined (nan): v is not shown to
        steer, so equivalence to v would be meaningless.
     2. ``"equivalent"`` if the TOST rejects (``tost["equivalent"]``; its 1 − 2α CI lies
-       inside (−m, m)), v having a significant effect by rule 1.
-    3. ``"not equivalent"`` if the TOST fails and the two-sided 1 − α CI of the paired
+       inside (−m, m)) and the margin m is below |Δ(v)|, v having a significant effect by rule 1.
+    3. ``"not equivalent"`` if rule 2 does not apply and the two-sided 1 − α CI of the paired
        difference (``tost["ci_two_sided"]``) excludes 0, i.e. the difference is significantly
        non-zero (p_difference < α). This includes the case where that CI lies entirely
        outside [−m, m] (significantly beyond the margin).
-    4. Otherwise the data are compatible with both: ``"inconclusive (underpowered)"`` if
+    4. :data:`MARGIN_TOO_WIDE` if m ≥ |Δ(v)|: at that margin even "v + δ does nothing" would count
+       as equivalent (a small effect of v measured on a scale with a large baseline spread).
+    5. Otherwise the data are compatible with both: ``"inconclusive (underpowered)"`` if
        ``power < min_power``, else ``"inconclusive"``.
     """
     power = _check_finite("power", power)
     if not 0.0 <= power <= 1.0:
         raise ValueError(f"power must lie in [0, 1], got power={power!r}")
     min_power = _check_open("min_power", min_power, 0.0, 1.0)
-    for key in ("equivalent", "ci_two_sided"):
+    for key in ("equivalent", "ci_two_sided", "margin"):
         if key not in tost:
             raise ValueError(f"tost lacks key {key!r} (expected the dict of tost_paired), got keys {sorted(tost)}")
-    if not _excludes_zero(*_ci_bounds("delta_v_ci", delta_v_ci)):
-        return "no effect of v"
-    if tost["equivalent"]:
-        return "equivalent"
-    if _excludes_zero(*_ci_bounds("tost['ci_two_sided']", tost["ci_two_sided"])):
-        return "not equivalent"
-    return "inconclusive (underpowered)" if power < min_power else "inconclusive"
+    v_effective = _excludes_zero(*_ci_bounds("delta_v_ci", delta_v_ci))
+    return judge(v_effective=v_effective, equivalent=bool(tost["equivalent"]),
+                 different=_excludes_zero(*_ci_bounds("tost['ci_two_sided']", tost["ci_two_sided"])),
+                 margin_informative=v_effective and margin_below_effect(tost["margin"], delta_v_ci), power=power,
+                 min_power=min_power)
 
 
 # --------------------------------------------------------------------------- permutation null of |d_z|
