@@ -26,8 +26,8 @@ E1_INTRO = (
     "environments pooled). The verdict is a paired TOST of v+δ against v on prompt means at the margin stated, "
     "with its power; 'equivalent' is only possible where Δ(v) is significant and the margin is below |Δ(v)| "
     "(a wider margin would also admit a δ that cancels v: 'inconclusive (margin ≥ |Δ(v)|)'). The verdict after "
-    "Holm corrects the TOST p and the difference p, each across every (model, trait, δ-type) cell of the run; the claims above "
-    "use it. A likelihood-scored trait (truthfulness) generates nothing: its unit is a true/false statement pair, "
+    "Holm corrects the TOST p and the difference p, each across every (model, trait, δ-type) cell of the run; "
+    "the claims above use it. A likelihood-scored trait (truthfulness) generates nothing: its unit is a true/false statement pair, "
     "its score the steered model's mean logP(true) − mean logP(false) with every position steered."
 )
 SPECTRUM_INTRO = (
