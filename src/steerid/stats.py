@@ -642,10 +642,9 @@ def verdict(tost: Mapping, power: float, delta_v_ci: Mapping, min_power: float =
     for key in ("equivalent", "ci_two_sided", "margin"):
         if key not in tost:
             raise ValueError(f"tost lacks key {key!r} (expected the dict of tost_paired), got keys {sorted(tost)}")
-    v_effective = _excludes_zero(*_ci_bounds("delta_v_ci", delta_v_ci))
-    return judge(v_effective=v_effective, equivalent=bool(tost["equivalent"]),
+    return judge(v_effective=_excludes_zero(*_ci_bounds("delta_v_ci", delta_v_ci)), equivalent=bool(tost["equivalent"]),
                  different=_excludes_zero(*_ci_bounds("tost['ci_two_sided']", tost["ci_two_sided"])),
-                 margin_informative=v_effective and margin_below_effect(tost["margin"], delta_v_ci), power=power,
+                 margin_informative=margin_below_effect(tost["margin"], delta_v_ci), power=power,
                  min_power=min_power)
 
 
