@@ -313,8 +313,8 @@ def score_statements(model: str, prompts: str, vector: str, perturbations: str, 
 
 
 def read_scores(path: str, kind: str = "scores") -> tuple[dict[str, np.ndarray], dict]:
-    """Per-condition grids (``scores`` or ``perplexity``) and the file's attributes."""
-    with store.open_complete(path) as handle:
+    """Per-condition grids (``scores`` or ``perplexity``) and the file's attributes (NaN = not measured)."""
+    with store.open_complete(path, finite=False) as handle:
         return {name: handle[kind][name][()] for name in handle[kind]}, dict(handle.attrs)
 
 
