@@ -442,11 +442,15 @@ class HFTextClassifier:
                          for o in outputs], dtype=np.float64)
 
 
+# The NLI model behind hf-zeroshot (the parse-time checks look for it in the Hugging Face cache).
+ZERO_SHOT_MODEL = "facebook/bart-large-mnli"
+
+
 class HFZeroShot:
     """A ``zero-shot-classification`` (NLI) pipeline over the two pole labels of a trait;
     score = P(positive label) − P(negative label), matched exactly."""
 
-    def __init__(self, trait: str, model_id: str = "facebook/bart-large-mnli", name: str = "hf-zeroshot",
+    def __init__(self, trait: str, model_id: str = ZERO_SHOT_MODEL, name: str = "hf-zeroshot",
                  device: str | int = -1, batch_size: int = 16, revision: str | None = None) -> None:
         from transformers import pipeline
 

