@@ -6,6 +6,7 @@ stage runs and is tested without Snakemake. A stage reads nothing but its argume
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from steerid.models import check_layer, decoder_layers, load_model, prepare_mode
 from steerid.prompts import instructed, load_background, read_prompt_set, write_prompt_set
 from steerid.scoring import MODEL_SCORERS, get_scorer, validate_scorer
 from steerid.stats import effect_ci
-from steerid.streaming import covariance_from_hdf5
+from steerid.streaming import covariance_from_hdf5, merged, read_accumulator, shard_slice, write_accumulator
 
 # Perturbation subspaces come from the data manifold without the attention-sink outliers.
 PERTURBATION_VIEW = "excluding_sinks"
@@ -88,18 +89,24 @@ def dump_contrast(model_dir: str, prompt_set: str, layer: int, runtime: Runtime,
 
 
 def dump_background(model_dir: str, layer: int, n_texts: int, max_length: int, runtime: Runtime,
-                    params: Mapping, output: str) -> None:
-    """Token-level activations of the background texts, streamed to HDF5 batch by batch."""
+                    params: Mapping, output: str, shard: int = 0, shards: int = 1) -> None:
+    """Token-level activations of the background texts, streamed to HDF5 batch by batch.
+
+    With ``shards`` > 1, only shard ``shard`` of the first ``n_texts`` texts (a contiguous slice);
+    ``text_index`` stays the index among all texts, so the shards' rows, in order, are the whole dump's.
+    """
     model, tokenizer, manifest, site = _open_model(model_dir, layer, runtime)
-    texts = load_background()[:n_texts]
-    attrs = store.provenance(params, positions="all prompt tokens", **_model_fields(model, manifest, layer))
+    part = shard_slice(n_texts, shard, shards)
+    texts = load_background()[:n_texts][part]
+    attrs = store.provenance(params, positions="all prompt tokens", shard=shard, shards=shards,
+                             **_model_fields(model, manifest, layer))
     with store.create(output, attrs) as handle:
         writer = store.RowWriter(handle)
         batches = activations.token_level(model, tokenizer, site, texts, runtime.batch_size, max_length)
         for hidden, position, text_index in tqdm(batches, desc="background", total=-(-len(texts) // runtime.batch_size)):
             writer.append("activations", hidden.astype(np.float32))
             writer.append("position", position.astype(np.int32))
-            writer.append("text_index", text_index.astype(np.int32))
+            writer.append("text_index", (text_index + part.start).astype(np.int32))
         log.info("wrote %d tokens from %d texts", handle["activations"].shape[0], len(texts))
 
 
@@ -122,23 +129,59 @@ def steering_vector(contrast: str, params: Mapping, output: str) -> None:
              vectors.cosine(v, datasets["pca"]), vectors.cosine(v, datasets["probe"]))
 
 
-def covariance(background: str, chunk_rows: int, sink_positions: Sequence[int], params: Mapping, output: str) -> None:
-    """Covariances of all background tokens and of the tokens off the attention-sink positions.
+def _covariance_views(background: str, chunk_rows: int, sink_positions: Sequence[int]) -> dict:
+    """Accumulators of all background tokens and of the tokens off the attention-sink positions.
 
     Streamed through the native accumulator with a prefetching reader: memory O(d²) whatever N.
     """
-    source = store.read_attrs(background)
     (positions,) = store.read(background, "position")
     masks = {"all_tokens": None, "excluding_sinks": spectrum.sink_mask(positions, sink_positions)}
-    attrs = store.provenance(params, model=source["model"], layer=int(source["layer"]), sink_positions=list(sink_positions))
+    return {view: covariance_from_hdf5(background, "activations", chunk_rows, where=mask) for view, mask in masks.items()}
+
+
+def _write_covariances(output: str, accumulators: Mapping, attrs: Mapping) -> None:
     with store.create(output, attrs) as handle:
-        for view, mask in masks.items():
-            accumulator = covariance_from_hdf5(background, "activations", chunk_rows, where=mask)
+        for view, accumulator in accumulators.items():
             group = handle.create_group(view)
             group.create_dataset("covariance", data=accumulator.covariance(ddof=1))
             group.create_dataset("mean", data=accumulator.mean)
             group.attrs["count"] = accumulator.count
             log.info("%s: covariance of %d tokens, d=%d", view, accumulator.count, accumulator.dim)
+
+
+def covariance(background: str, chunk_rows: int, sink_positions: Sequence[int], params: Mapping, output: str) -> None:
+    """Covariances of all background tokens and of the tokens off the attention-sink positions."""
+    source = store.read_attrs(background)
+    attrs = store.provenance(params, model=source["model"], layer=int(source["layer"]), sink_positions=list(sink_positions))
+    _write_covariances(output, _covariance_views(background, chunk_rows, sink_positions), attrs)
+
+
+def covariance_shard(background: str, chunk_rows: int, sink_positions: Sequence[int], params: Mapping,
+                     output: str) -> None:
+    """One background shard's accumulators (count, mean, scatter) of both views, for an exact merge."""
+    source = store.read_attrs(background)
+    attrs = store.provenance(params, model=source["model"], layer=int(source["layer"]),
+                             sink_positions=list(sink_positions), shard=int(source["shard"]),
+                             shards=int(source["shards"]))
+    with store.create(output, attrs) as handle:
+        for view, accumulator in _covariance_views(background, chunk_rows, sink_positions).items():
+            write_accumulator(handle.create_group(view), accumulator)
+            log.info("%s: %d tokens of shard %s of %s", view, accumulator.count, source["shard"], source["shards"])
+
+
+def merge_covariance(shards: Sequence[str], params: Mapping, output: str) -> None:
+    """The covariance file of the whole background from its shards' accumulators (Chan's merge, exact)."""
+    sources = [store.read_attrs(path) for path in shards]
+    order = [int(attrs["shard"]) for attrs in sources]
+    if order != list(range(len(shards))) or {int(attrs["shards"]) for attrs in sources} != {len(shards)}:
+        raise ValueError(f"merge_covariance: expected shards 0..{len(shards) - 1} of {len(shards)} in order, got {order}")
+    with contextlib.ExitStack() as stack:
+        handles = [stack.enter_context(store.open_complete(path)) for path in shards]
+        accumulators = {view: merged(read_accumulator(handle[view]) for handle in handles) for view in spectrum.VIEWS}
+    first = sources[0]
+    attrs = store.provenance(params, model=first["model"], layer=int(first["layer"]), sink_positions=first["sink_positions"],
+                             shards=len(shards))
+    _write_covariances(output, accumulators, attrs)
 
 
 def spectrum_stage(covariance_file: str, top_k: int, rank_thresholds: Sequence[float],

@@ -19,6 +19,11 @@ rows without copying the slab. Measured on the 2-core development machine (see
 uncompressed dataset took 1.04x the in-memory pass and over an lzf one 1.12x (the lzf decode
 competes with the two BLAS threads for the cores); at d = 2048, 1.07x and 1.04x. gzip is
 decompression-bound and is not recommended.
+
+Sharding (``background.shards``): each shard of the background texts is dumped and accumulated by
+its own job; :func:`write_accumulator` keeps an accumulator's exact state (count, mean, scatter in
+float64) in an HDF5 group, and :func:`merged` combines the shards' states with Chan's formula, so
+the merged covariance is the one a single pass over all rows gives, up to float64 rounding.
 """
 
 from __future__ import annotations
@@ -28,14 +33,14 @@ import mmap
 import os
 import queue
 import threading
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from steerid._native import StreamingCovariance
 
-__all__ = ["covariance_from_hdf5"]
+__all__ = ["covariance_from_hdf5", "merged", "read_accumulator", "shard_slice", "write_accumulator"]
 
 _FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 _STOP = object()
@@ -244,3 +249,38 @@ def _stream_mapped(mapped: np.memmap, starts: range, rows: int, add: Any) -> Non
     for start in starts:
         will_need(start + rows)  # the kernel reads the next slab ahead, asynchronously
         add(mapped[start : start + rows], start)
+
+
+def shard_slice(n: int, shard: int, shards: int) -> slice:
+    """Shard ``shard`` of ``shards`` contiguous, near-equal slices of ``range(n)`` (sizes differ by at most 1)."""
+    if not 0 <= shard < shards <= n:
+        raise ValueError(f"shard {shard} of {shards} over {n} items; expected 0 <= shard < shards <= n")
+    return slice(shard * n // shards, (shard + 1) * n // shards)
+
+
+def write_accumulator(group: Any, accumulator: StreamingCovariance) -> None:
+    """Store an accumulator's exact state in an (empty) HDF5 group."""
+    state = accumulator.state()
+    group.create_dataset("mean", data=state["mean"])
+    group.create_dataset("m2", data=state["m2"])
+    group.attrs.update({"format": state["format"], "dim": state["dim"], "count": state["count"]})
+
+
+def read_accumulator(group: Any) -> StreamingCovariance:
+    """The accumulator :func:`write_accumulator` stored in ``group``."""
+    attrs = group.attrs
+    return StreamingCovariance.from_state({"format": str(attrs["format"]), "dim": int(attrs["dim"]),
+                                           "count": int(attrs["count"]), "mean": group["mean"][()],
+                                           "m2": group["m2"][()]})
+
+
+def merged(accumulators: Iterable[StreamingCovariance]) -> StreamingCovariance:
+    """One accumulator holding every row the given ones saw (merged in order)."""
+    parts = iter(accumulators)
+    first = next(parts, None)
+    if first is None:
+        raise ValueError("merged: no accumulators given; expected at least one")
+    total = StreamingCovariance.from_state(first.state())
+    for part in parts:
+        total.merge(part)
+    return total
