@@ -13,6 +13,7 @@ rule dump_contrast:
         "logs/{model}/L{layer}/dump_contrast-{trait}.log",
     cache: "omit-software"
     resources:
+        cpu_threads=cpu_threads,
         mem_mb=model_mem_mb,
         gpu=MODEL_GPUS,
         runtime=60,
@@ -37,6 +38,7 @@ rule dump_background:
         "logs/{model}/L{layer}/dump_background.log",
     cache: "omit-software"
     resources:
+        cpu_threads=cpu_threads,
         mem_mb=model_mem_mb,
         gpu=MODEL_GPUS,
         runtime=60,
@@ -44,3 +46,32 @@ rule dump_background:
         "../envs/steerid.yaml"
     script:
         "../workflow_scripts/dump_background.py"
+
+
+# background.shards > 1: shard {shard} of {shards} (a contiguous slice of the texts) dumped by its
+# own job; rule merge_covariance (rules/spectra.smk) joins the shards' accumulators.
+rule dump_background_shard:
+    input:
+        model="resources/models/{model}",
+    output:
+        "results/{model}/activations/L{layer}/background/{shard}-of-{shards}.h5",
+    params:
+        layer=lambda w: int(w.layer),
+        shard=lambda w: int(w.shard),
+        shards=lambda w: int(w.shards),
+        n_texts=config["background"]["n_texts"],
+        max_length=config["background"]["max_length"],
+        runtime=runtime_params(),
+    threads: MODEL_THREADS
+    log:
+        "logs/{model}/L{layer}/dump_background-{shard}-of-{shards}.log",
+    cache: "omit-software"
+    resources:
+        cpu_threads=cpu_threads,
+        mem_mb=model_mem_mb,
+        gpu=MODEL_GPUS,
+        runtime=60,
+    conda:
+        "../envs/steerid.yaml"
+    script:
+        "../workflow_scripts/dump_background_shard.py"

@@ -1,33 +1,11 @@
-# Shared helpers: config checks that need Python, wildcard constraints, target lists and param slices.
+# Shared helpers: wildcard constraints, target lists, param slices, and how jobs claim CPUs.
+# (The config was checked in the Snakefile, before any of this.)
+
+import os
 
 from steerid.conditions import EXPERIMENTS
-from steerid.prompts import select_prompt_set
 from steerid.scoring import MODEL_SCORERS
-from steerid.specs import spec_kind
 
-
-def check_config(config):
-    """Checks JSON Schema cannot express; each error names the offending value."""
-    for name, model in config["models"].items():
-        try:
-            spec_kind(model["spec"])
-        except ValueError as err:
-            raise ValueError(f"config models.{name}.spec: {err}") from None
-    for trait in config["traits"]:
-        try:
-            select_prompt_set(trait, config["prompts"]["n_pairs"], config["prompts"]["n_eval"],
-                              config["prompts"]["environments"], config["seed"])
-        except ValueError as err:
-            raise ValueError(f"config prompts: {err}") from None
-    overlap = sorted(set(config["traits"]) & set(config["other_traits"]))
-    if overlap:
-        raise ValueError(f"config other_traits: {overlap} are also in traits; a trait cannot perturb its own vector")
-    n_eval = config["prompts"]["n_eval"]
-    if config["jacobian"]["n_prompts"] > n_eval:
-        raise ValueError(f"config jacobian.n_prompts: {config['jacobian']['n_prompts']} exceeds prompts.n_eval = {n_eval}")
-
-
-check_config(config)
 
 ENVIRONMENTS = config["prompts"]["environments"]
 # E2 and E4 run in one environment: the first listed.
@@ -45,6 +23,8 @@ wildcard_constraints:
     experiment="|".join(EXPERIMENTS),
     environment="|".join(ENVIRONMENTS),
     figure=r"e[1-8]",
+    shard=r"\d+",
+    shards=r"\d+",
 
 
 def survey_layers(model):
@@ -77,7 +57,33 @@ def runtime_params():
     return {key: runtime[key] for key in ("device", "dtype", "batch_size")}
 
 
-MODEL_THREADS = config["runtime"]["threads"]
+# Snakemake fills --cores with jobs, and --cores may exceed this machine's CPUs (`--cores 8` on a
+# 2-core laptop ran four 2-thread model jobs at once, each 10x slower than alone). So, when the jobs
+# run here, every job also claims its threads from `cpu_threads`, a resource capped at the CPUs
+# this process may use (`--resources cpu_threads=N` sets another cap), and no job asks for more
+# threads than there are CPUs. Under a cluster executor the cluster's scheduler places the jobs.
+USABLE_CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+if RUN.jobs_run_here and "cpu_threads" not in workflow.global_resources:
+    workflow.register_resource("cpu_threads", USABLE_CPUS)
+
+
+def job_threads(wanted):
+    return min(wanted, USABLE_CPUS) if RUN.jobs_run_here else wanted
+
+
+def cpu_threads(wildcards, threads):
+    """The `cpu_threads` a job claims: its threads (Snakemake has already capped them at --cores)."""
+    return threads
+
+
+MODEL_THREADS = job_threads(config["runtime"]["threads"])
+# The background dump and its covariance in this many independent jobs (merged exactly). Exactly
+# one of the rules covariance (one dump) and merge_covariance (shards) makes a covariance file:
+# the other's layer wildcard matches nothing.
+BACKGROUND_SHARDS = config["background"]["shards"]
+NO_LAYER = r"(?!)"
+UNSHARDED_LAYER = r"\d+" if BACKGROUND_SHARDS == 1 else NO_LAYER
+SHARDED_LAYER = NO_LAYER if BACKGROUND_SHARDS == 1 else r"\d+"
 MODEL_GPUS = config["runtime"]["gpus"]
 
 
@@ -120,6 +126,17 @@ def pooled_scores(experiment):
 
 def main_scores(experiment):
     return f"results/{{model}}/scores/{experiment}/L{{layer}}/{{trait}}/{MAIN_ENVIRONMENT}.h5"
+
+
+# The raw completions are targets too: a researcher reads them, so a deleted one is generated
+# again (deterministically: the same seeds give the same text) even when its scores still exist.
+GENERATIONS = [
+    path
+    for experiment, environments in (("e1", ENVIRONMENTS), ("e2", [MAIN_ENVIRONMENT]), ("e7", ENVIRONMENTS))
+    for environment in environments
+    for path in steering_targets(f"results/{{model}}/generations/{experiment}/L{{layer}}/{{trait}}/{environment}.jsonl",
+                                 GENERATION_TRAITS)
+]
 
 
 STATS_INPUTS = dict(vector="results/{model}/vectors/L{layer}/{trait}.h5", validation="results/{model}/validation/{trait}.json")

@@ -17,6 +17,7 @@ rule validate_scorer:
     benchmark:
         "logs/{model}/validate_scorer-{trait}.benchmark.tsv"
     resources:
+        cpu_threads=cpu_threads,
         mem_mb=model_mem_mb,
         gpu=MODEL_GPUS,
         runtime=60,
@@ -50,6 +51,7 @@ rule evaluate:
     benchmark:
         "logs/{model}/L{layer}/evaluate-{experiment}-{trait}-{environment}.benchmark.tsv"
     resources:
+        cpu_threads=cpu_threads,
         mem_mb=model_mem_mb,
         gpu=MODEL_GPUS,
         runtime=480,
@@ -71,6 +73,7 @@ rule score:
     benchmark:
         "logs/{model}/L{layer}/score-{experiment}-{trait}-{environment}.benchmark.tsv"
     resources:
+        cpu_threads=cpu_threads,
         mem_mb=2000,
         runtime=30,
     conda:
@@ -99,6 +102,7 @@ rule score_statements:
     benchmark:
         "logs/{model}/L{layer}/score_statements-{experiment}-{trait}.benchmark.tsv"
     resources:
+        cpu_threads=cpu_threads,
         mem_mb=model_mem_mb,
         gpu=MODEL_GPUS,
         runtime=60,

@@ -10,6 +10,7 @@ rule figure:
     log:
         "logs/figures/{figure}.log",
     resources:
+        cpu_threads=cpu_threads,
         mem_mb=1000,
         runtime=5,
     conda:
@@ -30,6 +31,7 @@ rule summary:
     log:
         "logs/summary.log",
     resources:
+        cpu_threads=cpu_threads,
         mem_mb=1000,
         runtime=5,
     conda:

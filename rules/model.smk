@@ -8,6 +8,7 @@ rule prepare_model:
         "logs/{model}/prepare_model.log",
     cache: "omit-software"
     resources:
+        cpu_threads=cpu_threads,
         mem_mb=model_mem_mb,
         runtime=30,
     conda:

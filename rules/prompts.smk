@@ -11,6 +11,7 @@ rule prompts:
     log:
         "logs/prompts/{trait}.log",
     resources:
+        cpu_threads=cpu_threads,
         mem_mb=1000,
         runtime=5,
     conda:

@@ -3,20 +3,66 @@ rule covariance:
         "results/{model}/activations/L{layer}/background.h5",
     output:
         "results/{model}/covariance/L{layer}.h5",
+    wildcard_constraints:
+        layer=UNSHARDED_LAYER,
     params:
         chunk_rows=config["covariance"]["chunk_rows"],
         sink_positions=config["covariance"]["sink_positions"],
-    threads: 2
+    threads: job_threads(2)
     log:
         "logs/{model}/L{layer}/covariance.log",
     cache: "omit-software"
     resources:
+        cpu_threads=cpu_threads,
         mem_mb=2000,
         runtime=30,
     conda:
         "../envs/steerid.yaml"
     script:
         "../workflow_scripts/covariance.py"
+
+
+rule merge_covariance:
+    input:
+        expand("results/{{model}}/covariance/L{{layer}}/{shard}-of-{shards}.h5", shard=range(BACKGROUND_SHARDS),
+               shards=BACKGROUND_SHARDS),
+    output:
+        "results/{model}/covariance/L{layer}.h5",
+    wildcard_constraints:
+        layer=SHARDED_LAYER,
+    log:
+        "logs/{model}/L{layer}/merge_covariance.log",
+    cache: "omit-software"
+    resources:
+        cpu_threads=cpu_threads,
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../envs/steerid.yaml"
+    script:
+        "../workflow_scripts/merge_covariance.py"
+
+
+rule covariance_shard:
+    input:
+        "results/{model}/activations/L{layer}/background/{shard}-of-{shards}.h5",
+    output:
+        "results/{model}/covariance/L{layer}/{shard}-of-{shards}.h5",
+    params:
+        chunk_rows=config["covariance"]["chunk_rows"],
+        sink_positions=config["covariance"]["sink_positions"],
+    threads: job_threads(2)
+    log:
+        "logs/{model}/L{layer}/covariance-{shard}-of-{shards}.log",
+    cache: "omit-software"
+    resources:
+        cpu_threads=cpu_threads,
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../envs/steerid.yaml"
+    script:
+        "../workflow_scripts/covariance_shard.py"
 
 
 rule spectrum:
@@ -29,11 +75,12 @@ rule spectrum:
         rank_thresholds=config["spectrum"]["rank_thresholds"],
         variance_fractions=config["spectrum"]["variance_fractions"],
         seed=config["seed"],
-    threads: 2
+    threads: job_threads(2)
     log:
         "logs/{model}/L{layer}/spectrum.log",
     cache: "omit-software"
     resources:
+        cpu_threads=cpu_threads,
         mem_mb=2000,
         runtime=30,
     conda:
@@ -57,6 +104,7 @@ rule jacobian:
     benchmark:
         "logs/{model}/L{layer}/jacobian-{trait}.benchmark.tsv"
     resources:
+        cpu_threads=cpu_threads,
         mem_mb=model_mem_mb,
         gpu=MODEL_GPUS,
         runtime=120,
@@ -80,6 +128,7 @@ rule perturbations:
     log:
         "logs/{model}/L{layer}/perturbations-{trait}.log",
     resources:
+        cpu_threads=cpu_threads,
         mem_mb=1000,
         runtime=5,
     conda:

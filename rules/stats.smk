@@ -11,6 +11,7 @@ rule stats_e1:
     log:
         "logs/{model}/L{layer}/stats_e1-{trait}.log",
     resources:
+        cpu_threads=cpu_threads,
         mem_mb=2000,
         runtime=10,
     conda:
@@ -30,6 +31,7 @@ rule stats_e3:
     log:
         "logs/{model}/L{layer}/stats_e3-{trait}.log",
     resources:
+        cpu_threads=cpu_threads,
         mem_mb=2000,
         runtime=10,
     conda:
@@ -51,6 +53,7 @@ rule stats_e5:
     log:
         "logs/{model}/L{layer}/stats_e5-{trait}.log",
     resources:
+        cpu_threads=cpu_threads,
         mem_mb=1000,
         runtime=10,
     conda:
@@ -73,6 +76,7 @@ rule stats_e2:
     log:
         "logs/{model}/L{layer}/stats_e2-{trait}.log",
     resources:
+        cpu_threads=cpu_threads,
         mem_mb=1000,
         runtime=10,
     conda:
@@ -94,6 +98,7 @@ rule stats_e7:
     log:
         "logs/{model}/L{layer}/stats_e7-{trait}.log",
     resources:
+        cpu_threads=cpu_threads,
         mem_mb=1000,
         runtime=10,
     conda:
@@ -120,6 +125,7 @@ rule logit_distance:
     benchmark:
         "logs/{model}/L{layer}/logit_distance-{trait}.benchmark.tsv"
     resources:
+        cpu_threads=cpu_threads,
         mem_mb=model_mem_mb,
         gpu=MODEL_GPUS,
         runtime=60,
@@ -143,6 +149,7 @@ rule null_space:
     log:
         "logs/{model}/null_space-{trait}.log",
     resources:
+        cpu_threads=cpu_threads,
         mem_mb=2000,
         runtime=10,
     conda:
@@ -162,6 +169,7 @@ rule recovery:
     log:
         "logs/{model}/recovery-{trait}.log",
     resources:
+        cpu_threads=cpu_threads,
         mem_mb=2000,
         runtime=10,
     conda:

@@ -6,6 +6,7 @@ rule steering_vectors:
     log:
         "logs/{model}/L{layer}/steering_vectors-{trait}.log",
     resources:
+        cpu_threads=cpu_threads,
         mem_mb=1000,
         runtime=5,
     conda:

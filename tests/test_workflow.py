@@ -300,13 +300,13 @@ def test_bad_config_fails_at_parse_time(tmp_path, changes, named):
     assert not (tmp_path / "results").exists()
 
 
-def test_unfetchable_hub_model_fails_in_the_first_rule(tmp_path):
+def test_unavailable_hub_model_fails_at_parse_time_before_any_rule(tmp_path):
+    # Offline (the tests set HF_HUB_OFFLINE) and not in the cache: known before a job could delete anything.
     config = write_config(tmp_path, models={"ghost": {"spec": "steerid-test/no-such-model", "layer": 1}})
     result = snakemake(tmp_path, "--configfile", str(config), "--cores", "1", "resources/models/ghost")
     assert result.returncode != 0
-    log = (tmp_path / "logs" / "ghost" / "prepare_model.log").read_text()
-    assert "'steerid-test/no-such-model'" in log and "could not be fetched" in log
-    assert not (tmp_path / "resources" / "models" / "ghost" / "model.json").exists()
+    assert "config models.ghost.spec = 'steerid-test/no-such-model': not in the Hugging Face cache" in result.stderr
+    assert not (tmp_path / "logs").exists() and not (tmp_path / "resources").exists()
 
 
 def test_second_workflow_takes_cacheable_stages_from_the_cache(run, output_cache, tmp_path):
