@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 
 import numpy as np
 import pytest
 import yaml
-from snakemake_runner import TEST_CONFIG, executed_rules, planned_jobs, snakemake, write_config
+from snakemake_runner import TEST_CONFIG, executed_rules, link_or_copy, planned_jobs, snakemake, write_config
 
 from steerid.prompts import load_trait
 from steerid.stages import read_scores
@@ -49,13 +48,6 @@ def test_dry_run_plans_exactly_the_dependent_stages(run, tmp_path, change):
     result = snakemake(run, "--configfile", str(config), "--cores", "2", "-n")
     assert result.returncode == 0, result.stderr[-3000:]
     assert planned_jobs(result.stdout + result.stderr) == expected
-
-
-def link_or_copy(source: str, destination: str) -> None:
-    """Hard-link outputs (steerid writes each to a new file and renames it into place, so the
-    shared run is untouched); copy Snakemake's metadata and the logs, which are rewritten in place."""
-    in_place = any(part in source.split(os.sep) for part in (".snakemake", "logs"))
-    (shutil.copy2 if in_place else os.link)(source, destination)
 
 
 def test_real_rerun_after_alpha_change_runs_only_the_generations_that_use_it(run, tmp_path):
