@@ -136,6 +136,6 @@ def test_gemma_base_model_runs_through_the_hooks_without_a_chat_template(gemma):
     activations = last_token(model, tokenizer, site, ["The sea is calm.", "A storm is coming over the hills."], 2)
     assert activations.shape == (2, 640) and np.isfinite(activations).all()
     conditions = {"baseline": torch.zeros(640), "pushed": torch.from_numpy(activations[1] - activations[0])}
-    records = generate_conditions(model, tokenizer, site, ["Write about the harbour."], conditions, 1,
+    records = generate_conditions(model, tokenizer, 9, ["Write about the harbour."], conditions, 1,
                                   Sampling(8, temperature=0), seed=0, batch_size=2)
     assert all(r["n_tokens"] > 0 for r in records)

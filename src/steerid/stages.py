@@ -295,11 +295,11 @@ def evaluate(model: str, prompts: str, vector: str, perturbations: str, experime
              layer: int, alpha: float | None, positions: str, n_alone: int, alphas: Sequence[float], sampling: Mapping,
              n_samples: int, seed: int, runtime: Runtime, output: str) -> None:
     """Steered generations of one experiment's conditions × an environment's prompts × samples, as JSON lines."""
-    model_, tokenizer, manifest, site = _open_model(model, layer, runtime)
+    model_, tokenizer, manifest, _ = _open_model(model, layer, runtime)
     prompts_ = read_prompt_set(prompts)["eval"][environment]
     named = experiment_conditions(experiment, vector, perturbations, alpha, n_alone, alphas)
     with tqdm(total=len(named) * len(prompts_) * n_samples, desc=f"{experiment} {environment}") as progress:
-        records = generate_conditions(model_, tokenizer, site, prompts_, named, n_samples, Sampling(**sampling),
+        records = generate_conditions(model_, tokenizer, layer, prompts_, named, n_samples, Sampling(**sampling),
                                       seed, runtime.batch_size, positions, progress, fluency=experiment == "e2")
     header = {"model": manifest.spec, "layer": layer, "experiment": experiment, "alpha": alpha, "positions": positions,
               "sampling": dict(sampling), "seed": seed, "environment": environment, "n_prompts": len(prompts_),
@@ -372,7 +372,7 @@ def validate(model: str, prompts: str, trait: str, scorer: str, min_auroc: float
     pairs = read_prompt_set(prompts)["pairs"][:n_texts]
     texts = [pair[pole] for pole in ("positive", "negative") for pair in pairs]
     zero = {BASELINE: torch.zeros(manifest.d_model)}
-    records = generate_conditions(model_, tokenizer, site, texts, zero, 1, Sampling(**sampling), seed,
+    records = generate_conditions(model_, tokenizer, 0, texts, zero, 1, Sampling(**sampling), seed,
                                   runtime.batch_size)
     completions = [record["completion"] for record in records]
     result = validate_scorer(get_scorer(trait, scorer), completions[: len(pairs)], completions[len(pairs):], min_auroc)
