@@ -225,3 +225,45 @@ def test_sampled_tokens_follow_the_distribution():
         counts[choose_tokens(logits, noise, sampling)] += 1
     expected = torch.softmax(logits[0] / 0.8, dim=-1)
     torch.testing.assert_close(counts / 20000, expected, rtol=0, atol=0.012)
+
+
+# -- dumps stop at the site ------------------------------------------------------------------------
+
+
+def test_dumps_equal_the_full_forward_at_the_site(smollm2):
+    from steerid.activations import last_token
+
+    model, tokenizer, _ = smollm2
+    ids, mask = tokenize_prompts(tokenizer, PROMPTS, torch.device("cpu"))
+    with torch.inference_mode(), capture_residual(decoder_layers(model)[7]) as full:
+        model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0))
+    dumped = last_token(model, tokenizer, 7, PROMPTS, "auto")
+    torch.testing.assert_close(torch.from_numpy(dumped), full[0][:, -1], rtol=1e-5, atol=1e-3)
+
+
+def test_the_hugging_face_dump_path_runs_nothing_above_the_site():
+    """A model the engine does not run still stops at the site: the block above it is never called."""
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from steerid.activations import last_token
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(n_layer=3, n_embd=16, n_head=2, vocab_size=64)).eval()
+    vocabulary = {f"w{i}": i for i in range(63)} | {"[UNK]": 63}
+    backend = Tokenizer(models.WordLevel(vocabulary, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", pad_token="[UNK]")
+    tokenizer.padding_side = "left"
+    texts = ["w1 w2 w3", "w4 w5"]
+    above = []
+    handle = decoder_layers(model)[2].register_forward_hook(lambda *_: above.append(1))
+    try:
+        dumped = last_token(model, tokenizer, 1, texts, 2)
+    finally:
+        handle.remove()
+    assert above == []
+    ids, mask = tokenize_prompts(tokenizer, texts, torch.device("cpu"))
+    with torch.inference_mode(), capture_residual(decoder_layers(model)[1]) as full:
+        model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0))
+    torch.testing.assert_close(torch.from_numpy(dumped), full[0][:, -1], rtol=0, atol=1e-6)

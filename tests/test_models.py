@@ -132,10 +132,24 @@ def test_gemma_base_model_runs_through_the_hooks_without_a_chat_template(gemma):
     assert (manifest.architecture, manifest.n_layers, manifest.d_model, manifest.has_chat_template) == (
         "gemma3_text", 18, 640, False)
     assert format_prompt(tokenizer, "Describe the sea.") == "Describe the sea."
-    site = decoder_layers(model)[9]
-    activations = last_token(model, tokenizer, site, ["The sea is calm.", "A storm is coming over the hills."], 2)
+    activations = last_token(model, tokenizer, 9, ["The sea is calm.", "A storm is coming over the hills."], 2)
     assert activations.shape == (2, 640) and np.isfinite(activations).all()
     conditions = {"baseline": torch.zeros(640), "pushed": torch.from_numpy(activations[1] - activations[0])}
     records = generate_conditions(model, tokenizer, 9, ["Write about the harbour."], conditions, 1,
                                   Sampling(8, temperature=0), seed=0, batch_size=2)
     assert all(r["n_tokens"] > 0 for r in records)
+
+
+def test_gemma_runs_on_the_engine_as_its_own_forward_does(gemma):
+    """Gemma 3 (sandwich norms, (1 + w) RMSNorm, q/k norms, local and global RoPE, scaled embeddings)."""
+    from steerid.engine.decoder import decoder_for
+
+    model, tokenizer, _ = gemma
+    ids, mask = tokenize_prompts(tokenizer, ["The sea is calm.", "A storm is coming over the hills."],
+                                 torch.device("cpu"))
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.inference_mode():
+        expected = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits
+    decoder = decoder_for(model)
+    logits = decoder.logits(decoder.forward(ids, mask.bool(), positions))
+    torch.testing.assert_close(logits[mask.bool()], expected[mask.bool()], rtol=1e-4, atol=1e-3)

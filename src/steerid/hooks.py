@@ -33,12 +33,18 @@ def _replace_hidden(output, hidden: torch.Tensor):
 
 
 @contextlib.contextmanager
-def capture_residual(site: nn.Module) -> Iterator[list[torch.Tensor]]:
-    """Collect the site's output (batch, seq, d) of every forward call into the yielded list."""
+def capture_residual(site: nn.Module, stop: type[Exception] | None = None) -> Iterator[list[torch.Tensor]]:
+    """Collect the site's output (batch, seq, d) of every forward call into the yielded list.
+
+    With ``stop``, the hook raises that exception once it has the output, ending the forward pass
+    at the site (the caller catches it): nothing above the site runs.
+    """
     captured: list[torch.Tensor] = []
 
     def hook(_module, _inputs, output):
         captured.append(_hidden(output).detach())
+        if stop is not None:
+            raise stop()
 
     handle = site.register_forward_hook(hook)
     try:

@@ -72,16 +72,16 @@ def prompts(trait: str, n_pairs: int, n_eval: int, environments: Sequence[str], 
 def dump_contrast(model_dir: str, prompt_set: str, layer: int, runtime: Runtime, params: Mapping, output: str) -> None:
     """Last-prompt-token activations of the contrast pairs, and of each environment's prompts
     under explicit instructions for either pole (the per-environment vectors of E3)."""
-    model, tokenizer, manifest, site = _open_model(model_dir, layer, runtime)
+    model, tokenizer, manifest, _ = _open_model(model_dir, layer, runtime)
     prompt_set_ = read_prompt_set(prompt_set)
     pairs = prompt_set_["pairs"]
-    arrays = {pole: activations.last_token(model, tokenizer, site, [p[pole] for p in pairs], runtime.batch_size)
+    arrays = {pole: activations.last_token(model, tokenizer, layer, [p[pole] for p in pairs], runtime.batch_size)
               for pole in ("positive", "negative")}
     for environment, texts in prompt_set_["eval"].items():
         for pole in ("positive", "negative"):
             prompts_ = [instructed(text, prompt_set_[f"{pole}_pole"]) for text in texts]
             arrays[f"environments/{environment}/{pole}"] = activations.last_token(
-                model, tokenizer, site, prompts_, runtime.batch_size)
+                model, tokenizer, layer, prompts_, runtime.batch_size)
     attrs = store.provenance(params, positions="last prompt token", **_model_fields(model, manifest, layer))
     store.write(output, arrays, attrs)
     log.info("wrote %d contrast pairs of d=%d and %d environments", len(pairs), arrays["positive"].shape[1],
@@ -95,15 +95,16 @@ def dump_background(model_dir: str, layer: int, n_texts: int, max_length: int, r
     With ``shards`` > 1, only shard ``shard`` of the first ``n_texts`` texts (a contiguous slice);
     ``text_index`` stays the index among all texts, so the shards' rows, in order, are the whole dump's.
     """
-    model, tokenizer, manifest, site = _open_model(model_dir, layer, runtime)
+    model, tokenizer, manifest, _ = _open_model(model_dir, layer, runtime)
     part = shard_slice(n_texts, shard, shards)
     texts = load_background()[:n_texts][part]
     attrs = store.provenance(params, positions="all prompt tokens", shard=shard, shards=shards,
                              **_model_fields(model, manifest, layer))
+    rows = activations.rows_per_forward(runtime.batch_size, max_length, next(model.parameters()).device)
     with store.create(output, attrs) as handle:
         writer = store.RowWriter(handle)
-        batches = activations.token_level(model, tokenizer, site, texts, runtime.batch_size, max_length)
-        for hidden, position, text_index in tqdm(batches, desc="background", total=-(-len(texts) // runtime.batch_size)):
+        batches = activations.token_level(model, tokenizer, layer, texts, rows, max_length)
+        for hidden, position, text_index in tqdm(batches, desc="background", total=-(-len(texts) // rows)):
             writer.append("activations", hidden.astype(np.float32))
             writer.append("position", position.astype(np.int32))
             writer.append("text_index", (text_index + part.start).astype(np.int32))
