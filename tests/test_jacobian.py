@@ -274,3 +274,57 @@ def test_smollm2_randomized_top8_matches_the_explicit_jacobian(smollm2_jacobian)
     assert float(((values.double() - exact) / exact).abs().max()) < 1e-3
     assert torch.all(values.double() <= exact * (1 + 1e-5))  # interlacing: a one-sided exact bound
     assert vectors.shape == (d, 8)
+
+
+# -- the engine's closed-form last-position path ---------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=["llama", "qwen2", "qwen3", "mistral", "gemma3_text"])
+def family_model(request):
+    """A tiny random model of each family the engine runs, with random norms and biases."""
+    from test_engine import _family_configs
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    config = _family_configs()[request.param]
+    config.vocab_size = VOCAB
+    model = AutoModelForCausalLM.from_config(config).eval()
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "norm" in name or "bias" in name:
+                parameter.normal_(0.0, 0.3)
+    return model
+
+
+def test_last_position_gram_equals_the_autograd_gram_for_every_family(family_model):
+    """J^T J from hand-propagated tangents and the closed-form vocabulary part, against J from autograd
+    of the model's own forward (sliding windows of 4 are shorter than the 9-token prompt)."""
+    from steerid.engine.decoder import decoder_for
+    from steerid.engine.linearize import last_position_gram
+
+    ids = torch.randint(0, VOCAB, (9,), generator=torch.Generator().manual_seed(1))
+    J = autograd_jacobian(family_model, ids, LAYER, -1).double()
+    gram = last_position_gram(decoder_for(family_model), ids, LAYER)
+    assert rel(gram, J.T @ J) < 1e-5
+    matvec, rmatvec = jacobian_operator(family_model, None, LAYER, ids, -1)
+    assert rel(full_jacobian(matvec, D), J) < 1e-5
+    assert rel(rmatvec(torch.eye(VOCAB)).T, J) < 1e-5
+
+
+def test_hand_propagated_tangents_equal_torch_func(family_model):
+    from steerid.engine.decoder import decoder_for
+    from steerid.engine.linearize import last_position_path
+
+    ids = torch.randint(0, VOCAB, (7,), generator=torch.Generator().manual_seed(2))
+    path = last_position_path(decoder_for(family_model), ids, 0)
+    directions = torch.randn(D, 5, generator=torch.Generator().manual_seed(3))
+    zero = torch.zeros(D)
+    reference = torch.stack([torch.func.jvp(path, (zero,), (x,))[1] for x in directions.T], dim=1)
+    assert rel(path.tangents(directions), reference) < 1e-6
+
+
+def test_the_engine_and_the_hugging_face_path_give_the_same_pooled_spectrum(tiny):
+    model, prompts = tiny
+    fast = stacked_gram_spectrum(model, None, LAYER, prompts, (-1,))
+    slow = stacked_gram_spectrum(model, None, LAYER, prompts, (-1,), engine=False)
+    assert np.abs(fast.eigenvalues - slow.eigenvalues).max() < 1e-5 * slow.eigenvalues[0]

@@ -10,55 +10,49 @@ values are the directions no next-token distribution of this prompt is sensitive
 order); pooled over prompts and positions, the "gain" matrix ``G = sum_i J_i^T J_i`` has a low
 eigenvalue exactly where *no* prompt is sensitive.
 
-Everything is exact automatic differentiation in float32 (``torch.func.jvp`` for ``J @ V``,
-``torch.func.vjp`` for ``J^T @ W``), never finite differences: the paper's code took fp16
-central differences with an absolute step of 0.01, whose rounding noise dominates the spectrum.
+Everything is exact differentiation in float32 (forward and reverse mode), never finite
+differences: the paper's code took fp16 central differences with an absolute step of 0.01, whose
+rounding noise dominates the spectrum.
 
-How a product is computed
-    The prompt's tokens before t are run once (no grad) into a KV cache. Each product then runs
-    only tokens t..T-1 from a fresh copy of that cache, with ``u`` added at position t by
-    :func:`steerid.hooks.add_to_residual` (position mode ``last`` of a one-token forward call,
-    so it is the same site and hook the steering experiments use). For t = T-1 this is a
-    single-token forward pass: about T times cheaper than re-running the prompt, exact because
-    positions before t do not depend on u. The k columns of a block are batched with
-    ``torch.func.vmap`` over ``jvp`` / the ``vjp`` pullback (``vectorize=False`` loops instead).
-    CPU SDPA kernels have no forward-mode derivative, and eager attention was 2.5x faster
-    than the math SDPA kernel under vmap, so the model's attention implementation is switched
-    to ``eager`` for the duration of each product and restored afterwards.
+Two ways to compute it
+    At the last prompt token (the steered site) of a model the engine runs, the closed form of
+    :mod:`steerid.engine.linearize`: only that position's path through the blocks above the
+    site carries tangents (d of them, in one matrix product per linear map), and the
+    vocabulary projection and softmax enter as the d x d matrix ``M(p)``, never as V outputs
+    per tangent. Everywhere else (another position, another architecture), the general path
+    below, through the model's own forward; ``engine=False`` forces it.
 
-    The prefix runs under ``torch.no_grad`` rather than ``torch.inference_mode``: its KV cache
-    enters the VJP graph, and inference tensors cannot be saved for backward.
-
-Measured on SmolLM2-135M (d = 576, V = 49152, layer 15, last position, float32, 2 CPU cores
-shared with a running workflow): one JVP column 3.8 ms batched by vmap (the full (V x d)
-Jacobian from d JVPs in 2.2 s) against 160 ms one column at a time, so vmap is the default;
-one VJP column 2.5 ms; randomized_svd(k=8, p=10, q=2) 0.9 s. When the cores were busier (load
-6-10) the same work took 5-25x longer (full Jacobian 12-62 s). A non-final position t costs
-about (T - t) times the last one (tokens t..T-1 all carry tangents through layers > l).
+    General path: the prompt's tokens before t are run once (no grad) into a KV cache. Each
+    product then runs only tokens t..T-1 from a fresh copy of that cache, with ``u`` added at
+    position t by :func:`steerid.hooks.add_to_residual` (position mode ``last`` of a one-token
+    forward call, the same site and hook the steering experiments use), exact because positions
+    before t do not depend on u. The k columns of a block are batched with ``torch.func.vmap``
+    over ``jvp`` / the ``vjp`` pullback (``vectorize=False`` loops instead). CPU SDPA kernels
+    have no forward-mode derivative, so the model's attention implementation is switched to
+    ``eager`` for the duration of each product and restored afterwards. The prefix runs under
+    ``torch.no_grad`` rather than ``torch.inference_mode``: its KV cache enters the VJP graph,
+    and inference tensors cannot be saved for backward. A non-final position t costs about
+    (T - t) times the last one. benchmarks/bench_generation.py times both paths.
 
 Structure worth knowing when reading a spectrum: a model with a final RMSNorm/LayerNorm has
 rank(J) <= d - 1 at every layer (the norm ignores the scale of h_L, and that direction pulls
-back through the invertible d h_L / d u), and a single SmolLM2 Jacobian (layer 15, last
-position) had 37 of 576 singular values below 1e-5 sigma_max, at the float32 floor.
+back through the invertible d h_L / d u).
 
-Cost of the pooled spectrum (:func:`stacked_gram_spectrum`)
-    ``method="exact"`` builds every J_i from d JVPs and accumulates J_i^T J_i in float64 (the
-    float64 Gram of a float32 Jacobian keeps small eigenvalues to ~1e-13 of the largest, far
-    below the float32 error of J itself). It gives the *whole* spectrum, which effective ranks
-    as a fraction of d need, and the low-gain eigenvectors the null-space perturbations are
-    drawn from. Per last-position pair: the full Jacobian (above) + 1.4 s for the float64 Gram
-    + 0.15 s for the pair's own eigh, so 100 prompts take about 7 minutes on 2 quiet cores.
-    ``method="randomized"`` gives only the top k eigenpairs of G, from products
-    ``G X = sum_i J_i^T (J_i X)``; with power iterations q it costs (2q + 2)(k + p) JVPs and as
-    many VJPs per pair, which is *more* than d JVPs unless k + p << d / (4q + 4). It is meant
-    for large d where only the top of the spectrum (the high-gain positive control) is needed.
+The pooled spectrum (:func:`stacked_gram_spectrum`)
+    ``method="exact"`` forms every J_i^T J_i in float64 (the float64 Gram of a float32 Jacobian
+    keeps small eigenvalues to ~1e-13 of the largest, far below the float32 error of J itself).
+    It gives the *whole* spectrum, which effective ranks as a fraction of d need, and the
+    low-gain eigenvectors the null-space perturbations are drawn from. ``method="randomized"``
+    gives only the top k eigenpairs of G, from products ``G X = sum_i J_i^T (J_i X)``; with power
+    iterations q it costs (2q + 2)(k + p) tangents and as many cotangents per pair, which is
+    *more* than the d tangents of the exact path unless k + p << d / (4q + 4). It is meant for
+    large d where only the top of the spectrum (the high-gain positive control) is needed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import inspect
 import math
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
@@ -67,9 +61,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from steerid.engine import architectures
+from steerid.engine.decoder import decoder_for
+from steerid.engine.linearize import last_position_gram, last_position_operators
 from steerid.hooks import add_to_residual
 from steerid.linalg import explained_variance_rank, numerical_rank, participation_ratio
-from steerid.models import decoder_layers, tokenize_prompts
+from steerid.models import decoder_layers, kv_cache_argument, tokenize_prompts
 
 __all__ = [
     "DEFAULT_RTOLS",
@@ -114,11 +111,6 @@ def _differentiable_attention(model: nn.Module) -> Iterator[None]:
     finally:
         if switched:
             model.set_attn_implementation(original)
-
-
-def _cache_keyword(module: nn.Module) -> str:
-    """transformers >= 5.2x calls the KV cache argument ``cache``; earlier ones ``past_key_values``."""
-    return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
 
 
 def _output_cache(output):
@@ -168,6 +160,7 @@ def jacobian_operator(
     chunk_size: int = 256,
     vectorize: bool = True,
     cache_pullback: bool = True,
+    engine: bool | None = None,
 ) -> tuple[Operator, Operator]:
     """Matrix-free ``J`` of one (prompt, position) at the output of decoder ``layer``.
 
@@ -184,6 +177,8 @@ def jacobian_operator(
         vectorize: batch the columns with ``torch.func.vmap``; False loops one column at a time.
         cache_pullback: keep the VJP's forward graph after the first ``rmatvec`` call, so later
             calls run only the backward pass (costs that graph's memory while the operator lives).
+        engine: at the last position of a model the engine runs, use its closed-form path
+            (:mod:`steerid.engine.linearize`; ``None`` = whenever possible, False = never).
 
     Returns:
         ``(matvec, rmatvec)``: ``matvec(X)`` maps a (d, k) block (or a (d,) vector) to ``J X``
@@ -202,7 +197,9 @@ def jacobian_operator(
     t = position % length
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    cache_key = _cache_keyword(model)
+    if _on_engine(model, t, length, engine):
+        return _checked(*last_position_operators(decoder_for(model), ids, layer), d, _vocab(model), device)
+    cache_key = kv_cache_argument(model)
     backbone = getattr(model, "base_model", model)
 
     with _differentiable_attention(model), torch.no_grad():
@@ -257,6 +254,27 @@ def jacobian_operator(
         return result[:, 0] if vector else result
 
     return matvec, rmatvec
+
+
+def _on_engine(model: nn.Module, position: int, length: int, engine: bool | None) -> bool:
+    """Whether the closed-form last-position path applies (and is wanted)."""
+    return engine is not False and position == length - 1 and architectures.supported(model)
+
+
+def _vocab(model: nn.Module) -> int:
+    return int(architectures.text_config(model).vocab_size)
+
+
+def _checked(matvec: Operator, rmatvec: Operator, d: int, vocab: int, device) -> tuple[Operator, Operator]:
+    """Operators that validate their blocks and accept vectors, like the Hugging Face path's."""
+    def checked(operator: Operator, rows: int, who: str) -> Operator:
+        def apply(X):
+            block, vector = _as_block(X, rows, who, device)
+            result = operator(block)
+            return result[:, 0] if vector else result
+        return apply
+
+    return checked(matvec, d, "matvec"), checked(rmatvec, vocab, "rmatvec")
 
 
 def _as_block(X, rows: int | None, who: str, device: torch.device) -> tuple[torch.Tensor, bool]:
@@ -412,6 +430,7 @@ def stacked_gram_spectrum(
     chunk_size: int = 256,
     max_jacobian_elements: int = 2**28,
     progress: bool = False,
+    engine: bool | None = None,
 ) -> GramSpectrum:
     """Eigen-decomposition of ``G = sum_i J_i^T J_i`` over every (prompt, position) pair.
 
@@ -425,6 +444,8 @@ def stacked_gram_spectrum(
         max_jacobian_elements: (exact) above this V * d, J_i is never held whole: its Gram is
             built from d columns ``J_i^T (J_i e_j)`` (d JVPs and d VJPs: 3x the time, O(V * chunk) memory).
         progress: show a tqdm bar over the pairs.
+        engine: last-position pairs of a model the engine runs take its closed-form path (see
+            :func:`jacobian_operator`); None = whenever possible, False = never.
 
     Returns:
         a :class:`GramSpectrum`, eigenvalues descending.
@@ -446,8 +467,23 @@ def stacked_gram_spectrum(
 
     def operator(ids, position):
         return jacobian_operator(
-            model, tokenizer, layer, ids, position, chunk_size=chunk_size, cache_pullback=method == "exact"
+            model, tokenizer, layer, ids, position, chunk_size=chunk_size, cache_pullback=method == "exact",
+            engine=engine,
         )
+
+    def pair_gram(ids, position) -> torch.Tensor:
+        if _on_engine(model, position, ids.numel(), engine):
+            return last_position_gram(decoder_for(model), ids, layer).to(device)
+        matvec, rmatvec = operator(ids, position)
+        if vocab * d <= max_jacobian_elements:
+            J = full_jacobian(matvec, d, chunk_size)
+            G_i = torch.zeros(d, d, dtype=torch.float64, device=device)
+            for rows in J.split(8192, dim=0):
+                rows = rows.double()
+                G_i += rows.T @ rows
+            return G_i
+        G_i = torch.cat([rmatvec(matvec(block)).double() for block in torch.eye(d).split(chunk_size, dim=1)], 1)
+        return 0.5 * (G_i + G_i.T)
 
     iterate = pairs
     if progress:
@@ -473,17 +509,7 @@ def stacked_gram_spectrum(
     G = torch.zeros(d, d, dtype=torch.float64, device=device)
     pair_values, pair_vectors = [], []
     for _, position, ids in iterate:
-        matvec, rmatvec = operator(ids, position)
-        if vocab * d <= max_jacobian_elements:
-            J = full_jacobian(matvec, d, chunk_size)
-            G_i = torch.zeros_like(G)
-            for rows in J.split(8192, dim=0):
-                rows = rows.double()
-                G_i += rows.T @ rows
-            del J
-        else:
-            G_i = torch.cat([rmatvec(matvec(block)).double() for block in torch.eye(d).split(chunk_size, dim=1)], 1)
-            G_i = 0.5 * (G_i + G_i.T)
+        G_i = pair_gram(ids, position)
         G += G_i
         values, vectors = _descending_eigh(G_i)
         pair_values.append(np.sqrt(np.clip(values, 0.0, None)))

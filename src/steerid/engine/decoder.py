@@ -90,7 +90,9 @@ class Decoder:
             ids = torch.arange(length, device=self.device)[None]
             probe = torch.empty(1, length, self.weights.head_dim, device=self.device, dtype=self.dtype)
             rotary = rotary_module(self.model)
-            with torch.no_grad():
+            # Outside inference mode even when called from a forward pass: the tables are also
+            # constants of the differentiable paths (engine.linearize).
+            with torch.inference_mode(False), torch.no_grad():
                 cos, sin = rotary(probe, ids) if key == "default" else rotary(probe, ids, key)
             table = self._rope[key] = (cos[0], sin[0])
         return table[0][positions], table[1][positions]
