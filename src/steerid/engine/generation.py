@@ -115,8 +115,12 @@ def _generate_batch(decoder: Decoder, prompts, rows: Sequence[Row], deltas: torc
         hidden = decoder.forward(active.tokens[:, None], torch.ones(len(active.index), 1, dtype=torch.bool, device=device),
                                  active.positions[:, None], cache=active.cache, offset=start + step, steer=active.steer)
         logits = decoder.logits(hidden[:, -1])
-        noise = None if sampling.greedy else _noise(streams, active.streams, seed, step, decoder.vocab, device)
-        tokens = choose_tokens(logits, noise, sampling)
+        if sampling.greedy:
+            tokens = choose_tokens(logits, None, sampling)
+        else:
+            used = torch.unique(active.streams)  # sorted
+            table = torch.stack([gumbel_noise(seed, *streams[i], step, decoder.vocab) for i in used.tolist()])
+            tokens = choose_tokens(logits, table, sampling, torch.searchsorted(used, active.streams))
         chosen[active.index, step] = tokens
         active.done |= torch.isin(tokens, stops)
         active.tokens, active.positions = tokens, active.positions + 1
@@ -126,14 +130,6 @@ def _generate_batch(decoder: Decoder, prompts, rows: Sequence[Row], deltas: torc
         if int(active.done.sum()) * 4 >= len(active.done):
             active = active.keep(~active.done)
     return [_until_stop(row, set(stop_ids)) for row in chosen.tolist()]
-
-
-def _noise(streams: list[tuple[int, int]], row_streams: torch.Tensor, seed: int, step: int, vocab: int,
-           device) -> torch.Tensor:
-    """(B, V) Gumbel noise: each row gets its (prompt, sample) stream's noise for this step."""
-    used = torch.unique(row_streams)  # sorted
-    table = torch.stack([gumbel_noise(seed, *streams[stream], step, vocab) for stream in used.tolist()])
-    return table.to(device)[torch.searchsorted(used, row_streams)]
 
 
 def _until_stop(tokens: list[int], stops: set[int]) -> list[int]:

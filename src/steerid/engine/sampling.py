@@ -12,7 +12,7 @@ CDF over the probability-sorted vocabulary used before (whose order itself chang
 conditions when two tokens swap rank). See benchmarks/bench_generation.py for the measurement.
 
 Nothing is sorted unless ``top_p < 1``, and nothing is exponentiated at all: the argmax works on
-logits directly, in float32.
+logits directly, in float32, a few rows at a time.
 
 The noise of one (prompt, sample, step) comes from its own CPU generator, so it depends on
 nothing else: not on the batch a row lands in, the device, or the other rows.
@@ -61,14 +61,30 @@ def nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     return torch.zeros_like(keep_sorted).scatter_(-1, order, keep_sorted)
 
 
-def choose_tokens(logits: torch.Tensor, noise: torch.Tensor | None, sampling: Sampling) -> torch.Tensor:
-    """One token per row of ``logits`` (B, V): argmax when greedy, else Gumbel-max with ``noise`` (B, V)."""
+ROWS_PER_CHUNK = 16  # rows scored at a time: their (rows, V) scores stay in cache
+
+
+def choose_tokens(logits: torch.Tensor, noise: torch.Tensor | None, sampling: Sampling,
+                  streams: torch.Tensor | None = None) -> torch.Tensor:
+    """One token per row of ``logits`` (B, V): argmax when greedy, else Gumbel-max.
+
+    ``noise`` is a (S, V) table of noise streams and ``streams`` (B,) names each row's stream
+    (default: row i takes stream i, S = B). Rows are scored a few at a time, so no (B, V)
+    noise or score tensor is ever built.
+    """
     if sampling.greedy:
         return logits.argmax(dim=-1)
-    if noise is None or noise.shape != logits.shape:
-        raise ValueError(f"sampling needs Gumbel noise of the logits' shape {tuple(logits.shape)}, "
-                         f"got {None if noise is None else tuple(noise.shape)}")
-    scores = logits.float() / sampling.temperature
-    if sampling.top_p < 1.0:
-        scores = scores.masked_fill(~nucleus(scores, sampling.top_p), float("-inf"))
-    return (scores + noise.to(scores.device)).argmax(dim=-1)
+    if streams is None:
+        streams = torch.arange(logits.shape[0], device=logits.device)
+    if noise is None or noise.ndim != 2 or noise.shape[1] != logits.shape[1] or streams.shape != logits.shape[:1]:
+        raise ValueError(f"sampling needs Gumbel noise of the logits' shape {tuple(logits.shape)} (or a table of "
+                         f"streams and a stream per row), got {None if noise is None else tuple(noise.shape)}")
+    noise = noise.to(logits.device)
+    chosen = torch.empty(logits.shape[0], dtype=torch.long, device=logits.device)
+    for start in range(0, logits.shape[0], ROWS_PER_CHUNK):
+        rows = slice(start, start + ROWS_PER_CHUNK)
+        scores = logits[rows].float() / sampling.temperature
+        if sampling.top_p < 1.0:
+            scores.masked_fill_(~nucleus(scores, sampling.top_p), float("-inf"))
+        chosen[rows] = scores.add_(noise[streams[rows]]).argmax(dim=-1)
+    return chosen
