@@ -42,12 +42,12 @@ from steerid.prompts import load_trait
 TEMPERATURE = 0.8
 
 
-def best_of(repeats: int, function, *args) -> tuple[float, object]:
+def best_of(repeats: int, function, *args, **kwargs) -> tuple[float, object]:
     """(fastest wall time, result of that run)."""
     best, result = float("inf"), None
     for _ in range(repeats):
         started = time.perf_counter()
-        value = function(*args)
+        value = function(*args, **kwargs)
         elapsed = time.perf_counter() - started
         if elapsed < best:
             best, result = elapsed, value
@@ -271,7 +271,7 @@ def bare_forward(decoder, tokenizer, layer: int, texts, rows: int):
 
 def dump_section(model, tokenizer, layer: int, n_texts: int) -> dict:
     pairs = load_trait("sentiment").pairs
-    texts = [pair[pole] for pair in pairs for pole in ("positive", "negative")][:n_texts]
+    texts = [getattr(pair, pole) for pair in pairs for pole in ("positive", "negative")][:n_texts]
     rows = 32
     tokens = sum(len(t) for t in prompt_token_ids(tokenizer, texts))
     today, _ = best_of(2, full_forward_dump, model, tokenizer, layer, texts, rows)
