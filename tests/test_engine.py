@@ -267,3 +267,33 @@ def test_the_hugging_face_dump_path_runs_nothing_above_the_site():
     with torch.inference_mode(), capture_residual(decoder_layers(model)[1]) as full:
         model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0))
     torch.testing.assert_close(torch.from_numpy(dumped), full[0][:, -1], rtol=0, atol=1e-6)
+
+
+# -- teacher forcing -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("steer_prompt", [False, True], ids=["from-last-prompt-token", "every-position"])
+def test_teacher_forced_logits_equal_on_the_engine_and_the_hugging_face_forward(smollm2, steer_prompt):
+    from steerid.engine.teacher import TeacherBatch
+
+    model, tokenizer, _ = smollm2
+    prompts = prompt_token_ids(tokenizer, PROMPTS)
+    continuations = [tokenizer(text, add_special_tokens=False)["input_ids"]
+                     for text in (" The sea was calm", " Blue.", "")]
+    delta = torch.randn(576, generator=torch.Generator().manual_seed(4)) * 4
+    for steering in ({}, {"delta": delta, "layer": 15, "steer_prompt": steer_prompt}):
+        engine = TeacherBatch(model, prompts, continuations, engine=True)
+        reference = TeacherBatch(model, prompts, continuations, engine=False)
+        ours, theirs = engine.logits(**steering), reference.logits(**steering)
+        where = engine.predicting
+        torch.testing.assert_close(ours[where], theirs[where], rtol=1e-5, atol=2e-3)
+        # The shared prefix is reused by a second delta: asking again gives the same numbers.
+        torch.testing.assert_close(engine.logits(**steering)[where], ours[where], rtol=0, atol=0)
+
+
+def test_a_hooked_model_is_left_to_the_hugging_face_forward(smollm2):
+    model, _, _ = smollm2
+    assert architectures.supported(model)
+    with add_to_residual(decoder_layers(model)[3], torch.zeros(576)):
+        assert not architectures.supported(model)
+    assert architectures.supported(model)

@@ -25,7 +25,7 @@ def setup(smollm2):
     }
     pairs = [("zero", "also_zero"), ("zero", "push"), ("push", "zero"), ("push", "other")]
     # Batch size 2 over 3 sequences: one padded batch and one single row.
-    result = distances(model, tokenizer, site, PROMPTS, continuations, conditions, pairs, batch_size=2)
+    result = distances(model, tokenizer, 15, PROMPTS, continuations, conditions, pairs, batch_size=2)
     return model, tokenizer, site, continuations, conditions, result
 
 
@@ -87,10 +87,10 @@ def test_batched_left_padded_result_matches_a_single_unpadded_forward(setup):
 def test_empty_continuation_is_rejected(setup):
     model, tokenizer, site, continuations, conditions, _ = setup
     with pytest.raises(ValueError, match=r"continuation\(s\) \[1\] have no tokens"):
-        distances(model, tokenizer, site, PROMPTS[:2], [continuations[0], []], conditions, [("zero", "push")], 2)
+        distances(model, tokenizer, 15, PROMPTS[:2], [continuations[0], []], conditions, [("zero", "push")], 2)
 
 
 def test_unknown_condition_is_rejected(setup):
     model, tokenizer, site, continuations, conditions, _ = setup
     with pytest.raises(ValueError, match="unknown: \\['missing'\\]"):
-        distances(model, tokenizer, site, PROMPTS, continuations, conditions, [("zero", "missing")], 2)
+        distances(model, tokenizer, 15, PROMPTS, continuations, conditions, [("zero", "missing")], 2)

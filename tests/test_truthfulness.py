@@ -21,8 +21,8 @@ def setup(smollm2):
     statements = list(load_trait("truthfulness").statements[:5])
     push = torch.randn(576, generator=torch.Generator().manual_seed(0)) * 3.0
     named = {"baseline": torch.zeros(576), "push": push}
-    # batch size 2 over 10 statements of different lengths: left padding in every batch
-    return model, tokenizer, site, statements, named, steered_preferences(model, tokenizer, site, statements, named, 2)
+    # 10 statements of different lengths in one batch: padding in every row but the longest
+    return model, tokenizer, site, statements, named, steered_preferences(model, tokenizer, LAYER, statements, named)
 
 
 def mean_logprob_steered(model, tokenizer, site, text: str, delta: torch.Tensor) -> float:
@@ -63,4 +63,4 @@ def test_paired_validation_counts_pairs_preferring_the_truth():
 def test_no_statements_is_an_error(setup):
     model, tokenizer, site, _, named, _ = setup
     with pytest.raises(ValueError, match="at least one"):
-        steered_preferences(model, tokenizer, site, [], named, 2)
+        steered_preferences(model, tokenizer, LAYER, [], named)

@@ -15,75 +15,30 @@ pair (a, b) the mean over those positions is reported of
 - ``logit_l2``: the Euclidean distance between the centred logit vectors (logits minus their
   mean over the vocabulary: softmax ignores a common shift, so this is the part that matters).
 
-Batches are left-padded prompts with right-padded continuations and explicit position ids, so
-every row sees the positions it would see alone. Memory: one batch at a time, one condition's
-(batch, continuation, V) float32 log-probabilities at a time plus those still needed by a pair;
-the distances are computed per sequence in float64 as soon as both members of a pair exist.
+Batches come from :class:`steerid.engine.teacher.TeacherBatch` (prompts share their prefix
+across conditions). Memory: one batch at a time, one condition's (batch, continuation, V)
+float32 log-probabilities at a time plus those still needed by a pair; the distances are
+computed per sequence in float64 as soon as both members of a pair exist.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from steerid.hooks import add_to_residual
-from steerid.models import tokenize_prompts
+from steerid.engine import architectures
+from steerid.engine.teacher import LOGIT_BUDGET, TeacherBatch, batches
+from steerid.generate import prompt_token_ids
 
 __all__ = ["METRICS", "distances"]
 
 METRICS = ("kl", "js", "logit_l2")
 
 Pair = tuple[str, str]
-
-
-@dataclass(frozen=True)
-class _Batch:
-    """One teacher-forced batch: [left pads | prompt | continuation | right pads] per row."""
-
-    input_ids: torch.Tensor  # (B, L)
-    attention_mask: torch.Tensor  # (B, L)
-    position_ids: torch.Tensor  # (B, L)
-    steered: torch.Tensor  # (B, L) bool: last prompt token onward, real tokens only
-    predicting: torch.Tensor  # (B, C) bool: distribution j (last prompt token + j) predicts a real token
-
-
-def _teacher_forced_batch(tokenizer, prompts: Sequence[str], continuations: Sequence[Sequence[int]], device) -> _Batch:
-    """Concatenate left-padded formatted prompts with right-padded continuations."""
-    prompt_ids, prompt_mask = tokenize_prompts(tokenizer, list(prompts), device)
-    lengths = torch.tensor([len(c) for c in continuations], device=device)
-    width = int(lengths.max())
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    continuation_ids = torch.full((len(prompts), width), int(pad), dtype=prompt_ids.dtype, device=device)
-    for row, tokens in enumerate(continuations):
-        continuation_ids[row, : len(tokens)] = torch.as_tensor(list(tokens), dtype=prompt_ids.dtype)
-    predicting = torch.arange(width, device=device) < lengths.unsqueeze(1)
-    attention_mask = torch.cat([prompt_mask, predicting.to(prompt_mask.dtype)], dim=1)
-    steered = attention_mask.bool()
-    steered[:, : prompt_ids.shape[1] - 1] = False  # left padding aligns every last prompt token here
-    return _Batch(
-        input_ids=torch.cat([prompt_ids, continuation_ids], dim=1),
-        attention_mask=attention_mask,
-        position_ids=(attention_mask.cumsum(-1) - 1).clamp(min=0),
-        steered=steered,
-        predicting=predicting,
-    )
-
-
-@torch.inference_mode()
-def _condition_logprobs(model: nn.Module, site: nn.Module, batch: _Batch, delta: torch.Tensor) -> torch.Tensor:
-    """(B, C, V) float32 log-probabilities at the positions that predict the continuation."""
-    width = batch.predicting.shape[1]
-    with add_to_residual(site, delta, batch.steered):
-        # The last C + 1 columns are the last prompt token and the continuation; the final
-        # column predicts past the continuation and is dropped.
-        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                       position_ids=batch.position_ids, use_cache=False, logits_to_keep=width + 1).logits
-    return torch.log_softmax(logits[:, :-1].float(), dim=-1)
 
 
 def _pair_distances(logp_a: torch.Tensor, logp_b: torch.Tensor, predicting: torch.Tensor) -> dict[str, np.ndarray]:
@@ -102,15 +57,14 @@ def _pair_distances(logp_a: torch.Tensor, logp_b: torch.Tensor, predicting: torc
     return {name: np.array(v, dtype=np.float64) for name, v in values.items()}
 
 
-def _batch_distances(
-    model: nn.Module, site: nn.Module, batch: _Batch, conditions: Mapping[str, torch.Tensor], pairs: Sequence[Pair]
-) -> dict[Pair, dict[str, np.ndarray]]:
+def _batch_distances(batch: TeacherBatch, layer: int, conditions: Mapping[str, torch.Tensor],
+                     pairs: Sequence[Pair]) -> dict[Pair, dict[str, np.ndarray]]:
     """Every pair's distances on one batch, keeping only log-probabilities some pending pair needs."""
     pending = {name: sum(name in pair for pair in pairs) for name in dict.fromkeys(n for pair in pairs for n in pair)}
     logprobs: dict[str, torch.Tensor] = {}
     results: dict[Pair, dict[str, np.ndarray]] = {}
     for name in pending:
-        logprobs[name] = _condition_logprobs(model, site, batch, conditions[name])
+        logprobs[name] = torch.log_softmax(batch.logits(conditions[name], layer), dim=-1)
         for pair in pairs:
             if pair not in results and all(member in logprobs for member in pair):
                 results[pair] = _pair_distances(logprobs[pair[0]], logprobs[pair[1]], batch.predicting)
@@ -134,44 +88,45 @@ def _check_inputs(prompts, continuations, conditions, pairs, batch_size) -> None
     shapes = {name: tuple(conditions[name].shape) for pair in pairs for name in pair}
     if any(len(shape) != 1 for shape in shapes.values()):
         raise ValueError(f"each condition must be one (d,) delta; got shapes {shapes}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+    if batch_size != "auto" and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be 'auto' or an integer >= 1, got {batch_size!r}")
 
 
 def distances(
     model: nn.Module,
     tokenizer,
-    site: nn.Module,
+    layer: int,
     prompts: Sequence[str],
     continuations: Sequence[Sequence[int]],
     conditions: Mapping[str, torch.Tensor],
     pairs: Sequence[tuple[str, str]],
-    batch_size: int,
+    batch_size: int | str = "auto",
 ) -> dict[tuple[str, str], dict[str, np.ndarray]]:
     """Teacher-forced distances between steering conditions (see the module docstring).
 
     Args:
+        layer: decoder layer at whose output the conditions' deltas are added.
         prompts: raw prompt texts (formatted with the chat template here).
         continuations: per prompt, the token ids that follow it (at least one each).
         conditions: name -> steering delta (d,) added from the last prompt token onward.
         pairs: (a, b) condition names; KL is KL(p_a ‖ p_b), so order matters for it only.
-        batch_size: sequences per forward pass.
+        batch_size: sequences per forward pass, or "auto" (a budget of logits per batch).
 
     Returns:
         {pair: {"kl", "js", "logit_l2": float64 array (n_sequences,)}}, one entry per distinct pair.
 
     Raises:
         ValueError: mismatched or empty inputs, an empty continuation, an unknown condition name
-            or batch_size < 1.
+            or a bad batch_size.
     """
     _check_inputs(prompts, continuations, conditions, pairs, batch_size)
     pairs = list(dict.fromkeys((a, b) for a, b in pairs))
-    device = next(model.parameters()).device
     results = {pair: {name: np.empty(len(prompts)) for name in METRICS} for pair in pairs}
-    for start in range(0, len(prompts), batch_size):
-        stop = min(start + batch_size, len(prompts))
-        batch = _teacher_forced_batch(tokenizer, prompts[start:stop], continuations[start:stop], device)
-        for pair, values in _batch_distances(model, site, batch, conditions, pairs).items():
+    prompt_ids = prompt_token_ids(tokenizer, prompts)
+    budget = LOGIT_BUDGET if batch_size == "auto" else int(batch_size) * max(len(c) for c in continuations) * \
+        int(architectures.text_config(model).vocab_size)
+    for index, batch in batches(model, prompt_ids, continuations, budget):
+        for pair, values in _batch_distances(batch, layer, conditions, pairs).items():
             for name, array in values.items():
-                results[pair][name][start:stop] = array
+                results[pair][name][index] = array
     return results

@@ -299,80 +299,54 @@ def document_start_ids(tokenizer) -> list[int]:
 
 
 class TruthfulnessLikelihood:
-    """Log-likelihood of statements under a Hugging Face causal LM.
+    """Log-likelihood of statements under a Hugging Face causal LM, steered or not.
 
     ``score(texts)`` is each text's mean token log-probability (nats per token);
     ``score_pairs(true, false)`` is, per pair, mean logP(true) − mean logP(false): positive
     when the model prefers the true statement. Each statement follows a context of the model's
     document-start token (:func:`document_start_ids`), then ``prefix`` when given; every
-    statement token is scored, the context is not. Batches are left-padded with explicit
-    position ids, so hooks on the model (steering) see real tokens at the last position. Note
-    that steering only the last position of a forward call changes none of these
-    log-probabilities: steer all positions (``positions="all"``) when scoring with this class.
+    statement token is scored, the context is not. ``delta`` and ``layer`` steer every position
+    (context and statement): steering only the last position of a forward call would change none
+    of these log-probabilities. Teacher forcing is :mod:`steerid.engine.teacher`'s.
     """
 
     name = "likelihood"
 
-    def __init__(self, model, tokenizer, prefix: str | None = None, batch_size: int = 16) -> None:
+    def __init__(self, model, tokenizer, prefix: str | None = None) -> None:
         if model is None or tokenizer is None:
             raise ValueError("TruthfulnessLikelihood needs the causal LM and its tokenizer, got None")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
         self.model = model
         self.tokenizer = tokenizer
-        self.batch_size = int(batch_size)
         self.prefix = prefix
         self._context = document_start_ids(tokenizer)
         if prefix:
             self._context += list(tokenizer(prefix, add_special_tokens=False)["input_ids"])
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        self._pad = int(pad if pad is not None else 0)
 
-    def token_logprobs(self, texts: Sequence[str]) -> list[np.ndarray]:
+    def token_logprobs(self, texts: Sequence[str], delta=None, layer: int | None = None) -> list[np.ndarray]:
         """Per text, the log-probability of each of its tokens given everything before it."""
-        import torch
+        from steerid.engine.teacher import continuation_logprobs
 
         items = _text_list(texts, "TruthfulnessLikelihood")
         encoded = [list(self.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in items]
         for i, ids in enumerate(encoded):
             if not ids:
                 raise ValueError(f"text {i} ({items[i]!r}) has no tokens")
-        device = next(self.model.parameters()).device
-        out: list[np.ndarray] = [np.zeros(0)] * len(items)
-        with torch.inference_mode():
-            order = sorted(range(len(items)), key=lambda i: len(encoded[i]))  # less padding
-            for start in range(0, len(order), self.batch_size):
-                index = order[start : start + self.batch_size]
-                rows = [self._context + encoded[i] for i in index]
-                width = max(len(r) for r in rows)
-                ids = torch.full((len(rows), width), self._pad, dtype=torch.long)
-                mask = torch.zeros((len(rows), width), dtype=torch.long)
-                for r, row in enumerate(rows):
-                    ids[r, width - len(row):] = torch.tensor(row)
-                    mask[r, width - len(row):] = 1
-                ids, mask = ids.to(device), mask.to(device)
-                position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-                logits = self.model(input_ids=ids, attention_mask=mask, position_ids=position_ids,
-                                    use_cache=False).logits
-                logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-                target = logp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-                for r, i in enumerate(index):
-                    n_tok = len(encoded[i])
-                    # token j of the row is predicted at position j - 1; the statement is the last n_tok
-                    out[i] = target[r, width - 1 - n_tok:].cpu().numpy().astype(np.float64)
-        return out
+        logprobs = continuation_logprobs(self.model, [self._context] * len(encoded), encoded, delta=delta,
+                                         layer=layer, steer_prompt=True)
+        return [values.numpy().astype(np.float64) for values in logprobs]
 
-    def score(self, texts: Sequence[str]) -> np.ndarray:
+    def score(self, texts: Sequence[str], delta=None, layer: int | None = None) -> np.ndarray:
         """Mean token log-probability of each text (length-normalised)."""
-        return np.array([lp.mean() for lp in self.token_logprobs(texts)], dtype=np.float64)
+        return np.array([lp.mean() for lp in self.token_logprobs(texts, delta, layer)], dtype=np.float64)
 
-    def score_pairs(self, true_statements: Sequence[str], false_statements: Sequence[str]) -> np.ndarray:
+    def score_pairs(self, true_statements: Sequence[str], false_statements: Sequence[str], delta=None,
+                    layer: int | None = None) -> np.ndarray:
         """Per pair, mean logP(true) − mean logP(false); > 0 means the model prefers the truth."""
         trues = _text_list(true_statements, "score_pairs true_statements")
         falses = _text_list(false_statements, "score_pairs false_statements")
         if len(trues) != len(falses):
             raise ValueError(f"score_pairs: {len(trues)} true statements but {len(falses)} false ones")
-        both = self.score(trues + falses)
+        both = self.score(trues + falses, delta, layer)
         return both[: len(trues)] - both[len(trues):]
 
 

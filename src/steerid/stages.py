@@ -19,10 +19,11 @@ from tqdm import tqdm
 from steerid import (activations, analysis, conditions, nullspace, perturb, plots, report, spectrum, store, truthfulness,
                      vectors)
 from steerid.conditions import BASELINE, REFERENCE
+from steerid.engine import architectures
 from steerid.generate import Sampling, generate_conditions
 from steerid.io import atomic_path, atomic_write_json
 from steerid.logs import log
-from steerid.models import check_layer, decoder_layers, load_model, prepare_model
+from steerid.models import check_layer, load_model, prepare_model
 from steerid.prompts import instructed, load_background, read_prompt_set, write_prompt_set
 from steerid.scoring import MODEL_SCORERS, get_scorer, validate_scorer
 from steerid.stats import effect_ci
@@ -46,9 +47,11 @@ def _open_model(model_dir: str, layer: int, runtime: Runtime):
     torch.set_num_threads(runtime.threads)
     model, tokenizer, manifest = load_model(Path(model_dir), runtime.device, runtime.dtype)
     check_layer(manifest, layer)
-    log.info("loaded %s (%s, %d layers, d=%d) on %s", manifest.spec, manifest.architecture,
-             manifest.n_layers, manifest.d_model, next(model.parameters()).device)
-    return model, tokenizer, manifest, decoder_layers(model)[layer]
+    log.info("loaded %s (%s, %d layers, d=%d) on %s in %s; engine: %s", manifest.spec, manifest.architecture,
+             manifest.n_layers, manifest.d_model, next(model.parameters()).device,
+             str(next(model.parameters()).dtype).removeprefix("torch."),
+             "native" if architectures.supported(model) else "Hugging Face forward")
+    return model, tokenizer, manifest
 
 
 def _model_fields(model, manifest, layer: int) -> dict:
@@ -72,7 +75,7 @@ def prompts(trait: str, n_pairs: int, n_eval: int, environments: Sequence[str], 
 def dump_contrast(model_dir: str, prompt_set: str, layer: int, runtime: Runtime, params: Mapping, output: str) -> None:
     """Last-prompt-token activations of the contrast pairs, and of each environment's prompts
     under explicit instructions for either pole (the per-environment vectors of E3)."""
-    model, tokenizer, manifest, _ = _open_model(model_dir, layer, runtime)
+    model, tokenizer, manifest = _open_model(model_dir, layer, runtime)
     prompt_set_ = read_prompt_set(prompt_set)
     pairs = prompt_set_["pairs"]
     arrays = {pole: activations.last_token(model, tokenizer, layer, [p[pole] for p in pairs], runtime.batch_size)
@@ -95,7 +98,7 @@ def dump_background(model_dir: str, layer: int, n_texts: int, max_length: int, r
     With ``shards`` > 1, only shard ``shard`` of the first ``n_texts`` texts (a contiguous slice);
     ``text_index`` stays the index among all texts, so the shards' rows, in order, are the whole dump's.
     """
-    model, tokenizer, manifest, _ = _open_model(model_dir, layer, runtime)
+    model, tokenizer, manifest = _open_model(model_dir, layer, runtime)
     part = shard_slice(n_texts, shard, shards)
     texts = load_background()[:n_texts][part]
     attrs = store.provenance(params, positions="all prompt tokens", shard=shard, shards=shards,
@@ -215,7 +218,7 @@ def jacobian(model: str, prompts: str, layer: int, n_prompts: int, runtime: Runt
     from steerid.jacobian import stacked_gram_spectrum
 
     float32 = Runtime(runtime.device, "float32", runtime.threads, runtime.batch_size)
-    model_, tokenizer, manifest, _ = _open_model(model, layer, float32)
+    model_, tokenizer, manifest = _open_model(model, layer, float32)
     environments = read_prompt_set(prompts)["eval"]
     attrs = store.provenance(params, positions="last prompt token", **_model_fields(model_, manifest, layer))
     pooled = None
@@ -296,7 +299,7 @@ def evaluate(model: str, prompts: str, vector: str, perturbations: str, experime
              layer: int, alpha: float | None, positions: str, n_alone: int, alphas: Sequence[float], sampling: Mapping,
              n_samples: int, seed: int, runtime: Runtime, output: str) -> None:
     """Steered generations of one experiment's conditions × an environment's prompts × samples, as JSON lines."""
-    model_, tokenizer, manifest, _ = _open_model(model, layer, runtime)
+    model_, tokenizer, manifest = _open_model(model, layer, runtime)
     prompts_ = read_prompt_set(prompts)["eval"][environment]
     named = experiment_conditions(experiment, vector, perturbations, alpha, n_alone, alphas)
     with tqdm(total=len(named) * len(prompts_) * n_samples, desc=f"{experiment} {environment}") as progress:
@@ -344,10 +347,10 @@ def score_statements(model: str, prompts: str, vector: str, perturbations: str, 
                      output: str) -> None:
     """A likelihood-scored trait's stand-in for generation and scoring: per condition, a (n_pairs, 1)
     grid of the steered model's preference for each true statement over its false twin."""
-    model_, tokenizer, manifest, site = _open_model(model, layer, runtime)
+    model_, tokenizer, manifest = _open_model(model, layer, runtime)
     statements = _statement_pairs(prompts)
     named = experiment_conditions(experiment, vector, perturbations, alpha, n_alone, alphas=())
-    preferences = truthfulness.steered_preferences(model_, tokenizer, site, statements, named, runtime.batch_size)
+    preferences = truthfulness.steered_preferences(model_, tokenizer, layer, statements, named)
     attrs = store.provenance(params, model=manifest.spec, layer=layer, trait=trait, scorer=scorer, experiment=experiment,
                              environment="statements", alpha=alpha, positions=truthfulness.STEERED_POSITIONS,
                              conditions=list(preferences))
@@ -366,9 +369,9 @@ def validate(model: str, prompts: str, trait: str, scorer: str, min_auroc: float
              seed: int, runtime: Runtime, output: str) -> None:
     """Scorer validation before it judges anything: the unsteered model answers the contrast pairs'
     explicit positive and negative instructions, and the scorer must separate the completions (AUROC)."""
-    model_, tokenizer, manifest, site = _open_model(model, 0, runtime)
+    model_, tokenizer, manifest = _open_model(model, 0, runtime)
     if scorer in MODEL_SCORERS:
-        _validate_likelihood(model_, tokenizer, site, manifest, prompts, trait, min_auroc, runtime, output)
+        _validate_likelihood(model_, tokenizer, manifest, prompts, trait, min_auroc, output)
         return
     pairs = read_prompt_set(prompts)["pairs"][:n_texts]
     texts = [pair[pole] for pole in ("positive", "negative") for pair in pairs]
@@ -382,12 +385,11 @@ def validate(model: str, prompts: str, trait: str, scorer: str, min_auroc: float
     log.info("scorer %s on %s: AUROC %.3f (valid: %s)", scorer, trait, result["auroc"], result["valid"])
 
 
-def _validate_likelihood(model, tokenizer, site, manifest, prompts: str, trait: str, min_auroc: float,
-                         runtime: Runtime, output: str) -> None:
+def _validate_likelihood(model, tokenizer, manifest, prompts: str, trait: str, min_auroc: float, output: str) -> None:
     """A likelihood scorer is valid when the unsteered model prefers the true statements (paired AUROC)."""
     statements = _statement_pairs(prompts)
     zero = {BASELINE: torch.zeros(manifest.d_model)}
-    preferences = truthfulness.steered_preferences(model, tokenizer, site, statements, zero, runtime.batch_size)
+    preferences = truthfulness.steered_preferences(model, tokenizer, 0, statements, zero)
     result = truthfulness.paired_validation(preferences[BASELINE], min_auroc)
     atomic_write_json(output, {"model": manifest.spec, "trait": trait, **result})
     log.info("likelihood scorer on %s: paired AUROC %.3f (valid: %s)", trait, result["auroc"], result["valid"])
@@ -491,7 +493,7 @@ def logit_distance(model: str, generations: str, vector: str, perturbations: str
     (matched ‖δ‖); KL, JS and centred-logit L2 of v vs v + δ per δ-type, and of 0 vs v for scale."""
     from steerid.logit_distance import distances
 
-    model_, tokenizer, manifest, site = _open_model(model, layer, runtime)
+    model_, tokenizer, manifest = _open_model(model, layer, runtime)
     records = [r for r in read_generations(generations) if r["condition"] == BASELINE and r["n_tokens"] > 0]
     records = records[:n_sequences]
     named = experiment_conditions("e1", vector, perturbations, alpha, 0, ())
@@ -500,7 +502,7 @@ def logit_distance(model: str, generations: str, vector: str, perturbations: str
     pairs = [(BASELINE, REFERENCE), *[(REFERENCE, name) for name in kinds.values()], (REFERENCE, "-v")]
     used = {name: named[name] for pair in pairs for name in pair}
     continuations = [tokenizer(r["completion"], add_special_tokens=False)["input_ids"] for r in records]
-    found = distances(model_, tokenizer, site, [r["prompt"] for r in records], continuations, used, pairs,
+    found = distances(model_, tokenizer, layer, [r["prompt"] for r in records], continuations, used, pairs,
                       runtime.batch_size)
     summary = {f"{a} vs {b}": {metric: {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1))}
                                for metric, values in found[(a, b)].items()} for a, b in pairs}

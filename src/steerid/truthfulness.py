@@ -12,26 +12,21 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
-from steerid.hooks import add_to_residual
 from steerid.scoring import TruthfulnessLikelihood
 
 STEERED_POSITIONS = "all"
 
 
-def steered_preferences(model, tokenizer, site: nn.Module, statements: Sequence[tuple[str, str]],
-                        named: Mapping[str, torch.Tensor], batch_size: int) -> dict[str, np.ndarray]:
-    """Per condition, each pair's mean logP(true) − mean logP(false) with that condition's vector added."""
+def steered_preferences(model, tokenizer, layer: int, statements: Sequence[tuple[str, str]],
+                        named: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """Per condition, each pair's mean logP(true) − mean logP(false) with that condition's vector
+    added at every position of the output of decoder ``layer``."""
     if not statements:
         raise ValueError("steered_preferences needs at least one (true, false) statement pair, got none")
-    likelihood = TruthfulnessLikelihood(model, tokenizer, batch_size=batch_size)
+    likelihood = TruthfulnessLikelihood(model, tokenizer)
     trues, falses = (list(column) for column in zip(*statements))
-    preferences = {}
-    for name, delta in named.items():
-        with add_to_residual(site, delta, STEERED_POSITIONS):
-            preferences[name] = likelihood.score_pairs(trues, falses)
-    return preferences
+    return {name: likelihood.score_pairs(trues, falses, delta, layer) for name, delta in named.items()}
 
 
 def paired_validation(preferences: np.ndarray, min_auroc: float) -> dict:

@@ -89,8 +89,27 @@ def family_name(model: nn.Module) -> str:
     return str(text_config(model).model_type)
 
 
+def _foreign_hooks(model: nn.Module) -> bool:
+    """Whether any module carries a forward hook the engine would bypass.
+
+    transformers installs its own output-capturing hooks once ``output_hidden_states`` has been
+    used; they only record, so they do not count.
+    """
+    for module in model.modules():
+        for hook in [*module._forward_hooks.values(), *module._forward_pre_hooks.values()]:
+            if "output_capturing_hook" not in getattr(hook, "__qualname__", ""):
+                return True
+    return False
+
+
 def supported(model: nn.Module) -> bool:
-    """Whether the engine runs this model natively (else callers use the Hugging Face forward)."""
+    """Whether the engine runs this model natively (else callers use the Hugging Face forward).
+
+    A model with forward hooks registered on it (someone else's steering, say) takes the
+    Hugging Face path, so that the hooks still run.
+    """
+    if _foreign_hooks(model):
+        return False
     config = text_config(model)
     family = FAMILIES.get(str(config.model_type))
     if family is None or getattr(config, "final_logit_softcapping", None) or getattr(config, "attn_logit_softcapping", None):

@@ -1,48 +1,37 @@
-"""Teacher forcing: the log-probability of given continuations after their prompts.
+"""Teacher forcing: the next-token distributions along given continuations of given prompts.
 
-On the engine, the prompt minus its last token is run once per prompt and shared by every
-continuation of it (as in generation), and only the continuations' own positions go through
-the vocabulary projection. Other models run prompt and continuation in one padded forward.
+One builder serves every teacher-forced measurement (the fluency perplexity of E2, the logit
+distances of E4, the statement likelihoods of truthfulness): a :class:`TeacherBatch` holds the
+prompts and continuations of a batch, and :meth:`TeacherBatch.logits` returns, for one steering
+delta, the logits at every position that predicts a continuation token. The delta is added from
+the last prompt token onward (the positions generation with ``positions="last"`` steers) or,
+with ``steer_prompt``, at every position.
+
+On the engine, a prompt's tokens before its last one are run once per batch and their keys and
+values reused by every continuation of that prompt and, unless the prompt itself is steered, by
+every delta asked of the batch; only the continuations' own positions are projected onto the
+vocabulary. Any other model runs prompt and continuation in one padded forward with the
+steering hook of :mod:`steerid.hooks`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
 import torch
 from torch import nn
 
 from steerid.engine import architectures
-from steerid.engine.decoder import decoder_for, left_padded
+from steerid.engine.decoder import KVCache, Steer, decoder_for, left_padded
+from steerid.hooks import add_to_residual
+from steerid.models import decoder_layers
 
-ROW_LOGIT_BUDGET = 2**28  # float32 logits (about 1 GiB) one teacher-forced batch may hold
-
-
-def continuation_logprobs(model: nn.Module, prompts: Sequence[Sequence[int]],
-                          continuations: Sequence[Sequence[int]]) -> list[torch.Tensor]:
-    """Per item i, log p(continuations[i][j] | prompts[i], continuations[i][:j]) for every j (float32, CPU)."""
-    if len(prompts) != len(continuations):
-        raise ValueError(f"{len(prompts)} prompts but {len(continuations)} continuations: expected one each")
-    if any(len(p) == 0 for p in prompts):
-        raise ValueError("every prompt needs at least one token")
-    results: list[torch.Tensor] = [torch.zeros(0)] * len(prompts)
-    forward = _engine_batch if architectures.supported(model) else _hf_batch
-    for batch in _batches(prompts, continuations, model):
-        for i, values in zip(batch, forward(model, [prompts[i] for i in batch], [continuations[i] for i in batch])):
-            results[i] = values
-    return results
+LOGIT_BUDGET = 2**28  # float32 logits (1 GiB) one teacher-forced batch may produce per delta
 
 
-def _batches(prompts, continuations, model: nn.Module) -> Iterator[list[int]]:
-    vocab = int(architectures.text_config(model).vocab_size)
-    width = max((len(c) for c in continuations), default=1) or 1
-    size = max(1, ROW_LOGIT_BUDGET // (vocab * (width + 1)))
-    order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), tuple(prompts[i])))
-    for start in range(0, len(order), size):
-        yield order[start : start + size]
-
-
-def _right_padded(sequences, width: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+def right_padded(sequences: Sequence[Sequence[int]], width: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, valid) of shape (n, width): each sequence left-aligned, padding after it."""
     ids = torch.zeros(len(sequences), width, dtype=torch.long)
     valid = torch.zeros(len(sequences), width, dtype=torch.bool)
     for row, tokens in enumerate(sequences):
@@ -51,43 +40,117 @@ def _right_padded(sequences, width: int, device) -> tuple[torch.Tensor, torch.Te
     return ids.to(device), valid.to(device)
 
 
-def _gather(logits: torch.Tensor, targets: torch.Tensor, lengths: Sequence[int]) -> list[torch.Tensor]:
-    logprobs = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    return [logprobs[row, :n].cpu() for row, n in enumerate(lengths)]
+@dataclass
+class TeacherBatch:
+    """Prompts (token ids, each non-empty) and the continuations (token ids) to score after them."""
+
+    model: nn.Module
+    prompts: Sequence[Sequence[int]]
+    continuations: Sequence[Sequence[int]]
+    engine: bool | None = None  # None: the engine whenever it runs the model; False: the Hugging Face forward
+    _prefix: KVCache | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.prompts) != len(self.continuations) or not self.prompts:
+            raise ValueError(f"{len(self.prompts)} prompts and {len(self.continuations)} continuations: expected "
+                             "the same number, at least one")
+        if any(len(p) == 0 for p in self.prompts):
+            raise ValueError("every prompt needs at least one token")
+        self.device = next(self.model.parameters()).device
+        self.width = max(1, max(len(c) for c in self.continuations))
+        self.targets, self.predicting = right_padded(self.continuations, self.width, self.device)
+        self.on_engine = architectures.supported(self.model) if self.engine is None else self.engine
+
+    @torch.inference_mode()
+    def logits(self, delta: torch.Tensor | None = None, layer: int | None = None,
+               steer_prompt: bool = False) -> torch.Tensor:
+        """(B, width, V) float32: row i, column j predicts ``continuations[i][j]`` (where ``predicting``).
+
+        ``delta`` (d,) or (B, d) is added at the output of block ``layer`` from the last prompt
+        token onward, or everywhere with ``steer_prompt``; None = the unsteered model.
+        """
+        if delta is not None and layer is None:
+            raise ValueError("a steering delta needs the layer it is added at")
+        deltas = None if delta is None else delta.to(self.device).float().expand(len(self.prompts), -1)
+        if self.on_engine:
+            return self._engine_logits(deltas, layer, steer_prompt)
+        return self._hf_logits(deltas, layer, steer_prompt)
+
+    def logprobs_of_continuations(self, **steering) -> list[torch.Tensor]:
+        """Per row, log p of each continuation token (float32, CPU)."""
+        logprobs = torch.log_softmax(self.logits(**steering), dim=-1)
+        chosen = logprobs.gather(-1, self.targets.unsqueeze(-1)).squeeze(-1)
+        return [chosen[row, : len(c)].cpu() for row, c in enumerate(self.continuations)]
+
+    # -- engine ---------------------------------------------------------------------------------
+
+    def _prefix_cache(self, deltas, layer, steer_prompt: bool) -> KVCache:
+        """Every row's prompt minus its last token, then ``width`` empty slots (shared when unsteered)."""
+        decoder = decoder_for(self.model)
+        if steer_prompt and deltas is not None:
+            steer = Steer(layer, deltas)
+            return decoder.shared_prefix_cache([list(p)[:-1] for p in self.prompts], range(len(self.prompts)),
+                                               self.width, steer)
+        if self._prefix is None:
+            groups = list(dict.fromkeys(tuple(p) for p in self.prompts))
+            member = [groups.index(tuple(p)) for p in self.prompts]
+            self._prefix = decoder.shared_prefix_cache([list(g)[:-1] for g in groups], member, self.width)
+        return self._prefix
+
+    def _engine_logits(self, deltas, layer, steer_prompt: bool) -> torch.Tensor:
+        decoder = decoder_for(self.model)
+        cache = self._prefix_cache(deltas, layer, steer_prompt)
+        # The tail: the last prompt token, then the continuation but its final token.
+        tails = [[p[-1], *list(c)[:-1]] if len(c) else [p[-1]] for p, c in zip(self.prompts, self.continuations)]
+        ids, valid = right_padded(tails, self.width, self.device)
+        start = torch.tensor([len(p) - 1 for p in self.prompts], device=self.device)
+        positions = start[:, None] + torch.arange(self.width, device=self.device)
+        steer = None if deltas is None else Steer(layer, deltas, valid)
+        # Each call writes its tail into the same slots after the prefix, so the prefix is reused as is.
+        hidden = decoder.forward(ids, valid, positions, cache=cache, offset=cache.valid.shape[1] - self.width,
+                                 steer=steer)
+        return decoder.logits(hidden)
+
+    # -- Hugging Face forward -------------------------------------------------------------------
+
+    def _hf_logits(self, deltas, layer, steer_prompt: bool) -> torch.Tensor:
+        prompt_width = max(len(p) for p in self.prompts)
+        prompt_ids, prompt_valid = left_padded(self.prompts, prompt_width, self.device)
+        ids = torch.cat([prompt_ids, self.targets], dim=1)
+        valid = torch.cat([prompt_valid, self.predicting], dim=1)
+        mask = valid.long()
+        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        forward = dict(input_ids=ids, attention_mask=mask, position_ids=position_ids, use_cache=False,
+                       logits_to_keep=self.width + 1)
+        if deltas is None:
+            logits = self.model(**forward).logits
+        else:
+            where = valid.clone()
+            if not steer_prompt:
+                where[:, : prompt_width - 1] = False  # left padding aligns every last prompt token here
+            with add_to_residual(decoder_layers(self.model)[layer], deltas, where):
+                logits = self.model(**forward).logits
+        # Position t predicts token t + 1: the continuation is predicted from the last prompt token on.
+        return logits[:, :-1].float()
 
 
-@torch.inference_mode()
-def _engine_batch(model: nn.Module, prompts, continuations) -> list[torch.Tensor]:
-    decoder = decoder_for(model)
-    width = max(len(c) for c in continuations)
-    if width == 0:
-        return [torch.zeros(0) for _ in prompts]
-    groups = list(dict.fromkeys(tuple(p) for p in prompts))
-    cache = decoder.shared_prefix_cache([list(g[:-1]) for g in groups], [groups.index(tuple(p)) for p in prompts], width)
-    # The tail is the last prompt token, then the continuation but its final token: tail position j predicts token j.
-    tails = [[p[-1], *list(c)[:-1]] if len(c) else [] for p, c in zip(prompts, continuations)]
-    tail, tail_valid = _right_padded(tails, width, decoder.device)
-    start = torch.tensor([len(p) - 1 for p in prompts], device=decoder.device)
-    positions = start[:, None] + torch.arange(width, device=decoder.device)
-    hidden = decoder.forward(tail, tail_valid, positions, cache=cache, offset=cache.valid.shape[1] - width)
-    targets, _ = _right_padded(continuations, width, decoder.device)
-    return _gather(decoder.logits(hidden), targets, [len(c) for c in continuations])
+def batches(model: nn.Module, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]],
+            budget: int = LOGIT_BUDGET) -> Iterator[tuple[list[int], TeacherBatch]]:
+    """(item indices, their batch) over all items, sorted by prompt so that prompts share prefixes."""
+    vocab = int(architectures.text_config(model).vocab_size)
+    width = max(1, max((len(c) for c in continuations), default=1))
+    size = max(1, budget // (vocab * width))
+    order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), tuple(prompts[i])))
+    for start in range(0, len(order), size):
+        index = order[start : start + size]
+        yield index, TeacherBatch(model, [prompts[i] for i in index], [continuations[i] for i in index])
 
 
-@torch.inference_mode()
-def _hf_batch(model: nn.Module, prompts, continuations) -> list[torch.Tensor]:
-    device = next(model.parameters()).device
-    width = max(len(c) for c in continuations)
-    if width == 0:
-        return [torch.zeros(0) for _ in prompts]
-    prompt_width = max(len(p) for p in prompts)
-    prompt_ids, prompt_valid = left_padded(prompts, prompt_width, device)
-    completion_ids, completion_valid = _right_padded(continuations, width, device)
-    ids = torch.cat([prompt_ids, completion_ids], dim=1)
-    mask = torch.cat([prompt_valid, completion_valid], dim=1).long()
-    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-    # Logits at position t predict token t + 1: the continuation is predicted from the last prompt token on.
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids, use_cache=False,
-                   logits_to_keep=width + 1).logits[:, :-1]
-    return _gather(logits, completion_ids, [len(c) for c in continuations])
-
+def continuation_logprobs(model: nn.Module, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]],
+                          **steering) -> list[torch.Tensor]:
+    """Per item i, log p(continuations[i][j] | prompts[i], continuations[i][:j]) for every j (float32, CPU)."""
+    results: list[torch.Tensor] = [torch.zeros(0)] * len(prompts)
+    for index, batch in batches(model, prompts, continuations):
+        for i, values in zip(index, batch.logprobs_of_continuations(**steering)):
+            results[i] = values
+    return results
