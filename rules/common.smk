@@ -77,6 +77,7 @@ def cpu_threads(wildcards, threads):
 
 
 MODEL_THREADS = job_threads(config["runtime"]["threads"])
+MODEL_GPUS = config["runtime"]["gpus"]
 # The background dump and its covariance in this many independent jobs (merged exactly). Exactly
 # one of the rules covariance (one dump) and merge_covariance (shards) makes a covariance file:
 # the other's layer wildcard matches nothing.
@@ -84,7 +85,6 @@ BACKGROUND_SHARDS = config["background"]["shards"]
 NO_LAYER = r"(?!)"
 UNSHARDED_LAYER = r"\d+" if BACKGROUND_SHARDS == 1 else NO_LAYER
 SHARDED_LAYER = NO_LAYER if BACKGROUND_SHARDS == 1 else r"\d+"
-MODEL_GPUS = config["runtime"]["gpus"]
 
 
 def model_mem_mb(wildcards):
