@@ -445,6 +445,18 @@ def test_power_report_is_json_able_and_consistent() -> None:
     assert report["adequate"] is False and "TOST" in report["method"]
 
 
+def test_power_at_zero_sd_is_the_limit_of_the_tost_on_constant_differences() -> None:
+    """Identical generations under common random numbers give sd_difference = 0: the power is the
+    σ → 0 limit (the TOST on constant differences rejects iff |δ| < m), not an error."""
+    constant = np.full((12, 2), 0.5)
+    tost = stats.tost_paired(constant, constant, 0.2)
+    report = stats.power_report(tost["n"], 0.2, tost["sd_difference"])
+    assert tost["equivalent"] and report["power"] == 1.0 and report["required_n"] == 2
+    assert stats.tost_power(12, 0.2, 1e-6) == pytest.approx(1.0)
+    assert stats.tost_power(12, 0.2, 0.0, true_difference=0.3) == 0.0
+    assert stats.tost_power_nct(12, 0.2, 0.0) == 1.0
+
+
 def test_power_functions_reject_bad_values() -> None:
     for kwargs, text in [
         ({"n": 1}, "n=1"),

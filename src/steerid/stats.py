@@ -339,6 +339,13 @@ def _check_int(name: str, value: object, minimum: int) -> int:
     return int(value)
 
 
+def _check_nonnegative(name: str, value: object) -> float:
+    """Return ``value`` as float if it is a finite number >= 0, else raise naming it."""
+    if not (_is_number(value) and np.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {name}={value!r}")
+    return float(value)
+
+
 def _check_finite(name: str, value: object) -> float:
     """Return ``value`` as float if it is a finite number, else raise naming it."""
     if not (_is_number(value) and np.isfinite(value)):
@@ -460,7 +467,7 @@ def _power_args(n: object, margin: object, sd_diff: object, alpha: object, true_
     return (
         _check_int("n", n, 2),
         _check_positive("margin", margin),
-        _check_positive("sd_diff", sd_diff),
+        _check_nonnegative("sd_diff", sd_diff),
         _check_open("alpha", alpha, 0.0, 0.5),
         _check_finite("true_difference", true_difference),
     )
@@ -480,6 +487,8 @@ def tost_power(n: int, margin: float, sd_diff: float, alpha: float = 0.05, true_
     :func:`tost_power_nct` is the usual lower bound built from the two marginal noncentral t's.
     """
     n, margin, sd_diff, alpha, delta = _power_args(n, margin, sd_diff, alpha, true_difference)
+    if sd_diff == 0.0:
+        return _noiseless_power(margin, delta)
     df, crit, root = n - 1, float(sps.t.ppf(1.0 - alpha, n - 1)), math.sqrt(n)
     high, low = root * (margin - delta) / sd_diff, root * (-margin - delta) / sd_diff
     u_low, u_high = _chi_window(df)
@@ -490,6 +499,12 @@ def tost_power(n: int, margin: float, sd_diff: float, alpha: float = 0.05, true_
     accept = np.maximum(0.0, sps.norm.cdf(high - crit * u) - sps.norm.cdf(low + crit * u))
     value = float(np.sum(_GL_WEIGHTS * accept * _chi_pdf(u, df))) * (u_high - u_low) / 2.0
     return min(1.0, max(0.0, value))
+
+
+def _noiseless_power(margin: float, delta: float) -> float:
+    """The σ → 0 limit: constant differences (identical generations under common random numbers)
+    make se = 0, and :func:`tost_paired` then rejects exactly when |δ| < m."""
+    return 1.0 if abs(delta) < margin else 0.0
 
 
 def _chi_window(df: int) -> tuple[float, float]:
@@ -515,6 +530,8 @@ def tost_power_nct(
     Close to the exact power when the power is high; too low (often 0) when it is small.
     """
     n, margin, sd_diff, alpha, delta = _power_args(n, margin, sd_diff, alpha, true_difference)
+    if sd_diff == 0.0:
+        return _noiseless_power(margin, delta)
     df, crit, root = n - 1, float(sps.t.ppf(1.0 - alpha, n - 1)), math.sqrt(n)
     upper = sps.nct.cdf(-crit, df, root * (delta - margin) / sd_diff)
     lower = sps.nct.cdf(crit, df, root * (delta + margin) / sd_diff)
