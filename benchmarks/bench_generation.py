@@ -61,8 +61,9 @@ def gemm_step_seconds(decoder, rows: int, dtype: torch.dtype) -> float:
     """Time of one decode step's matrix products at ``rows`` rows, from torch.matmul at those shapes."""
     w = decoder.weights
     shapes = [(b.qkv.shape[1], b.qkv.shape[0]) for b in w.blocks] + [(b.out.shape[1], b.out.shape[0]) for b in w.blocks]
-    shapes += [(b.gate_up.shape[1], b.gate_up.shape[0]) for b in w.blocks] + [(b.down.shape[1], b.down.shape[0])
-                                                                               for b in w.blocks]
+    shapes += [(b.gate_up.shape[1], b.gate_up.shape[0]) for b in w.blocks] + [
+        (b.down.shape[1], b.down.shape[0]) for b in w.blocks
+    ]
     shapes.append((w.unembedding.shape[1], w.unembedding.shape[0]))
     total = 0.0
     for (k, n), count in _counts(shapes).items():
@@ -88,15 +89,17 @@ def workload(tokenizer, n_prompts: int, n_conditions: int, n_samples: int, d: in
 
 
 def engine_rate(model, tokenizer, layer, prompts, rows, deltas, sampling, batch) -> tuple[float, int]:
-    seconds, outputs = best_of(1, generate_rows, model, tokenizer, layer, prompts, rows, deltas, sampling, 0,
-                               batch_size=batch, engine=True)
+    seconds, outputs = best_of(
+        1, generate_rows, model, tokenizer, layer, prompts, rows, deltas, sampling, 0, batch_size=batch, engine=True
+    )
     tokens = sum(len(o) for o in outputs)
     return tokens / seconds, tokens
 
 
 def hf_path_rate(model, tokenizer, layer, prompts, rows, deltas, sampling, batch) -> float:
-    seconds, outputs = best_of(1, generate_rows, model, tokenizer, layer, prompts, rows, deltas, sampling, 0,
-                               batch_size=batch, engine=False)
+    seconds, outputs = best_of(
+        1, generate_rows, model, tokenizer, layer, prompts, rows, deltas, sampling, 0, batch_size=batch, engine=False
+    )
     return sum(len(o) for o in outputs) / seconds
 
 
@@ -105,12 +108,19 @@ def hf_generate_rate(model, tokenizer, texts, sampling) -> float:
     ids, mask = tokenize_prompts(tokenizer, texts, next(model.parameters()).device)
 
     def run():
-        return model.generate(input_ids=ids, attention_mask=mask, do_sample=True, temperature=sampling.temperature,
-                              top_k=0, top_p=1.0, max_new_tokens=sampling.max_new_tokens,
-                              pad_token_id=tokenizer.pad_token_id)
+        return model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            do_sample=True,
+            temperature=sampling.temperature,
+            top_k=0,
+            top_p=1.0,
+            max_new_tokens=sampling.max_new_tokens,
+            pad_token_id=tokenizer.pad_token_id,
+        )
 
     seconds, out = best_of(1, run)
-    new = out[:, ids.shape[1]:]
+    new = out[:, ids.shape[1] :]
     return int((new != tokenizer.pad_token_id).sum()) / seconds
 
 
@@ -121,9 +131,16 @@ def one_at_a_time_rate(model, tokenizer, layer, texts, delta, sampling) -> float
     with add_to_residual(site, delta, "last"):
         for text in texts:
             ids, mask = tokenize_prompts(tokenizer, [text], next(model.parameters()).device)
-            out = model.generate(input_ids=ids, attention_mask=mask, do_sample=True, temperature=sampling.temperature,
-                                 top_k=0, max_new_tokens=sampling.max_new_tokens, pad_token_id=tokenizer.pad_token_id)
-            tokens += int((out[0, ids.shape[1]:] != tokenizer.pad_token_id).sum())
+            out = model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                do_sample=True,
+                temperature=sampling.temperature,
+                top_k=0,
+                max_new_tokens=sampling.max_new_tokens,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+            tokens += int((out[0, ids.shape[1] :] != tokenizer.pad_token_id).sum())
     return tokens / (time.perf_counter() - started)
 
 
@@ -138,12 +155,22 @@ def generation_section(model_dir: Path, dtype_name: str, args) -> dict:
     rate, tokens = engine_rate(model, tokenizer, args.layer, prompts, rows, deltas, sampling, batch)
     first_batch = [prompts[row.prompt] for row in rows[:batch]]
     hf = hf_generate_rate(model, tokenizer, first_batch, sampling)
-    hf_path = hf_path_rate(model, tokenizer, args.layer, prompts, rows[: args.hf_path_rows], deltas, sampling,
-                           min(batch, 64))
+    hf_path = hf_path_rate(
+        model, tokenizer, args.layer, prompts, rows[: args.hf_path_rows], deltas, sampling, min(batch, 64)
+    )
     single = one_at_a_time_rate(model, tokenizer, args.layer, prompts[:4], deltas[1], sampling)
-    return {"dtype": dtype_name, "batch": batch, "rows": len(rows), "tokens": tokens, "roofline": roofline,
-            "engine": rate, "hf_generate": hf, "hf_path": hf_path, "one_at_a_time": single,
-            "device": str(decoder.device)}
+    return {
+        "dtype": dtype_name,
+        "batch": batch,
+        "rows": len(rows),
+        "tokens": tokens,
+        "roofline": roofline,
+        "engine": rate,
+        "hf_generate": hf,
+        "hf_path": hf_path,
+        "one_at_a_time": single,
+        "device": str(decoder.device),
+    }
 
 
 # -- coupling --------------------------------------------------------------------------------------
@@ -186,7 +213,9 @@ def coupling_section(model, tokenizer, layer, draws: int) -> dict:
         xa, xb = a[row].expand(draws, -1), b[row].expand(draws, -1)
         noise = torch.stack([gumbel_noise(1, row, s, 0, a.shape[1]) for s in range(draws)])
         sampling = Sampling(1, TEMPERATURE)
-        same["gumbel_max"] += float((choose_tokens(xa, noise, sampling) == choose_tokens(xb, noise, sampling)).float().mean())
+        same["gumbel_max"] += float(
+            (choose_tokens(xa, noise, sampling) == choose_tokens(xb, noise, sampling)).float().mean()
+        )
         uniforms = torch.rand(draws, generator=generator, dtype=torch.float64)
         for name, sampler in (("fixed_order_cdf", fixed_order_inverse_cdf), ("sorted_cdf", sorted_inverse_cdf)):
             same[name] += float((sampler(xa, uniforms) == sampler(xb, uniforms)).float().mean())
@@ -239,8 +268,14 @@ def jacobian_section(model, tokenizer, layer: int, n_prompts: int, autograd: boo
     new, _ = best_of(1, lambda: [last_position_gram(decoder, i, layer) for i in ids])
     old, _ = best_of(1, stacked_gram_spectrum, model, tokenizer, layer, prompts, (-1,), engine=False)
     floor, gflop = jacobian_floor_seconds(decoder, layer)
-    result = {"prompts": n_prompts, "new": new / n_prompts, "old": old / n_prompts, "floor": floor, "gflop": gflop,
-              "vocabulary_once": once}
+    result = {
+        "prompts": n_prompts,
+        "new": new / n_prompts,
+        "old": old / n_prompts,
+        "floor": floor,
+        "gflop": gflop,
+        "vocabulary_once": once,
+    }
     if autograd:
         result["autograd"] = autograd_gram_seconds(model, tokenizer, layer, prompts[0])
     return result
@@ -277,8 +312,13 @@ def dump_section(model, tokenizer, layer: int, n_texts: int) -> dict:
     today, _ = best_of(2, full_forward_dump, model, tokenizer, layer, texts, rows)
     engine, _ = best_of(2, last_token, model, tokenizer, layer, texts, rows)
     bare, _ = best_of(2, bare_forward, decoder_for(model), tokenizer, layer, texts, rows)
-    return {"texts": n_texts, "tokens": tokens, "today": tokens / today, "engine": tokens / engine,
-            "bare": tokens / bare}
+    return {
+        "texts": n_texts,
+        "tokens": tokens,
+        "today": tokens / today,
+        "engine": tokens / engine,
+        "bare": tokens / bare,
+    }
 
 
 # -- report ----------------------------------------------------------------------------------------
@@ -290,53 +330,85 @@ def verdict(ok: bool) -> str:
 
 def report(generation: list[dict], coupling: dict, jacobian: dict, dumps: dict, notes: list[str]) -> None:
     print("## Generation (tokens/s; E1-like rows = prompts x conditions x samples, sampled at T = 0.8)\n")
-    print("| dtype | device | rows | batch | tokens | GEMM roofline | steerid engine | HF generate | steerid HF path | "
-          "one at a time | engine / HF generate | engine / roofline |")
+    print(
+        "| dtype | device | rows | batch | tokens | GEMM roofline | steerid engine | HF generate | steerid HF path | "
+        "one at a time | engine / HF generate | engine / roofline |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for g in generation:
-        print(f"| {g['dtype']} | {g['device']} | {g['rows']} | {g['batch']} | {g['tokens']} | {g['roofline']:.0f} | "
-              f"{g['engine']:.0f} | {g['hf_generate']:.0f} | {g['hf_path']:.0f} | {g['one_at_a_time']:.0f} | "
-              f"{g['engine'] / g['hf_generate']:.2f}x | {g['engine'] / g['roofline']:.0%} |")
+        print(
+            f"| {g['dtype']} | {g['device']} | {g['rows']} | {g['batch']} | {g['tokens']} | {g['roofline']:.0f} | "
+            f"{g['engine']:.0f} | {g['hf_generate']:.0f} | {g['hf_path']:.0f} | {g['one_at_a_time']:.0f} | "
+            f"{g['engine'] / g['hf_generate']:.2f}x | {g['engine'] / g['roofline']:.0%} |"
+        )
     print("\n## Coupling of v vs v + δ (fraction of identical tokens, shared noise)\n")
-    print("| Gumbel-max (steerid) | inverse CDF, fixed order | inverse CDF, sorted (before) | maximal coupling (1 - TV) |")
+    print(
+        "| Gumbel-max (steerid) | inverse CDF, fixed order | inverse CDF, sorted (before) | maximal coupling (1 - TV) |"
+    )
     print("|---|---|---|---|")
-    print(f"| {coupling['gumbel_max']:.3f} | {coupling['fixed_order_cdf']:.3f} | {coupling['sorted_cdf']:.3f} | "
-          f"{coupling['maximal']:.3f} |")
+    print(
+        f"| {coupling['gumbel_max']:.3f} | {coupling['fixed_order_cdf']:.3f} | {coupling['sorted_cdf']:.3f} | "
+        f"{coupling['maximal']:.3f} |"
+    )
     print(f"\n## Jacobian Gram J^T J per prompt (float32, last prompt token, {jacobian['prompts']} prompts)\n")
-    print("| engine path s | previous algorithm s | full autograd s | float32 floor s (GFLOP) | previous / engine | "
-          "engine / floor | W^T W once s |")
+    print(
+        "| engine path s | previous algorithm s | full autograd s | float32 floor s (GFLOP) | previous / engine | "
+        "engine / floor | W^T W once s |"
+    )
     print("|---|---|---|---|---|---|---|")
     autograd = f"{jacobian['autograd']:.1f}" if "autograd" in jacobian else "not run"
-    print(f"| {jacobian['new']:.2f} | {jacobian['old']:.2f} | {autograd} | {jacobian['floor']:.2f} "
-          f"({jacobian['gflop']:.0f}) | {jacobian['old'] / jacobian['new']:.1f}x | "
-          f"{jacobian['new'] / jacobian['floor']:.2f}x | {jacobian['vocabulary_once']:.2f} |")
+    print(
+        f"| {jacobian['new']:.2f} | {jacobian['old']:.2f} | {autograd} | {jacobian['floor']:.2f} "
+        f"({jacobian['gflop']:.0f}) | {jacobian['old'] / jacobian['new']:.1f}x | "
+        f"{jacobian['new'] / jacobian['floor']:.2f}x | {jacobian['vocabulary_once']:.2f} |"
+    )
     print(f"\n## Activation dumps at the site (tokens/s, {dumps['texts']} contrast texts, {dumps['tokens']} tokens)\n")
-    print("| full forward (before) | stopped at the site | bare forward of the same blocks | stopped / before | "
-          "stopped / bare |")
+    print(
+        "| full forward (before) | stopped at the site | bare forward of the same blocks | stopped / before | "
+        "stopped / bare |"
+    )
     print("|---|---|---|---|---|")
-    print(f"| {dumps['today']:.0f} | {dumps['engine']:.0f} | {dumps['bare']:.0f} | "
-          f"{dumps['engine'] / dumps['today']:.2f}x | {dumps['engine'] / dumps['bare']:.2f} |")
+    print(
+        f"| {dumps['today']:.0f} | {dumps['engine']:.0f} | {dumps['bare']:.0f} | "
+        f"{dumps['engine'] / dumps['today']:.2f}x | {dumps['engine'] / dumps['bare']:.2f} |"
+    )
     print("\n## Targets\n")
     by_dtype = {g["dtype"]: g for g in generation}
     fp32 = by_dtype["float32"]
-    print(f"- engine >= 2x HF generate (float32): {fp32['engine'] / fp32['hf_generate']:.2f}x "
-          f"{verdict(fp32['engine'] >= 2 * fp32['hf_generate'])}")
-    print(f"- engine >= 50% of the float32 roofline: {fp32['engine'] / fp32['roofline']:.0%} "
-          f"{verdict(fp32['engine'] >= 0.5 * fp32['roofline'])}")
+    print(
+        f"- engine >= 2x HF generate (float32): {fp32['engine'] / fp32['hf_generate']:.2f}x "
+        f"{verdict(fp32['engine'] >= 2 * fp32['hf_generate'])}"
+    )
+    print(
+        f"- engine >= 50% of the float32 roofline: {fp32['engine'] / fp32['roofline']:.0%} "
+        f"{verdict(fp32['engine'] >= 0.5 * fp32['roofline'])}"
+    )
     if "bfloat16" in by_dtype:
         bf16 = by_dtype["bfloat16"]
-        print(f"- engine >= 2x HF generate (bfloat16): {bf16['engine'] / bf16['hf_generate']:.2f}x "
-              f"{verdict(bf16['engine'] >= 2 * bf16['hf_generate'])}")
-        print(f"- bfloat16 >= 2x float32: {bf16['engine'] / fp32['engine']:.2f}x "
-              f"{verdict(bf16['engine'] >= 2 * fp32['engine'])}")
-    print(f"- Jacobian >= 5x the previous algorithm: {jacobian['old'] / jacobian['new']:.1f}x "
-          f"{verdict(jacobian['old'] >= 5 * jacobian['new'])}")
-    print(f"- Jacobian within 2x of the float32 floor: {jacobian['new'] / jacobian['floor']:.2f}x "
-          f"{verdict(jacobian['new'] <= 2 * jacobian['floor'])}")
-    print(f"- dumps at L/2 >= 1.8x before: {dumps['engine'] / dumps['today']:.2f}x "
-          f"{verdict(dumps['engine'] >= 1.8 * dumps['today'])}")
-    print(f"- coupling no weaker than before: {coupling['gumbel_max']:.3f} vs {coupling['sorted_cdf']:.3f} "
-          f"{verdict(coupling['gumbel_max'] >= coupling['sorted_cdf'])}")
+        print(
+            f"- engine >= 2x HF generate (bfloat16): {bf16['engine'] / bf16['hf_generate']:.2f}x "
+            f"{verdict(bf16['engine'] >= 2 * bf16['hf_generate'])}"
+        )
+        print(
+            f"- bfloat16 >= 2x float32: {bf16['engine'] / fp32['engine']:.2f}x "
+            f"{verdict(bf16['engine'] >= 2 * fp32['engine'])}"
+        )
+    print(
+        f"- Jacobian >= 5x the previous algorithm: {jacobian['old'] / jacobian['new']:.1f}x "
+        f"{verdict(jacobian['old'] >= 5 * jacobian['new'])}"
+    )
+    print(
+        f"- Jacobian within 2x of the float32 floor: {jacobian['new'] / jacobian['floor']:.2f}x "
+        f"{verdict(jacobian['new'] <= 2 * jacobian['floor'])}"
+    )
+    print(
+        f"- dumps at L/2 >= 1.8x before: {dumps['engine'] / dumps['today']:.2f}x "
+        f"{verdict(dumps['engine'] >= 1.8 * dumps['today'])}"
+    )
+    print(
+        f"- coupling no weaker than before: {coupling['gumbel_max']:.3f} vs {coupling['sorted_cdf']:.3f} "
+        f"{verdict(coupling['gumbel_max'] >= coupling['sorted_cdf'])}"
+    )
     for note in notes:
         print(f"\nNote: {note}")
 
@@ -364,8 +436,10 @@ def main() -> None:
     if has_native_bfloat16(device):
         dtypes.append("bfloat16")
     else:
-        notes.append("bfloat16 not measured: this CPU has no native bf16 matrix units (neither AVX-512 BF16 nor "
-                     "AMX), so torch emulates bf16 products and `runtime.dtype: auto` picks float32 here.")
+        notes.append(
+            "bfloat16 not measured: this CPU has no native bf16 matrix units (neither AVX-512 BF16 nor "
+            "AMX), so torch emulates bf16 products and `runtime.dtype: auto` picks float32 here."
+        )
     generation = [generation_section(args.model_dir, dtype, args) for dtype in dtypes]
     model, tokenizer, _ = load_model(args.model_dir, "cpu", "float32")
     coupling = coupling_section(model, tokenizer, args.layer, 500 if args.quick else 2000)

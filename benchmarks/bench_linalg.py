@@ -44,8 +44,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import scipy.linalg
@@ -206,10 +207,10 @@ def covariance_section(sizes: dict[int, int], rounds: int) -> dict[int, float]:
         X16 = X.astype(np.float16)
         flops = n * d * (d + 1) / 1e9
         methods: dict[str, Callable[[], Any]] = {
-            "native": lambda: native_cov(X),
-            "native f16": lambda: native_cov(X16),
-            "python dsyrk": lambda: python_dsyrk_cov(X),
-            "np.cov": lambda: numpy_cov(X),
+            "native": lambda X=X: native_cov(X),
+            "native f16": lambda X16=X16: native_cov(X16),
+            "python dsyrk": lambda X=X: python_dsyrk_cov(X),
+            "np.cov": lambda X=X: numpy_cov(X),
         }
         check = native_cov(X)
         for name in ("python dsyrk", "np.cov"):
@@ -228,10 +229,18 @@ def covariance_section(sizes: dict[int, int], rounds: int) -> dict[int, float]:
         rate = {name: flops / t for name, t in times.items()}
         native_seconds[d] = times["native"]
         for name in methods:
-            rows.append([
-                str(d), str(n), name, f"{times[name]:.3f}", f"{rate[name]:.1f}", f"{rate[name] / ref:.0%}",
-                f"{times['python dsyrk'] / times[name]:.2f}x", f"{times['np.cov'] / times[name]:.2f}x",
-            ])
+            rows.append(
+                [
+                    str(d),
+                    str(n),
+                    name,
+                    f"{times[name]:.3f}",
+                    f"{rate[name]:.1f}",
+                    f"{rate[name] / ref:.0%}",
+                    f"{times['python dsyrk'] / times[name]:.2f}x",
+                    f"{times['np.cov'] / times[name]:.2f}x",
+                ]
+            )
         rows.append([str(d), str(n), "dsyrk 4096 ref", "", f"{ref:.1f}", "100%", "", ""])
         frac = rate["native"] / ref
         need = 0.80 if d >= 2048 else 0.70
@@ -285,8 +294,7 @@ print(status('VmHWM:') - base)
 
 
 def peak_extra_bytes(d: int, n: int) -> int:
-    code = MEM_CHILD.format(bench_dir=str(Path(__file__).resolve().parent), d=d, n=n,
-                            block_rows=_native._block_rows(d))
+    code = MEM_CHILD.format(bench_dir=str(Path(__file__).resolve().parent), d=d, n=n, block_rows=_native._block_rows(d))
     # A fixed mmap threshold makes glibc return every large block to the OS when freed, so
     # the RSS high-water mark is not flattered by memory freed before the baseline and reused.
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
@@ -305,15 +313,27 @@ def memory_section(sizes: dict[int, int]) -> None:
         small = peak_extra_bytes(d, n)
         large = peak_extra_bytes(d, 4 * n)
         mib = 2**20
-        rows.append([
-            str(d), f"{n} / {4 * n}", f"{small / mib:.2f}", f"{large / mib:.2f}",
-            f"{budget / mib:.2f} (2 d^2 f64 + {chunk / mib:.1f} scratch + 16 d f64)",
-        ])
+        rows.append(
+            [
+                str(d),
+                f"{n} / {4 * n}",
+                f"{small / mib:.2f}",
+                f"{large / mib:.2f}",
+                f"{budget / mib:.2f} (2 d^2 f64 + {chunk / mib:.1f} scratch + 16 d f64)",
+            ]
+        )
         ok = max(small, large) <= budget and abs(large - small) <= 0.1 * budget
-        target(f"memory d={d}: extra for N / 4N", f"{small / mib:.2f} / {large / mib:.2f} MiB",
-               f"<= {budget / mib:.2f} MiB, same", ok)
-    table("2. Peak extra memory of the native pass (RSS high-water mark)",
-          ["d", "N / 4N rows", "extra N (MiB)", "extra 4N (MiB)", "budget (MiB)"], rows)
+        target(
+            f"memory d={d}: extra for N / 4N",
+            f"{small / mib:.2f} / {large / mib:.2f} MiB",
+            f"<= {budget / mib:.2f} MiB, same",
+            ok,
+        )
+    table(
+        "2. Peak extra memory of the native pass (RSS high-water mark)",
+        ["d", "N / 4N rows", "extra N (MiB)", "extra 4N (MiB)", "budget (MiB)"],
+        rows,
+    )
 
 
 # --------------------------------------------------------------------------- HDF5
@@ -333,7 +353,7 @@ def hdf5_section(sizes: dict[int, int], repeats: int) -> None:
                 f.create_dataset("lzf", data=X, chunks=(chunk_rows, d), compression="lzf")
             slab = max(_native._block_rows(d), 8 * chunk_rows)
             wait_for_quiet()
-            in_memory = best_time(lambda: native_cov(X), repeats)
+            in_memory = best_time(lambda X=X: native_cov(X), repeats)
             for name in ("plain", "lzf"):
                 covariance_from_hdf5(path, name, slab)  # warm the page cache
                 wait_for_quiet()
@@ -341,8 +361,7 @@ def hdf5_section(sizes: dict[int, int], repeats: int) -> None:
                 t_seq = best_time(lambda: covariance_from_hdf5(path, name, slab, prefetch=False).covariance(), 1)
                 ratio = t_pre / in_memory
                 label = "uncompressed" if name == "plain" else "lzf"
-                rows.append([str(d), str(n), label, f"{in_memory:.3f}", f"{t_seq:.3f}", f"{t_pre:.3f}",
-                             f"{ratio:.3f}"])
+                rows.append([str(d), str(n), label, f"{in_memory:.3f}", f"{t_seq:.3f}", f"{t_pre:.3f}", f"{ratio:.3f}"])
                 target(f"hdf5 d={d} {label}: end-to-end / in-memory", f"{ratio:.3f}", "<= 1.10", ratio <= 1.10)
             del X
             path.unlink()
@@ -352,12 +371,24 @@ def hdf5_section(sizes: dict[int, int], repeats: int) -> None:
             comp = f["activations"].compression
         in_memory = best_time(lambda: native_cov(real), repeats)
         t_pre = best_time(lambda: covariance_from_hdf5(REAL_ACTIVATIONS, "activations", 8192).covariance(), repeats)
-        rows.append([str(real.shape[1]), str(real.shape[0]), f"real L15 ({comp})", f"{in_memory:.3f}", "",
-                     f"{t_pre:.3f}", f"{t_pre / in_memory:.3f}"])
+        rows.append(
+            [
+                str(real.shape[1]),
+                str(real.shape[0]),
+                f"real L15 ({comp})",
+                f"{in_memory:.3f}",
+                "",
+                f"{t_pre:.3f}",
+                f"{t_pre / in_memory:.3f}",
+            ]
+        )
     else:
         print(f"\n(note: {REAL_ACTIVATIONS} not found; real-activation HDF5 row skipped)")
-    table("3. HDF5 end to end (hot page cache) vs the in-memory native pass",
-          ["d", "n", "dataset", "in-memory s", "sequential s", "prefetch s", "prefetch / in-memory"], rows)
+    table(
+        "3. HDF5 end to end (hot page cache) vs the in-memory native pass",
+        ["d", "n", "dataset", "in-memory s", "sequential s", "prefetch s", "prefetch / in-memory"],
+        rows,
+    )
 
 
 # --------------------------------------------------------------------------- spectra
@@ -418,7 +449,8 @@ def spectra_section(dims: list[int], repeats: dict[int, int]) -> None:
         }
         if randomized_svd is not None:
             methods["sklearn randomized_svd n_iter=4"] = lambda: randomized_svd(
-                C, k, n_oversamples=10, n_iter=4, random_state=0)[1]
+                C, k, n_oversamples=10, n_iter=4, random_state=0
+            )[1]
         if torch is not None:
             Ct = torch.from_numpy(C)
             methods["torch.svd_lowrank niter=2"] = lambda: torch.svd_lowrank(Ct, q=k + 10, niter=2)[1][:k].numpy()
@@ -441,14 +473,27 @@ def spectra_section(dims: list[int], repeats: dict[int, int]) -> None:
             vals = np.asarray(fn())
             top = min(10, len(vals))
             rel10 = float(np.max(np.abs(vals[:top] - ref_vals[:top]) / np.abs(ref_vals[:top])))
-            kk = None if name == "numpy eigvalsh" else (None if "adaptive" in name and not adaptive_out.get(
-                "saturated") else len(vals))
+            kk = (
+                None
+                if name == "numpy eigvalsh"
+                else (None if "adaptive" in name and not adaptive_out.get("saturated") else len(vals))
+            )
             ranks = f"{rank_text(vals, 0.01, kk)} / {rank_text(vals, 0.05, kk)}"
-            rows.append([label, name, f"{times[name]:.4f}", f"{times['numpy eigvalsh'] / times[name]:.2f}x",
-                         f"{rel10:.1e}", ranks, f"{ref_rank[0]} / {ref_rank[1]}"])
+            rows.append(
+                [
+                    label,
+                    name,
+                    f"{times[name]:.4f}",
+                    f"{times['numpy eigvalsh'] / times[name]:.2f}x",
+                    f"{rel10:.1e}",
+                    ranks,
+                    f"{ref_rank[0]} / {ref_rank[1]}",
+                ]
+            )
             if "adaptive" in name:
                 same = (numerical_rank(vals, 0.01), numerical_rank(vals, 0.05)) == ref_rank and not adaptive_out[
-                    "saturated"]
+                    "saturated"
+                ]
                 target(f"rank 1%/5% {label}: adaptive", ranks, f"= {ref_rank[0]} / {ref_rank[1]}", same)
         if d == 4096 and "sink" in label:
             ours = times["randomized_eigh k=64 q=2"]
@@ -460,8 +505,11 @@ def spectra_section(dims: list[int], repeats: dict[int, int]) -> None:
             if "sklearn randomized_svd n_iter=4" in times:
                 ratio = times["sklearn randomized_svd n_iter=4"] / ours
                 target(f"top-64 {label}: vs sklearn", f"{ratio:.2f}x", ">= 1.50x", ratio >= 1.5)
-    table("4. Top-64 spectra: time (best of repeats), accuracy and numerical rank at 1% / 5% of lambda_1",
-          ["matrix", "method", "s", "vs eigvalsh", "max rel err top-10", "rank 1% / 5%", "eigvalsh rank"], rows)
+    table(
+        "4. Top-64 spectra: time (best of repeats), accuracy and numerical rank at 1% / 5% of lambda_1",
+        ["matrix", "method", "s", "vs eigvalsh", "max rel err top-10", "rank 1% / 5%", "eigvalsh rank"],
+        rows,
+    )
 
 
 def crossover_section(dims: list[int]) -> None:
@@ -483,10 +531,15 @@ def crossover_section(dims: list[int]) -> None:
             first_faster = d
         policy = "randomized" if d > EXACT_SPECTRUM_MAX_D and k + 10 <= RANDOMIZED_MAX_FRACTION * d else "lapack"
         rows.append([str(d), f"{t_lapack:.4f}", f"{t_rand:.4f}", f"{t_lapack / t_rand:.2f}x", policy])
-    table("5. top_eigenpairs crossover, k = 64 (LAPACK evr subset vs randomized q=2)",
-          ["d", "lapack s", "randomized s", "randomized speed-up", "policy picks"], rows)
-    print(f"\nrandomized first faster at d = {first_faster}; policy threshold EXACT_SPECTRUM_MAX_D = "
-          f"{EXACT_SPECTRUM_MAX_D}")
+    table(
+        "5. top_eigenpairs crossover, k = 64 (LAPACK evr subset vs randomized q=2)",
+        ["d", "lapack s", "randomized s", "randomized speed-up", "policy picks"],
+        rows,
+    )
+    print(
+        f"\nrandomized first faster at d = {first_faster}; policy threshold EXACT_SPECTRUM_MAX_D = "
+        f"{EXACT_SPECTRUM_MAX_D}"
+    )
 
 
 # --------------------------------------------------------------------------- main
@@ -501,11 +554,15 @@ def main() -> None:
     start = time.perf_counter()
     info = _native._blas_info()
     print("# steerid.linalg benchmark")
-    print(f"\npython {sys.version.split()[0]}, numpy {np.__version__}, scipy {scipy.__version__}, "
-          f"torch {getattr(torch, '__version__', 'absent')}, cpus {os.cpu_count()}, "
-          f"load average {os.getloadavg()[0]:.2f}")
-    print(f"native: {json.dumps(info)}; block rows 576/2048/4096: "
-          f"{_native._block_rows(576)}/{_native._block_rows(2048)}/{_native._block_rows(4096)}")
+    print(
+        f"\npython {sys.version.split()[0]}, numpy {np.__version__}, scipy {scipy.__version__}, "
+        f"torch {getattr(torch, '__version__', 'absent')}, cpus {os.cpu_count()}, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
+    print(
+        f"native: {json.dumps(info)}; block rows 576/2048/4096: "
+        f"{_native._block_rows(576)}/{_native._block_rows(2048)}/{_native._block_rows(4096)}"
+    )
     if args.quick:
         cov_sizes = {576: 32768, 2048: 8192, 4096: 4096}
         mem_sizes = {576: 8192, 2048: 4096, 4096: 2048}
@@ -530,12 +587,17 @@ def main() -> None:
         spectra_section(spec_dims, {576: 5, 2048: 3, 4096: 2})
     if "crossover" in sections:
         crossover_section(cross_dims)
-    table("Targets", ["target", "measured", "required", "result"],
-          [[name, measured, required, "PASS" if ok else "MISS"] for name, measured, required, ok in RESULTS])
+    table(
+        "Targets",
+        ["target", "measured", "required", "result"],
+        [[name, measured, required, "PASS" if ok else "MISS"] for name, measured, required, ok in RESULTS],
+    )
     passed = sum(ok for *_, ok in RESULTS)
-    print(f"\n{passed}/{len(RESULTS)} targets pass; total {time.perf_counter() - start:.0f} s; "
-          f"load average at end {os.getloadavg()[0]:.2f}; waited {QUIET['waited_s']:.0f} s for a quiet "
-          f"machine, {QUIET['busy_rounds']} timed rounds started while other processes were running")
+    print(
+        f"\n{passed}/{len(RESULTS)} targets pass; total {time.perf_counter() - start:.0f} s; "
+        f"load average at end {os.getloadavg()[0]:.2f}; waited {QUIET['waited_s']:.0f} s for a quiet "
+        f"machine, {QUIET['busy_rounds']} timed rounds started while other processes were running"
+    )
 
 
 if __name__ == "__main__":

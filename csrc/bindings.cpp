@@ -2,6 +2,9 @@
 // shapes, memory layout) and the GIL: arguments are validated while the GIL is held, then the GIL
 // is released around all numeric work. Input arrays are read in place (zero-copy); a layout the
 // kernels cannot read in place is rejected with a ValueError instead of being copied silently.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
 #include "blas.hpp"
 #include "convert.hpp"
 #include "dense_block.hpp"
@@ -9,9 +12,6 @@
 #include "parallel.hpp"
 #include "randomized_eigh.hpp"
 #include "streaming_covariance.hpp"
-
-#include <pybind11/numpy.h>
-#include <pybind11/pybind11.h>
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <unistd.h>
@@ -61,8 +61,8 @@ RowMajorView float_matrix_view(const py::handle& obj, const std::string& who, co
                                bool allow_half) {
     const std::string accepted = allow_half ? "float16, float32 or float64" : "float32 or float64";
     if (!py::isinstance<py::array>(obj)) {
-        throw py::type_error(who + ": " + name + " must be a numpy.ndarray of " + accepted + ", got " +
-                             type_name(obj) + "; convert it with np.ascontiguousarray(" + name + ", dtype=np.float64)");
+        throw py::type_error(who + ": " + name + " must be a numpy.ndarray of " + accepted + ", got " + type_name(obj) +
+                             "; convert it with np.ascontiguousarray(" + name + ", dtype=np.float64)");
     }
     auto arr = py::reinterpret_borrow<py::array>(obj);
     RowMajorView view;
@@ -164,9 +164,10 @@ py::array_t<double, py::array::c_style> state_array(const py::handle& obj, const
 py::array_t<double> owned_array(steerid::LargeBuffer&& buffer, Index rows, Index cols) {
     auto* owner = new steerid::LargeBuffer(std::move(buffer));
     py::capsule base(owner, [](void* p) { delete static_cast<steerid::LargeBuffer*>(p); });
-    return py::array_t<double>({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(cols)},
-                               {static_cast<py::ssize_t>(cols * sizeof(double)), static_cast<py::ssize_t>(sizeof(double))},
-                               owner->data(), base);
+    return py::array_t<double>(
+        {static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(cols)},
+        {static_cast<py::ssize_t>(cols * sizeof(double)), static_cast<py::ssize_t>(sizeof(double))}, owner->data(),
+        base);
 }
 
 py::dict state_of(const StreamingCovariance& acc) {
@@ -205,7 +206,8 @@ std::unique_ptr<StreamingCovariance> from_state(const py::handle& obj) {
     if (state.attr("__contains__")("format").cast<bool>()) {
         const std::string format = py::str(state["format"]);
         if (format != kStateFormat) {
-            throw py::value_error(who + "state format '" + format + "' is not supported; expected '" + kStateFormat + "'");
+            throw py::value_error(who + "state format '" + format + "' is not supported; expected '" + kStateFormat +
+                                  "'");
         }
     }
     const std::int64_t count = to_int64(state["count"], who + "count");
@@ -319,8 +321,8 @@ struct SymmetricInput {
 RowMajorView symmetric_view(const py::object& C, const std::string& who) {
     const RowMajorView view = float_matrix_view(C, who, "C", false);
     if (view.rows != view.cols) {
-        throw py::value_error(who + ": C has shape (" + std::to_string(view.rows) + ", " +
-                              std::to_string(view.cols) + "); expected a square (d, d) matrix");
+        throw py::value_error(who + ": C has shape (" + std::to_string(view.rows) + ", " + std::to_string(view.cols) +
+                              "); expected a square (d, d) matrix");
     }
     if (view.rows == 0) {
         throw py::value_error(who + ": C has shape (0, 0); expected d >= 1");
@@ -391,11 +393,11 @@ d : int
                 if (!where.is_none()) {
                     if (!py::isinstance<py::array>(where) ||
                         py::reinterpret_borrow<py::array>(where).dtype().kind() != 'b') {
-                        throw py::type_error(who + ": where must be a numpy.ndarray of bool (a row mask), got " +
-                                             (py::isinstance<py::array>(where)
-                                                  ? "dtype " + std::string(py::str(
-                                                                   py::reinterpret_borrow<py::array>(where).dtype()))
-                                                  : type_name(where)));
+                        throw py::type_error(
+                            who + ": where must be a numpy.ndarray of bool (a row mask), got " +
+                            (py::isinstance<py::array>(where)
+                                 ? "dtype " + std::string(py::str(py::reinterpret_borrow<py::array>(where).dtype()))
+                                 : type_name(where)));
                     }
                     mask_array = py::reinterpret_borrow<py::array>(where);
                     if (mask_array.ndim() != 1 || mask_array.shape(0) != static_cast<py::ssize_t>(view.rows)) {
@@ -517,8 +519,8 @@ a non-zero state with ``count == 0``.
             const std::int64_t power_iters = to_int64(power_iters_obj, who + ": power_iters");
             const std::uint64_t seed = to_seed(seed_obj, who);
             if (k < 1 || k > d) {
-                throw py::value_error(who + ": k=" + std::to_string(k) + " is out of range; expected 1 <= k <= d=" +
-                                      std::to_string(d));
+                throw py::value_error(who + ": k=" + std::to_string(k) +
+                                      " is out of range; expected 1 <= k <= d=" + std::to_string(d));
             }
             if (oversample < 0) {
                 throw py::value_error(who + ": oversample=" + std::to_string(oversample) +
@@ -596,8 +598,8 @@ C-contiguous, finite or symmetric, and for k, oversample or power_iters out of r
                                       " is invalid; expected a finite number >= 0");
             }
             const std::int64_t block = to_int64(block_obj, who + ": block");
-            const std::int64_t max_k = max_k_obj.is_none() ? static_cast<std::int64_t>(d)
-                                                           : to_int64(max_k_obj, who + ": max_k");
+            const std::int64_t max_k =
+                max_k_obj.is_none() ? static_cast<std::int64_t>(d) : to_int64(max_k_obj, who + ": max_k");
             const std::int64_t oversample = to_int64(oversample_obj, who + ": oversample");
             const std::int64_t power_iters = to_int64(power_iters_obj, who + ": power_iters");
             const std::uint64_t seed = to_seed(seed_obj, who);

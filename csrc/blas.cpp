@@ -2,7 +2,6 @@
 
 #include <Eigen/Eigenvalues>
 #include <Eigen/QR>
-
 #include <algorithm>
 #include <climits>
 #include <stdexcept>
@@ -84,8 +83,8 @@ void gemm(bool trans_a, bool trans_b, Index m, Index n, Index k, double alpha, c
         int ldc_ = fortran_int(std::max<Index>(ldc, 1), "ldc");
         double alpha_ = alpha;
         double beta_ = beta;
-        t.dgemm(&ta, &tb, &m_, &n_, &k_, &alpha_, const_cast<double*>(a), &lda_, const_cast<double*>(b), &ldb_,
-                &beta_, c, &ldc_);
+        t.dgemm(&ta, &tb, &m_, &n_, &k_, &alpha_, const_cast<double*>(a), &lda_, const_cast<double*>(b), &ldb_, &beta_,
+                c, &ldc_);
         return;
     }
     using Stride = Eigen::OuterStride<>;
@@ -167,14 +166,12 @@ void symmetric_eigen(Eigen::MatrixXd& b, Eigen::VectorXd& values) {
         int liwork = -1;
         double work_query = 0.0;
         int iwork_query = 0;
-        t.dsyevd(&jobz, &uplo, &n_, b.data(), &lda, values.data(), &work_query, &lwork, &iwork_query, &liwork,
-                 &info);
+        t.dsyevd(&jobz, &uplo, &n_, b.data(), &lda, values.data(), &work_query, &lwork, &iwork_query, &liwork, &info);
         lwork = std::max(static_cast<int>(work_query), 1 + 6 * n_ + 2 * n_ * n_);
         liwork = std::max(iwork_query, 3 + 5 * n_);
         std::vector<double> work(static_cast<size_t>(lwork));
         std::vector<int> iwork(static_cast<size_t>(liwork));
-        t.dsyevd(&jobz, &uplo, &n_, b.data(), &lda, values.data(), work.data(), &lwork, iwork.data(), &liwork,
-                 &info);
+        t.dsyevd(&jobz, &uplo, &n_, b.data(), &lda, values.data(), work.data(), &lwork, iwork.data(), &liwork, &info);
         if (info != 0) {
             throw std::runtime_error("LAPACK dsyevd did not converge (info=" + std::to_string(info) + ")");
         }

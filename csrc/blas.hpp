@@ -14,7 +14,6 @@
 #pragma once
 
 #include <Eigen/Core>
-
 #include <atomic>
 #include <string>
 

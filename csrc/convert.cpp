@@ -113,8 +113,7 @@ void for_rows(const RowMajorView& view, const Index* rows, Index t0, Index t1, K
 
 bool half_conversion_uses_f16c() { return half_row_fn() != &half_row_portable; }
 
-void accumulate_moments(const RowMajorView& view, const Index* rows, Index t0, Index t1, double* sum,
-                        double* sumsq) {
+void accumulate_moments(const RowMajorView& view, const Index* rows, Index t0, Index t1, double* sum, double* sumsq) {
     const Index d = view.cols;
     for_rows(view, rows, t0, t1, [&](const auto* row, Index) { moments_row(row, d, sum, sumsq); });
 }
@@ -125,8 +124,7 @@ void accumulate_centred_sumsq(const RowMajorView& view, const Index* rows, Index
     for_rows(view, rows, t0, t1, [&](const auto* row, Index) { centred_sumsq_row(row, d, mu, out); });
 }
 
-void convert_centred(const RowMajorView& view, const Index* rows, Index t0, Index t1, const double* mu,
-                     double* dst) {
+void convert_centred(const RowMajorView& view, const Index* rows, Index t0, Index t1, const double* mu, double* dst) {
     const Index d = view.cols;
     for_rows(view, rows, t0, t1, [&](const auto* row, Index t) { convert_row(row, d, mu, dst + (t - t0) * d); });
 }

@@ -12,8 +12,7 @@ namespace steerid {
 
 // sum[j] += sum_i x_ij and sumsq[j] += sum_i x_ij^2 over positions [t0, t1), in float64.
 // A NaN/Inf entry makes the column's sum non-finite, which is how callers detect it cheaply.
-void accumulate_moments(const RowMajorView& view, const Index* rows, Index t0, Index t1, double* sum,
-                        double* sumsq);
+void accumulate_moments(const RowMajorView& view, const Index* rows, Index t0, Index t1, double* sum, double* sumsq);
 
 // out[j] += sum_i (x_ij - mu_j)^2 over positions [t0, t1), in float64.
 void accumulate_centred_sumsq(const RowMajorView& view, const Index* rows, Index t0, Index t1, const double* mu,
@@ -21,8 +20,7 @@ void accumulate_centred_sumsq(const RowMajorView& view, const Index* rows, Index
 
 // dst[(t - t0) * d + j] = double(x_ij) - mu[j] for positions t in [t0, t1): dst is a row-major
 // (t1 - t0, d) float64 buffer, i.e. a column-major (d, t1 - t0) matrix whose columns are rows.
-void convert_centred(const RowMajorView& view, const Index* rows, Index t0, Index t1, const double* mu,
-                     double* dst);
+void convert_centred(const RowMajorView& view, const Index* rows, Index t0, Index t1, const double* mu, double* dst);
 
 // Whether float16 rows are converted with the F16C instructions (else a portable scalar path).
 bool half_conversion_uses_f16c();

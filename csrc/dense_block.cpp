@@ -72,16 +72,16 @@ void require_finite(const RowMajorView& view, const std::string& what, const std
     std::int64_t bad = 0;
     switch (view.kind) {
         case ScalarKind::f16:
-            bad = count_nonfinite_half(static_cast<const std::uint16_t*>(view.data), view.rows, view.cols,
-                                       where, first_row, first_col);
+            bad = count_nonfinite_half(static_cast<const std::uint16_t*>(view.data), view.rows, view.cols, where,
+                                       first_row, first_col);
             break;
         case ScalarKind::f32:
-            bad = count_nonfinite(static_cast<const float*>(view.data), view.rows, view.cols, where,
-                                  first_row, first_col);
+            bad = count_nonfinite(static_cast<const float*>(view.data), view.rows, view.cols, where, first_row,
+                                  first_col);
             break;
         case ScalarKind::f64:
-            bad = count_nonfinite(static_cast<const double*>(view.data), view.rows, view.cols, where,
-                                  first_row, first_col);
+            bad = count_nonfinite(static_cast<const double*>(view.data), view.rows, view.cols, where, first_row,
+                                  first_col);
             break;
     }
     if (bad != 0) {

@@ -5,7 +5,6 @@
 #pragma once
 
 #include <Eigen/Core>
-
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -21,9 +20,12 @@ enum class ScalarKind { f16, f32, f64 };
 
 inline const char* scalar_kind_name(ScalarKind kind) {
     switch (kind) {
-        case ScalarKind::f16: return "float16";
-        case ScalarKind::f32: return "float32";
-        case ScalarKind::f64: return "float64";
+        case ScalarKind::f16:
+            return "float16";
+        case ScalarKind::f32:
+            return "float32";
+        case ScalarKind::f64:
+            return "float64";
     }
     return "?";
 }

@@ -12,7 +12,7 @@
 namespace steerid {
 
 class LargeBuffer {
-public:
+   public:
     LargeBuffer() = default;
     // Zero-filled buffer of `count` doubles; throws std::bad_alloc when memory is short.
     explicit LargeBuffer(std::size_t count);
@@ -25,7 +25,7 @@ public:
     double* data() const { return data_; }
     std::size_t size() const { return count_; }
 
-private:
+   private:
     void release() noexcept;
 
     double* data_ = nullptr;

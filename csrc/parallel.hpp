@@ -7,7 +7,6 @@
 #pragma once
 
 #include <Eigen/Core>
-
 #include <algorithm>
 #include <exception>
 #include <thread>

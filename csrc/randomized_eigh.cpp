@@ -1,14 +1,14 @@
 #include "randomized_eigh.hpp"
 
-#include "blas.hpp"
-#include "parallel.hpp"
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "blas.hpp"
+#include "parallel.hpp"
 
 namespace steerid {
 
@@ -79,19 +79,20 @@ CheckPart check_matrix(const T* data, Index d) {
     const Index pairs = (tiles + 1) / 2;  // tile p with tile (tiles - 1 - p) balances the triangle
     const int max_parts = available_cpus();
     std::vector<CheckPart> parts(static_cast<size_t>(max_parts));
-    parallel_for(pairs, std::max<Index>(1, (Index(1) << 16) / std::max<Index>(1, d * tile)),
-                 [&](Index p0, Index p1, Index part) {
-                     CheckPart& mine = parts[static_cast<size_t>(part)];
-                     for (Index p = p0; p < p1; ++p) {
-                         const Index first = p;
-                         const Index second = tiles - 1 - p;
-                         check_tile_rows(data, d, first * tile, std::min(d, (first + 1) * tile), mine);
-                         if (second != first) {
-                             check_tile_rows(data, d, second * tile, std::min(d, (second + 1) * tile), mine);
-                         }
-                     }
-                 },
-                 max_parts);
+    parallel_for(
+        pairs, std::max<Index>(1, (Index(1) << 16) / std::max<Index>(1, d * tile)),
+        [&](Index p0, Index p1, Index part) {
+            CheckPart& mine = parts[static_cast<size_t>(part)];
+            for (Index p = p0; p < p1; ++p) {
+                const Index first = p;
+                const Index second = tiles - 1 - p;
+                check_tile_rows(data, d, first * tile, std::min(d, (first + 1) * tile), mine);
+                if (second != first) {
+                    check_tile_rows(data, d, second * tile, std::min(d, (second + 1) * tile), mine);
+                }
+            }
+        },
+        max_parts);
     CheckPart total;
     for (const auto& part : parts) {
         total.nonfinite |= part.nonfinite;
@@ -244,8 +245,8 @@ void require_symmetric(const RowMajorView& view, double rel_tol, const std::stri
     report_asymmetry(check_view(view, what), rel_tol, what);
 }
 
-EighResult randomized_eigh(const Eigen::Ref<const Eigen::MatrixXd>& C, Index k, Index oversample,
-                           Index power_iters, std::uint64_t seed) {
+EighResult randomized_eigh(const Eigen::Ref<const Eigen::MatrixXd>& C, Index k, Index oversample, Index power_iters,
+                           std::uint64_t seed) {
     const Index d = C.rows();
     if (C.cols() != d) {
         throw std::invalid_argument("randomized_eigh: C has shape (" + std::to_string(C.rows()) + ", " +
@@ -271,8 +272,8 @@ EighResult randomized_eigh(const Eigen::Ref<const Eigen::MatrixXd>& C, Index k, 
     return result;
 }
 
-EighResult randomized_eigh_adaptive(const Eigen::Ref<const Eigen::MatrixXd>& C, double rtol, Index block,
-                                    Index max_k, Index oversample, Index power_iters, std::uint64_t seed) {
+EighResult randomized_eigh_adaptive(const Eigen::Ref<const Eigen::MatrixXd>& C, double rtol, Index block, Index max_k,
+                                    Index oversample, Index power_iters, std::uint64_t seed) {
     const char* who = "randomized_eigh_adaptive";
     const Index d = C.rows();
     if (C.cols() != d) {

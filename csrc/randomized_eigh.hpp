@@ -6,12 +6,11 @@
 // may run with the GIL released.
 #pragma once
 
-#include "dense_block.hpp"
-
 #include <Eigen/Core>
-
 #include <cstdint>
 #include <random>
+
+#include "dense_block.hpp"
 
 namespace steerid {
 
@@ -20,11 +19,11 @@ namespace steerid {
 // is implementation-defined), so a seed yields the same numbers with every standard library, up
 // to the last-ulp behaviour of the platform's log/sin/cos.
 class GaussianStream {
-public:
+   public:
     explicit GaussianStream(std::uint64_t seed) : engine_(seed) {}
     double next();
 
-private:
+   private:
     std::mt19937_64 engine_;
     double spare_ = 0.0;
     bool has_spare_ = false;
@@ -41,8 +40,8 @@ struct EighResult {
 // (checked; std::invalid_argument). Uses l = min(k + oversample, d) sample columns; each power
 // iteration is two products with C (Y = C Q, re-orthonormalise, twice), so the range is that of
 // C^(2q+1) Omega.
-EighResult randomized_eigh(const Eigen::Ref<const Eigen::MatrixXd>& C, Index k, Index oversample,
-                           Index power_iters, std::uint64_t seed);
+EighResult randomized_eigh(const Eigen::Ref<const Eigen::MatrixXd>& C, Index k, Index oversample, Index power_iters,
+                           std::uint64_t seed);
 
 // Grows the sampled subspace by `block` columns at a time (the first block has
 // max(oversample, block / 2) more), each new block power-iterated on C deflated by the columns
@@ -52,8 +51,8 @@ EighResult randomized_eigh(const Eigen::Ref<const Eigen::MatrixXd>& C, Index k, 
 // min(d, max_k + margin(max_k)) columns. Returns the top min(max_k, l - margin) pairs (all
 // min(max_k, d) when the subspace spans R^d); `saturated` when every returned value is still
 // above the threshold, i.e. the rank is only known to be >= k.
-EighResult randomized_eigh_adaptive(const Eigen::Ref<const Eigen::MatrixXd>& C, double rtol, Index block,
-                                    Index max_k, Index oversample, Index power_iters, std::uint64_t seed);
+EighResult randomized_eigh_adaptive(const Eigen::Ref<const Eigen::MatrixXd>& C, double rtol, Index block, Index max_k,
+                                    Index oversample, Index power_iters, std::uint64_t seed);
 
 // One pass over a row-major (d, d) float32/float64 matrix: throws std::invalid_argument naming the
 // count and first position of NaN/Inf entries, or the worst asymmetric pair if

@@ -1,17 +1,16 @@
 #include "streaming_covariance.hpp"
 
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <limits>
+#include <sstream>
+#include <string>
+#include <vector>
+
 #include "blas.hpp"
 #include "convert.hpp"
 #include "parallel.hpp"
-
-#include <atomic>
-#include <vector>
-#include <cmath>
-#include <limits>
-
-#include <algorithm>
-#include <sstream>
-#include <string>
 
 namespace steerid {
 
@@ -28,12 +27,12 @@ void column_moments(const RowMajorView& block, const Index* rows, Index n, Eigen
     const int parts = available_cpus();
     Eigen::MatrixXd partial_sum = Eigen::MatrixXd::Zero(d, parts);
     Eigen::MatrixXd partial_sq = Eigen::MatrixXd::Zero(d, parts);
-    parallel_for(n, std::max<Index>(1, StreamingCovariance::kParallelElements / d),
-                 [&](Index t0, Index t1, Index part) {
-                     accumulate_moments(block, rows, t0, t1, partial_sum.col(part).data(),
-                                        partial_sq.col(part).data());
-                 },
-                 parts);
+    parallel_for(
+        n, std::max<Index>(1, StreamingCovariance::kParallelElements / d),
+        [&](Index t0, Index t1, Index part) {
+            accumulate_moments(block, rows, t0, t1, partial_sum.col(part).data(), partial_sq.col(part).data());
+        },
+        parts);
     sum = partial_sum.rowwise().sum();
     sumsq = partial_sq.rowwise().sum();
 }
@@ -43,11 +42,12 @@ Eigen::VectorXd centred_sumsq(const RowMajorView& block, const Index* rows, Inde
     const Index d = block.cols;
     const int parts = available_cpus();
     Eigen::MatrixXd partial = Eigen::MatrixXd::Zero(d, parts);
-    parallel_for(n, std::max<Index>(1, StreamingCovariance::kParallelElements / d),
-                 [&](Index t0, Index t1, Index part) {
-                     accumulate_centred_sumsq(block, rows, t0, t1, mu.data(), partial.col(part).data());
-                 },
-                 parts);
+    parallel_for(
+        n, std::max<Index>(1, StreamingCovariance::kParallelElements / d),
+        [&](Index t0, Index t1, Index part) {
+            accumulate_centred_sumsq(block, rows, t0, t1, mu.data(), partial.col(part).data());
+        },
+        parts);
     return partial.rowwise().sum();
 }
 
@@ -111,8 +111,8 @@ std::int64_t StreamingCovariance::count() const {
 void StreamingCovariance::update(const RowMajorView& block, const std::uint8_t* where) {
     const std::string who = "StreamingCovariance.update";
     if (block.cols != d_) {
-        throw std::invalid_argument(who + ": block has " + std::to_string(block.cols) + " columns, accumulator has d=" +
-                                    std::to_string(d_));
+        throw std::invalid_argument(who + ": block has " + std::to_string(block.cols) +
+                                    " columns, accumulator has d=" + std::to_string(d_));
     }
     // A row mask becomes a list of the selected rows (8 bytes per selected row).
     std::vector<Index> selected;

@@ -9,18 +9,17 @@
 // and several threads may share one accumulator safely. Nothing here touches Python.
 #pragma once
 
-#include "dense_block.hpp"
-#include "large_buffer.hpp"
-
 #include <Eigen/Core>
-
 #include <cstdint>
 #include <mutex>
+
+#include "dense_block.hpp"
+#include "large_buffer.hpp"
 
 namespace steerid {
 
 class StreamingCovariance {
-public:
+   public:
     // Rows of an update that are converted, centred and rank-updated together. Bounds the
     // scratch memory of one update to block_rows(d) * d * 8 bytes, whatever the size of the input.
     static Index block_rows(Index d);
@@ -60,7 +59,7 @@ public:
     // (row >= col) is read. Throws std::invalid_argument on inconsistent values.
     void restore(std::int64_t count, const double* mean, const double* m2);
 
-private:
+   private:
     using MatrixMap = Eigen::Map<Eigen::MatrixXd, Eigen::Aligned16>;
     MatrixMap m2() const { return MatrixMap(m2_.data(), d_, d_); }
     void write_symmetric(double* out, double scale) const;

@@ -4,21 +4,21 @@ rule dump_contrast:
         prompts="results/prompts/{trait}.json",
     output:
         "results/{model}/activations/L{layer}/contrast-{trait}.h5",
-    params:
-        # Wildcards are not part of Snakemake's cache key; params are, so the layer is one.
-        layer=lambda w: int(w.layer),
-        runtime=runtime_params(),
-    threads: MODEL_THREADS
     log:
         "logs/{model}/L{layer}/dump_contrast-{trait}.log",
     cache: "omit-software"
+    conda:
+        "../envs/steerid.yaml"
+    threads: MODEL_THREADS
     resources:
         cpu_threads=cpu_threads,
         mem_mb=model_mem_mb,
         gpu=MODEL_GPUS,
         runtime=60,
-    conda:
-        "../envs/steerid.yaml"
+    params:
+        # Wildcards are not part of Snakemake's cache key; params are, so the layer is one.
+        layer=lambda w: int(w.layer),
+        runtime=runtime_params(),
     script:
         "../workflow_scripts/dump_contrast.py"
 
@@ -28,22 +28,22 @@ rule dump_background:
         model="resources/models/{model}",
     output:
         "results/{model}/activations/L{layer}/background.h5",
-    params:
-        layer=lambda w: int(w.layer),
-        n_texts=config["background"]["n_texts"],
-        max_length=config["background"]["max_length"],
-        runtime=runtime_params(),
-    threads: MODEL_THREADS
     log:
         "logs/{model}/L{layer}/dump_background.log",
     cache: "omit-software"
+    conda:
+        "../envs/steerid.yaml"
+    threads: MODEL_THREADS
     resources:
         cpu_threads=cpu_threads,
         mem_mb=model_mem_mb,
         gpu=MODEL_GPUS,
         runtime=60,
-    conda:
-        "../envs/steerid.yaml"
+    params:
+        layer=lambda w: int(w.layer),
+        n_texts=config["background"]["n_texts"],
+        max_length=config["background"]["max_length"],
+        runtime=runtime_params(),
     script:
         "../workflow_scripts/dump_background.py"
 
@@ -55,6 +55,17 @@ rule dump_background_shard:
         model="resources/models/{model}",
     output:
         "results/{model}/activations/L{layer}/background/{shard}-of-{shards}.h5",
+    log:
+        "logs/{model}/L{layer}/dump_background-{shard}-of-{shards}.log",
+    cache: "omit-software"
+    conda:
+        "../envs/steerid.yaml"
+    threads: MODEL_THREADS
+    resources:
+        cpu_threads=cpu_threads,
+        mem_mb=model_mem_mb,
+        gpu=MODEL_GPUS,
+        runtime=60,
     params:
         layer=lambda w: int(w.layer),
         shard=lambda w: int(w.shard),
@@ -62,16 +73,5 @@ rule dump_background_shard:
         n_texts=config["background"]["n_texts"],
         max_length=config["background"]["max_length"],
         runtime=runtime_params(),
-    threads: MODEL_THREADS
-    log:
-        "logs/{model}/L{layer}/dump_background-{shard}-of-{shards}.log",
-    cache: "omit-software"
-    resources:
-        cpu_threads=cpu_threads,
-        mem_mb=model_mem_mb,
-        gpu=MODEL_GPUS,
-        runtime=60,
-    conda:
-        "../envs/steerid.yaml"
     script:
         "../workflow_scripts/dump_background_shard.py"

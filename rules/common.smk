@@ -6,7 +6,6 @@ import os
 from steerid.conditions import EXPERIMENTS
 from steerid.scoring import MODEL_SCORERS
 
-
 ENVIRONMENTS = config["prompts"]["environments"]
 # E2 and E4 run in one environment: the first listed.
 MAIN_ENVIRONMENT = ENVIRONMENTS[0]
@@ -94,8 +93,10 @@ def model_mem_mb(wildcards):
 # Stats JSONs behind each figure; E6 and E8 are per model (they span layers), the others per steering layer.
 STATS = {
     **{e: steering_targets(f"results/{{model}}/stats/{e}/L{{layer}}/{{trait}}.json") for e in ("e1", "e5", "e7")},
-    **{e: steering_targets(f"results/{{model}}/stats/{e}/L{{layer}}/{{trait}}.json", GENERATION_TRAITS)
-       for e in ("e2", "e3", "e4")},
+    **{
+        e: steering_targets(f"results/{{model}}/stats/{e}/L{{layer}}/{{trait}}.json", GENERATION_TRAITS)
+        for e in ("e2", "e3", "e4")
+    },
     "e6": model_targets("results/{model}/stats/e6/{trait}.json"),
     "e8": model_targets("results/{model}/stats/e8/{trait}.json"),
 }
@@ -116,11 +117,16 @@ STATS_PARAMS = dict(
 def pooled_scores(experiment):
     """Input function: the score files of ``experiment`` in every environment (E1/E3/E5 and E7 pool them);
     for a likelihood-scored trait, its one statement-pair file."""
+
     def inputs(wildcards):
         if wildcards.trait in LIKELIHOOD_TRAITS:
             return expand(f"results/{{model}}/scores/{experiment}/L{{layer}}/{{trait}}/statements.h5", **wildcards)
-        return expand(f"results/{{model}}/scores/{experiment}/L{{layer}}/{{trait}}/{{environment}}.h5",
-                      environment=ENVIRONMENTS, **wildcards)
+        return expand(
+            f"results/{{model}}/scores/{experiment}/L{{layer}}/{{trait}}/{{environment}}.h5",
+            environment=ENVIRONMENTS,
+            **wildcards,
+        )
+
     return inputs
 
 
@@ -134,9 +140,12 @@ GENERATIONS = [
     path
     for experiment, environments in (("e1", ENVIRONMENTS), ("e2", [MAIN_ENVIRONMENT]), ("e7", ENVIRONMENTS))
     for environment in environments
-    for path in steering_targets(f"results/{{model}}/generations/{experiment}/L{{layer}}/{{trait}}/{environment}.jsonl",
-                                 GENERATION_TRAITS)
+    for path in steering_targets(
+        f"results/{{model}}/generations/{experiment}/L{{layer}}/{{trait}}/{environment}.jsonl", GENERATION_TRAITS
+    )
 ]
 
 
-STATS_INPUTS = dict(vector="results/{model}/vectors/L{layer}/{trait}.h5", validation="results/{model}/validation/{trait}.json")
+STATS_INPUTS = dict(
+    vector="results/{model}/vectors/L{layer}/{trait}.h5", validation="results/{model}/validation/{trait}.json"
+)

@@ -4,6 +4,18 @@ rule validate_scorer:
         prompts="results/prompts/{trait}.json",
     output:
         "results/{model}/validation/{trait}.json",
+    log:
+        "logs/{model}/validate_scorer-{trait}.log",
+    benchmark:
+        "logs/{model}/validate_scorer-{trait}.benchmark.tsv"
+    conda:
+        "../envs/steerid.yaml"
+    threads: MODEL_THREADS
+    resources:
+        cpu_threads=cpu_threads,
+        mem_mb=model_mem_mb,
+        gpu=MODEL_GPUS,
+        runtime=60,
     params:
         scorer=lambda w: config["scoring"][w.trait],
         min_auroc=config["scoring"]["min_auroc"],
@@ -11,18 +23,6 @@ rule validate_scorer:
         sampling={k: v for k, v in config["generation"].items() if k != "samples_per_prompt"},
         seed=config["seed"],
         runtime=runtime_params(),
-    threads: MODEL_THREADS
-    log:
-        "logs/{model}/validate_scorer-{trait}.log",
-    benchmark:
-        "logs/{model}/validate_scorer-{trait}.benchmark.tsv"
-    resources:
-        cpu_threads=cpu_threads,
-        mem_mb=model_mem_mb,
-        gpu=MODEL_GPUS,
-        runtime=60,
-    conda:
-        "../envs/steerid.yaml"
     script:
         "../workflow_scripts/validate_scorer.py"
 
@@ -35,6 +35,18 @@ rule evaluate:
         perturbations="results/{model}/perturbations/L{layer}/{trait}.h5",
     output:
         "results/{model}/generations/{experiment}/L{layer}/{trait}/{environment}.jsonl",
+    log:
+        "logs/{model}/L{layer}/evaluate-{experiment}-{trait}-{environment}.log",
+    benchmark:
+        "logs/{model}/L{layer}/evaluate-{experiment}-{trait}-{environment}.benchmark.tsv"
+    conda:
+        "../envs/steerid.yaml"
+    threads: MODEL_THREADS
+    resources:
+        cpu_threads=cpu_threads,
+        mem_mb=model_mem_mb,
+        gpu=MODEL_GPUS,
+        runtime=480,
     params:
         # Each experiment sees only the settings it uses, so changing one reruns only its generations.
         alpha=lambda w: None if w.experiment == "e2" else config["steering"]["alpha"],
@@ -45,18 +57,6 @@ rule evaluate:
         n_samples=config["generation"]["samples_per_prompt"],
         seed=config["seed"],
         runtime=runtime_params(),
-    threads: MODEL_THREADS
-    log:
-        "logs/{model}/L{layer}/evaluate-{experiment}-{trait}-{environment}.log",
-    benchmark:
-        "logs/{model}/L{layer}/evaluate-{experiment}-{trait}-{environment}.benchmark.tsv"
-    resources:
-        cpu_threads=cpu_threads,
-        mem_mb=model_mem_mb,
-        gpu=MODEL_GPUS,
-        runtime=480,
-    conda:
-        "../envs/steerid.yaml"
     script:
         "../workflow_scripts/evaluate.py"
 
@@ -66,18 +66,18 @@ rule score:
         generations="results/{model}/generations/{experiment}/L{layer}/{trait}/{environment}.jsonl",
     output:
         "results/{model}/scores/{experiment}/L{layer}/{trait}/{environment}.h5",
-    params:
-        scorer=lambda w: config["scoring"][w.trait],
     log:
         "logs/{model}/L{layer}/score-{experiment}-{trait}-{environment}.log",
     benchmark:
         "logs/{model}/L{layer}/score-{experiment}-{trait}-{environment}.benchmark.tsv"
+    conda:
+        "../envs/steerid.yaml"
     resources:
         cpu_threads=cpu_threads,
         mem_mb=2000,
         runtime=30,
-    conda:
-        "../envs/steerid.yaml"
+    params:
+        scorer=lambda w: config["scoring"][w.trait],
     script:
         "../workflow_scripts/score.py"
 
@@ -90,23 +90,23 @@ rule score_statements:
         perturbations="results/{model}/perturbations/L{layer}/{trait}.h5",
     output:
         "results/{model}/scores/{experiment}/L{layer}/{trait}/statements.h5",
+    log:
+        "logs/{model}/L{layer}/score_statements-{experiment}-{trait}.log",
+    benchmark:
+        "logs/{model}/L{layer}/score_statements-{experiment}-{trait}.benchmark.tsv"
+    conda:
+        "../envs/steerid.yaml"
+    threads: MODEL_THREADS
+    resources:
+        cpu_threads=cpu_threads,
+        mem_mb=model_mem_mb,
+        gpu=MODEL_GPUS,
+        runtime=60,
     params:
         # Likelihood-scored traits (truthfulness): no generation; every position is steered.
         alpha=config["steering"]["alpha"],
         n_alone=lambda w: config["perturbations"]["n_alone"] if w.experiment == "e1" else 0,
         scorer=lambda w: config["scoring"][w.trait],
         runtime=runtime_params(),
-    threads: MODEL_THREADS
-    log:
-        "logs/{model}/L{layer}/score_statements-{experiment}-{trait}.log",
-    benchmark:
-        "logs/{model}/L{layer}/score_statements-{experiment}-{trait}.benchmark.tsv"
-    resources:
-        cpu_threads=cpu_threads,
-        mem_mb=model_mem_mb,
-        gpu=MODEL_GPUS,
-        runtime=60,
-    conda:
-        "../envs/steerid.yaml"
     script:
         "../workflow_scripts/score_statements.py"

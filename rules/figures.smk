@@ -2,19 +2,20 @@ rule figure:
     input:
         lambda w: STATS[w.figure],
     output:
-        png=report("results/figures/{figure}.png", caption="../report/figure.rst", category="Figures",
-                   subcategory="{figure}"),
+        png=report(
+            "results/figures/{figure}.png", caption="../report/figure.rst", category="Figures", subcategory="{figure}"
+        ),
         pdf="results/figures/{figure}.pdf",
-    params:
-        dpi=config["figures"]["dpi"],
     log:
         "logs/figures/{figure}.log",
+    conda:
+        "../envs/steerid.yaml"
     resources:
         cpu_threads=cpu_threads,
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../envs/steerid.yaml"
+    params:
+        dpi=config["figures"]["dpi"],
     script:
         "../workflow_scripts/figure.py"
 
@@ -26,15 +27,15 @@ rule summary:
         spectra=spectrum_targets(),
     output:
         report("results/summary.md", caption="../report/summary.rst", category="Summary"),
-    params:
-        figures=[f for f in FIGURES if f.endswith(".png")],
     log:
         "logs/summary.log",
+    conda:
+        "../envs/steerid.yaml"
     resources:
         cpu_threads=cpu_threads,
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../envs/steerid.yaml"
+    params:
+        figures=[f for f in FIGURES if f.endswith(".png")],
     script:
         "../workflow_scripts/summary.py"

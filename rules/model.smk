@@ -1,17 +1,17 @@
 rule prepare_model:
     output:
         directory("resources/models/{model}"),
-    params:
-        spec=lambda w: config["models"][w.model]["spec"],
-        revision=lambda w: config["models"][w.model].get("revision"),
     log:
         "logs/{model}/prepare_model.log",
     cache: "omit-software"
+    conda:
+        "../envs/steerid.yaml"
     resources:
         cpu_threads=cpu_threads,
         mem_mb=model_mem_mb,
         runtime=30,
-    conda:
-        "../envs/steerid.yaml"
+    params:
+        spec=lambda w: config["models"][w.model]["spec"],
+        revision=lambda w: config["models"][w.model].get("revision"),
     script:
         "../workflow_scripts/prepare_model.py"

@@ -3,42 +3,45 @@ rule covariance:
         "results/{model}/activations/L{layer}/background.h5",
     output:
         "results/{model}/covariance/L{layer}.h5",
-    wildcard_constraints:
-        layer=UNSHARDED_LAYER,
-    params:
-        chunk_rows=config["covariance"]["chunk_rows"],
-        sink_positions=config["covariance"]["sink_positions"],
-    threads: job_threads(2)
     log:
         "logs/{model}/L{layer}/covariance.log",
+    wildcard_constraints:
+        layer=UNSHARDED_LAYER,
     cache: "omit-software"
+    conda:
+        "../envs/steerid.yaml"
+    threads: job_threads(2)
     resources:
         cpu_threads=cpu_threads,
         mem_mb=2000,
         runtime=30,
-    conda:
-        "../envs/steerid.yaml"
+    params:
+        chunk_rows=config["covariance"]["chunk_rows"],
+        sink_positions=config["covariance"]["sink_positions"],
     script:
         "../workflow_scripts/covariance.py"
 
 
 rule merge_covariance:
     input:
-        expand("results/{{model}}/covariance/L{{layer}}/{shard}-of-{shards}.h5", shard=range(BACKGROUND_SHARDS),
-               shards=BACKGROUND_SHARDS),
+        expand(
+            "results/{{model}}/covariance/L{{layer}}/{shard}-of-{shards}.h5",
+            shard=range(BACKGROUND_SHARDS),
+            shards=BACKGROUND_SHARDS,
+        ),
     output:
         "results/{model}/covariance/L{layer}.h5",
-    wildcard_constraints:
-        layer=SHARDED_LAYER,
     log:
         "logs/{model}/L{layer}/merge_covariance.log",
+    wildcard_constraints:
+        layer=SHARDED_LAYER,
     cache: "omit-software"
+    conda:
+        "../envs/steerid.yaml"
     resources:
         cpu_threads=cpu_threads,
         mem_mb=2000,
         runtime=30,
-    conda:
-        "../envs/steerid.yaml"
     script:
         "../workflow_scripts/merge_covariance.py"
 
@@ -48,19 +51,19 @@ rule covariance_shard:
         "results/{model}/activations/L{layer}/background/{shard}-of-{shards}.h5",
     output:
         "results/{model}/covariance/L{layer}/{shard}-of-{shards}.h5",
-    params:
-        chunk_rows=config["covariance"]["chunk_rows"],
-        sink_positions=config["covariance"]["sink_positions"],
-    threads: job_threads(2)
     log:
         "logs/{model}/L{layer}/covariance-{shard}-of-{shards}.log",
     cache: "omit-software"
+    conda:
+        "../envs/steerid.yaml"
+    threads: job_threads(2)
     resources:
         cpu_threads=cpu_threads,
         mem_mb=2000,
         runtime=30,
-    conda:
-        "../envs/steerid.yaml"
+    params:
+        chunk_rows=config["covariance"]["chunk_rows"],
+        sink_positions=config["covariance"]["sink_positions"],
     script:
         "../workflow_scripts/covariance_shard.py"
 
@@ -70,21 +73,21 @@ rule spectrum:
         "results/{model}/covariance/L{layer}.h5",
     output:
         "results/{model}/spectra/L{layer}.h5",
+    log:
+        "logs/{model}/L{layer}/spectrum.log",
+    cache: "omit-software"
+    conda:
+        "../envs/steerid.yaml"
+    threads: job_threads(2)
+    resources:
+        cpu_threads=cpu_threads,
+        mem_mb=2000,
+        runtime=30,
     params:
         top_k=config["spectrum"]["top_k"],
         rank_thresholds=config["spectrum"]["rank_thresholds"],
         variance_fractions=config["spectrum"]["variance_fractions"],
         seed=config["seed"],
-    threads: job_threads(2)
-    log:
-        "logs/{model}/L{layer}/spectrum.log",
-    cache: "omit-software"
-    resources:
-        cpu_threads=cpu_threads,
-        mem_mb=2000,
-        runtime=30,
-    conda:
-        "../envs/steerid.yaml"
     script:
         "../workflow_scripts/spectrum.py"
 
@@ -95,21 +98,21 @@ rule jacobian:
         prompts="results/prompts/{trait}.json",
     output:
         "results/{model}/jacobian/L{layer}/{trait}.h5",
-    params:
-        n_prompts=config["jacobian"]["n_prompts"],
-        runtime=runtime_params(),
-    threads: MODEL_THREADS
     log:
         "logs/{model}/L{layer}/jacobian-{trait}.log",
     benchmark:
         "logs/{model}/L{layer}/jacobian-{trait}.benchmark.tsv"
+    conda:
+        "../envs/steerid.yaml"
+    threads: MODEL_THREADS
     resources:
         cpu_threads=cpu_threads,
         mem_mb=model_mem_mb,
         gpu=MODEL_GPUS,
         runtime=120,
-    conda:
-        "../envs/steerid.yaml"
+    params:
+        n_prompts=config["jacobian"]["n_prompts"],
+        runtime=runtime_params(),
     script:
         "../workflow_scripts/jacobian.py"
 
@@ -122,16 +125,16 @@ rule perturbations:
         others=expand("results/{{model}}/vectors/L{{layer}}/{other}.h5", other=config["other_traits"]),
     output:
         "results/{model}/perturbations/L{layer}/{trait}.h5",
-    params:
-        **{key: value for key, value in config["perturbations"].items() if key != "n_alone"},
-        seed=config["seed"],
     log:
         "logs/{model}/L{layer}/perturbations-{trait}.log",
+    conda:
+        "../envs/steerid.yaml"
     resources:
         cpu_threads=cpu_threads,
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../envs/steerid.yaml"
+    params:
+        **{key: value for key, value in config["perturbations"].items() if key != "n_alone"},
+        seed=config["seed"],
     script:
         "../workflow_scripts/perturbations.py"

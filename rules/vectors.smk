@@ -5,11 +5,11 @@ rule steering_vectors:
         "results/{model}/vectors/L{layer}/{trait}.h5",
     log:
         "logs/{model}/L{layer}/steering_vectors-{trait}.log",
+    conda:
+        "../envs/steerid.yaml"
     resources:
         cpu_threads=cpu_threads,
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../envs/steerid.yaml"
     script:
         "../workflow_scripts/steering_vectors.py"

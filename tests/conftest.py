@@ -44,7 +44,14 @@ def run(tmp_path_factory, output_cache):
     from snakemake_runner import TEST_CONFIG, snakemake
 
     workdir = tmp_path_factory.mktemp("workflow")
-    result = snakemake(workdir, "--configfile", str(TEST_CONFIG), "--cores", "2", "--cache",
-                       env={"SNAKEMAKE_OUTPUT_CACHE": str(output_cache)})
+    result = snakemake(
+        workdir,
+        "--configfile",
+        str(TEST_CONFIG),
+        "--cores",
+        "2",
+        "--cache",
+        env={"SNAKEMAKE_OUTPUT_CACHE": str(output_cache)},
+    )
     assert result.returncode == 0, result.stderr[-5000:]
     return workdir

@@ -70,5 +70,9 @@ def copy_study(study: Path, destination: Path) -> Path:
 
 def manifest(workdir: Path) -> dict[str, str]:
     """SHA-256 of every file under results/ and resources/, by path relative to ``workdir``."""
-    return {str(path.relative_to(workdir)): hashlib.sha256(path.read_bytes()).hexdigest()
-            for folder in ("results", "resources") for path in sorted((workdir / folder).rglob("*")) if path.is_file()}
+    return {
+        str(path.relative_to(workdir)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for folder in ("results", "resources")
+        for path in sorted((workdir / folder).rglob("*"))
+        if path.is_file()
+    }

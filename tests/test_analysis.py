@@ -12,8 +12,10 @@ from steerid import analysis, stats
 def grids(effects: dict[str, float], n_prompts: int = 40, n_samples: int = 2, noise: float = 0.3, seed: int = 0):
     rng = np.random.default_rng(seed)
     prompt_level = rng.standard_normal((n_prompts, 1))
-    return {name: prompt_level + shift + noise * rng.standard_normal((n_prompts, n_samples))
-            for name, shift in effects.items()}
+    return {
+        name: prompt_level + shift + noise * rng.standard_normal((n_prompts, n_samples))
+        for name, shift in effects.items()
+    }
 
 
 def test_pooling_environments_stacks_prompts_of_shared_conditions():
@@ -30,8 +32,11 @@ def test_pooled_type_is_the_cellwise_mean_of_its_draws():
 
 
 def test_endpoints_detect_equivalence_and_the_broken_control():
-    scores = grids({"baseline": 0.0, "v": 1.0, "-v": -1.0, "v+orthogonal-0": 1.0, "v+top_gain-0": 0.0,
-                    "orthogonal-0": 0.0}, n_prompts=200, noise=0.05)
+    scores = grids(
+        {"baseline": 0.0, "v": 1.0, "-v": -1.0, "v+orthogonal-0": 1.0, "v+top_gain-0": 0.0, "orthogonal-0": 0.0},
+        n_prompts=200,
+        noise=0.05,
+    )
     # Equal effects: make v and v+orthogonal share their noise so only the margin decides.
     scores["v+orthogonal-0"] = scores["v"] + 0.01 * np.random.default_rng(1).standard_normal(scores["v"].shape)
     result = analysis.orthogonality_endpoints(scores, n_boot=200, margin_sd=0.2, margin_effect=0.1, n_perm=200, seed=0)
@@ -47,8 +52,10 @@ def test_endpoints_detect_equivalence_and_the_broken_control():
     # The TOST p matches two one-sided scipy t tests on prompt-mean differences.
     diffs = (scores["v+orthogonal-0"] - scores["v"]).mean(axis=1)
     m = result["margins"]["baseline_sd"]["value"]
-    p_scipy = max(scipy_stats.ttest_1samp(diffs, -m, alternative="greater").pvalue,
-                  scipy_stats.ttest_1samp(diffs, m, alternative="less").pvalue)
+    p_scipy = max(
+        scipy_stats.ttest_1samp(diffs, -m, alternative="greater").pvalue,
+        scipy_stats.ttest_1samp(diffs, m, alternative="less").pvalue,
+    )
     assert judged["v+orthogonal"]["equivalence"]["baseline_sd"]["tost"]["p"] == pytest.approx(p_scipy, rel=1e-6)
 
 
@@ -62,8 +69,9 @@ def test_cross_application_reports_each_vector_in_each_environment():
 
 def test_alpha_curves_find_the_fluent_significant_range():
     alphas = [0.1, 0.2, 0.4]
-    scores = grids({"baseline": 0, **{f"{c}@{a:g}": 5 * a for a in alphas for c in ("v", "v+orthogonal", "v+null")}},
-                   noise=0.05)
+    scores = grids(
+        {"baseline": 0, **{f"{c}@{a:g}": 5 * a for a in alphas for c in ("v", "v+orthogonal", "v+null")}}, noise=0.05
+    )
     scores["v@0.1"] = scores["baseline"] + 0.0  # no effect at the weakest strength
     perplexity = {name: np.full_like(grid, 5.0) for name, grid in scores.items()}
     for c in ("v", "v+orthogonal", "v+null"):
@@ -74,21 +82,36 @@ def test_alpha_curves_find_the_fluent_significant_range():
 
 
 def test_spanning_curves_sort_by_k_per_source_and_end():
-    scores = grids({"baseline": 0, "v": 1, "span:jacobian-top-64": 0.0, "span:jacobian-top-8": 0.5,
-                    "span:covariance-bottom-8": 1.0})
+    scores = grids(
+        {
+            "baseline": 0,
+            "v": 1,
+            "span:jacobian-top-64": 0.0,
+            "span:jacobian-top-8": 0.5,
+            "span:covariance-bottom-8": 1.0,
+        }
+    )
     curves = analysis.spanning_curves(scores, n_boot=200, margin=0.1, seed=0)
     assert set(curves) == {"jacobian-top", "covariance-bottom"}
     assert [row["k"] for row in curves["jacobian-top"]] == [8, 64]
 
 
 def cell(p_tost: float, p_difference: float, power: float, verdict: str, margin_below_effect: bool = True) -> dict:
-    return {"tost": {"p": p_tost, "p_difference": p_difference}, "power": {"power": power}, "verdict": verdict,
-            "margin_below_effect": margin_below_effect}
+    return {
+        "tost": {"p": p_tost, "p_difference": p_difference},
+        "power": {"power": power},
+        "verdict": verdict,
+        "margin_below_effect": margin_below_effect,
+    }
 
 
 def test_holm_corrects_equivalence_and_difference_claims_across_cells():
-    cells = {"a": cell(0.01, 0.9, 0.9, "equivalent"), "b": cell(0.03, 0.8, 0.6, "equivalent"),
-             "c": cell(0.9, 0.001, 0.5, "not equivalent"), "d": cell(0.5, 0.5, 0.5, "no effect of v")}
+    cells = {
+        "a": cell(0.01, 0.9, 0.9, "equivalent"),
+        "b": cell(0.03, 0.8, 0.6, "equivalent"),
+        "c": cell(0.9, 0.001, 0.5, "not equivalent"),
+        "d": cell(0.5, 0.5, 0.5, "no effect of v"),
+    }
     corrected = analysis.holm_verdicts(cells)
     # TOST p sorted 0.01, 0.03, 0.5, 0.9 → Holm 0.04, 0.09, 1.0, 1.0 (x4, x3, x2, x1, running max).
     assert corrected["a"]["p_equivalence_holm"] == pytest.approx(0.04)
@@ -100,9 +123,11 @@ def test_holm_corrects_equivalence_and_difference_claims_across_cells():
 
 
 def test_holm_never_claims_equivalence_at_a_margin_as_wide_as_the_effect():
-    cells = {"wide": cell(0.001, 0.9, 0.9, stats.MARGIN_TOO_WIDE, margin_below_effect=False),
-             "wide, different": cell(0.001, 0.001, 0.9, "not equivalent", margin_below_effect=False),
-             "narrow": cell(0.001, 0.9, 0.9, "equivalent")}
+    cells = {
+        "wide": cell(0.001, 0.9, 0.9, stats.MARGIN_TOO_WIDE, margin_below_effect=False),
+        "wide, different": cell(0.001, 0.001, 0.9, "not equivalent", margin_below_effect=False),
+        "narrow": cell(0.001, 0.9, 0.9, "equivalent"),
+    }
     corrected = analysis.holm_verdicts(cells)
     assert corrected["wide"]["verdict"] == stats.MARGIN_TOO_WIDE
     assert corrected["wide, different"]["verdict"] == "not equivalent"

@@ -40,10 +40,14 @@ def model(**values) -> dict:
 # probe id → (config changes, texts the message must contain: the key and the value)
 PROBES = {
     # Issue 11, item 1: a bad model spec used to rerun prepare_model, which deleted the prepared model.
-    "hub-model-offline": (model(spec="Qwen/Qwen2.5-0.5B-Instruct"),
-                          [f"models.{MODEL}.spec", "'Qwen/Qwen2.5-0.5B-Instruct'", "not in the Hugging Face cache"]),
-    "relative-path-typo": (model(spec="my-models/smollm2"),
-                           [f"models.{MODEL}.spec", "'my-models/smollm2'", "nor is it a folder"]),
+    "hub-model-offline": (
+        model(spec="Qwen/Qwen2.5-0.5B-Instruct"),
+        [f"models.{MODEL}.spec", "'Qwen/Qwen2.5-0.5B-Instruct'", "not in the Hugging Face cache"],
+    ),
+    "relative-path-typo": (
+        model(spec="my-models/smollm2"),
+        [f"models.{MODEL}.spec", "'my-models/smollm2'", "nor is it a folder"],
+    ),
     # Item 2: runtime typos used to start every model job (deleting dumps and Jacobians) before torch failed.
     "device-gpu": (change("runtime", device="gpu"), ["runtime.device", "'gpu'", "not a torch device"]),
     "device-cuda-missing": (change("runtime", device="cuda"), ["runtime.device", "'cuda'", "not available"]),
@@ -52,13 +56,20 @@ PROBES = {
     "survey-layer-too-deep": (model(survey_layers=[8, 40]), [f"models.{MODEL}.survey_layers", "[8, 40]", "[40]"]),
     "span-k-beyond-d": (change("perturbations", span_ks=[4, 5000]), ["perturbations.span_ks", "[4, 5000]", "576"]),
     "spectrum-top-k-beyond-d": (change("spectrum", top_k=100000), ["spectrum.top_k", "100000", "at most 288"]),
-    "sink-beyond-the-texts": (change("covariance", sink_positions=[0, 500]),
-                              ["covariance.sink_positions", "[0, 500]", "max_length = 48"]),
+    "sink-beyond-the-texts": (
+        change("covariance", sink_positions=[0, 500]),
+        ["covariance.sink_positions", "[0, 500]", "max_length = 48"],
+    ),
     "unknown-key": ({"colour": "blue"}, ["unknown key 'colour'"]),
     "unknown-nested-key": (change("runtime", devise="cpu"), ["config runtime: unknown key 'devise'"]),
-    "hub-scorer-offline": (change("scoring", sentiment="hf-sentiment"),
-                           ["scoring.sentiment", "'hf-sentiment'", "cardiffnlp/twitter-roberta-base-sentiment-latest"]),
-    "too-many-e4-sequences": (change("logit_distance", n_sequences=9), ["logit_distance.n_sequences", "9", "at most 8"]),
+    "hub-scorer-offline": (
+        change("scoring", sentiment="hf-sentiment"),
+        ["scoring.sentiment", "'hf-sentiment'", "cardiffnlp/twitter-roberta-base-sentiment-latest"],
+    ),
+    "too-many-e4-sequences": (
+        change("logit_distance", n_sequences=9),
+        ["logit_distance.n_sequences", "9", "at most 8"],
+    ),
     "more-shards-than-texts": (change("background", shards=25), ["background.shards", "25", "at most 24"]),
     # What already held (schema and Python checks), kept: each named, nothing run.
     "negative-layer": (model(layer=-1), [f"models.{MODEL}.layer", "-1", "minimum of 0"]),
@@ -70,7 +81,10 @@ PROBES = {
     "dtype-float8": (change("runtime", dtype="float8"), ["runtime.dtype", "'float8'"]),
     "too-many-eval-prompts": (change("prompts", n_eval=500), ["prompts.n_eval", "500", "at most 60"]),
     "missing-local-folder": (model(spec="./no/such/model"), [f"models.{MODEL}.spec", "'./no/such/model'", "no folder"]),
-    "jacobian-prompts-beyond-eval": (change("jacobian", n_prompts=5), ["jacobian.n_prompts", "5", "prompts.n_eval = 4"]),
+    "jacobian-prompts-beyond-eval": (
+        change("jacobian", n_prompts=5),
+        ["jacobian.n_prompts", "5", "prompts.n_eval = 4"],
+    ),
     "trait-perturbing-itself": ({"other_traits": ["sentiment"]}, ["other_traits", "['sentiment'] are also in traits"]),
 }
 
@@ -123,16 +137,34 @@ def corrupt(path, dataset: str, index: tuple) -> None:
 # bad data → (file, dataset, index, the target whose job reads it, its log, texts the log must contain)
 BAD_DATA = {
     # Used to surface as "LinAlgError: SVD did not converge".
-    "nan-in-contrast-dump": ("activations/L15/contrast-sentiment.h5", "positive", (3, 7),
-                             "vectors/L15/sentiment.h5", "L15/steering_vectors-sentiment.log",
-                             ["dataset 'positive' holds 1 NaN/Inf value(s) of 9216, the first at index (3, 7)"]),
-    "nan-in-vector": ("vectors/L15/sentiment.h5", "mean_difference", (5,), "perturbations/L15/sentiment.h5",
-                      "L15/perturbations-sentiment.log",
-                      ["dataset 'mean_difference' holds 1 NaN/Inf value(s) of 576, the first at index (5,)"]),
+    "nan-in-contrast-dump": (
+        "activations/L15/contrast-sentiment.h5",
+        "positive",
+        (3, 7),
+        "vectors/L15/sentiment.h5",
+        "L15/steering_vectors-sentiment.log",
+        ["dataset 'positive' holds 1 NaN/Inf value(s) of 9216, the first at index (3, 7)"],
+    ),
+    "nan-in-vector": (
+        "vectors/L15/sentiment.h5",
+        "mean_difference",
+        (5,),
+        "perturbations/L15/sentiment.h5",
+        "L15/perturbations-sentiment.log",
+        ["dataset 'mean_difference' holds 1 NaN/Inf value(s) of 576, the first at index (5,)"],
+    ),
     # Already held: the native accumulator names the slab, the count and the position.
-    "nan-in-background": ("activations/L15/background.h5", "activations", (300, 2), "covariance/L15.h5",
-                          "L15/covariance.log", ["slab starting at row 0 of 'activations'",
-                                                 "1 non-finite values (NaN or Inf); the first is at (row 300, col 2)"]),
+    "nan-in-background": (
+        "activations/L15/background.h5",
+        "activations",
+        (300, 2),
+        "covariance/L15.h5",
+        "L15/covariance.log",
+        [
+            "slab starting at row 0 of 'activations'",
+            "1 non-finite values (NaN or Inf); the first is at (row 300, col 2)",
+        ],
+    ),
 }
 
 
@@ -150,5 +182,7 @@ def test_bad_data_is_named_by_the_job_that_reads_it(study, probe):
     # The reading job failed, so its (stale) output is gone; nothing else changed.
     after = manifest(workdir)
     untouched = {f"results/{MODEL}/{source}", f"results/{MODEL}/{target}"}
-    assert {k: v for k, v in after.items() if k not in untouched} == {k: v for k, v in before.items() if k not in untouched}
+    assert {k: v for k, v in after.items() if k not in untouched} == {
+        k: v for k, v in before.items() if k not in untouched
+    }
     assert f"results/{MODEL}/{target}" not in after

@@ -17,15 +17,27 @@ def v():
 
 @pytest.fixture
 def deltas(v):
-    return {"orthogonal": perturb.orthogonal_draws(v, 2, 1), "null": perturb.orthogonal_draws(v, 1, 2),
-            "top_gain": perturb.orthogonal_draws(v, 1, 3)}
+    return {
+        "orthogonal": perturb.orthogonal_draws(v, 2, 1),
+        "null": perturb.orthogonal_draws(v, 1, 2),
+        "top_gain": perturb.orthogonal_draws(v, 1, 3),
+    }
 
 
 def test_e1_set_has_baseline_signs_perturbations_alone_and_directions(v, deltas):
     direction = np.random.default_rng(5).standard_normal(D)
     named = conditions.e1_conditions(v, deltas, 1, {"pca": direction}, alpha=2.0)
-    assert set(named) == {"baseline", "v", "-v", "v+orthogonal-0", "v+orthogonal-1", "v+null-0", "v+top_gain-0",
-                          "orthogonal-0", "pca"}
+    assert set(named) == {
+        "baseline",
+        "v",
+        "-v",
+        "v+orthogonal-0",
+        "v+orthogonal-1",
+        "v+null-0",
+        "v+top_gain-0",
+        "orthogonal-0",
+        "pca",
+    }
     assert not named["baseline"].any()
     np.testing.assert_allclose(named["-v"], -named["v"])
     np.testing.assert_allclose(named["v+null-0"], 2.0 * (v + deltas["null"][0]))
@@ -37,8 +49,15 @@ def test_e1_set_has_baseline_signs_perturbations_alone_and_directions(v, deltas)
 
 def test_e2_strengths_are_in_units_of_the_residual_norm(v, deltas):
     named = conditions.e2_conditions(v, deltas, [0.1, 0.5], residual_norm=40.0)
-    assert set(named) == {"baseline", "v@0.1", "v+orthogonal@0.1", "v+null@0.1", "v@0.5", "v+orthogonal@0.5",
-                          "v+null@0.5"}
+    assert set(named) == {
+        "baseline",
+        "v@0.1",
+        "v+orthogonal@0.1",
+        "v+null@0.1",
+        "v@0.5",
+        "v+orthogonal@0.5",
+        "v+null@0.5",
+    }
     assert np.linalg.norm(named["v@0.5"]) == pytest.approx(0.5 * 40.0)
     scale = 0.1 * 40.0 / np.linalg.norm(v)
     np.testing.assert_allclose(named["v+orthogonal@0.1"], scale * (v + deltas["orthogonal"][0]))

@@ -19,14 +19,17 @@ BASE = yaml.safe_load(TEST_CONFIG.read_text())
 MODEL = "smollm2-135m"
 
 
-def checked(change=None, context: RunContext = RunContext()) -> list[str]:
+DEFAULT_CONTEXT = RunContext()
+
+
+def checked(change=None, context: RunContext = DEFAULT_CONTEXT) -> list[str]:
     config = copy.deepcopy(BASE)
     if change:
         change(config)
     return check_config(config, SCHEMA, context)
 
 
-def problems(change, context: RunContext = RunContext()) -> list[str]:
+def problems(change, context: RunContext = DEFAULT_CONTEXT) -> list[str]:
     with pytest.raises(ConfigError) as err:
         checked(change, context)
     return err.value.problems
@@ -55,26 +58,72 @@ def test_unknown_keys_are_named_with_the_known_ones():
 
 def test_every_problem_is_reported_at_once():
     found = problems(lambda c: (c["generation"].update(top_p=1.5, temperature=-1), c["steering"].update(alpha="x")))
-    assert [line.split(" = ")[0] for line in found] == ["config generation.temperature", "config generation.top_p",
-                                                         "config steering.alpha"]
+    assert [line.split(" = ")[0] for line in found] == [
+        "config generation.temperature",
+        "config generation.top_p",
+        "config steering.alpha",
+    ]
 
 
-@pytest.mark.parametrize(("change", "line"), [
-    (lambda c: c["models"][MODEL].update(layer=30),
-     f"config models.{MODEL}.layer = 30: no such layer; expected 0 <= layer < 30 ({MODEL} has 30 decoder layers)"),
-    (lambda c: c["models"][MODEL].update(survey_layers=[8, 31]), f"config models.{MODEL}.survey_layers = [8, 31]: [31]"),
-    (lambda c: c["perturbations"].update(span_ks=[4, 577]), "config perturbations.span_ks = [4, 577]: [577] exceed"),
-    (lambda c: c["spectrum"].update(top_k=289), "config spectrum.top_k = 289: more than half the residual width"),
-    (lambda c: c["perturbations"].update(top_k=577), "config perturbations.top_k = 577: exceeds the residual width"),
-    (lambda c: c["perturbations"].update(n_top_gain=8), "config perturbations.n_top_gain = 8: exceeds perturbations.top_k - 1"),
-    (lambda c: c["covariance"].update(sink_positions=[0, 48]), "config covariance.sink_positions = [0, 48]: [48] can never"),
-    (lambda c: c["background"].update(n_texts=10_000), "config background.n_texts = 10000: exceeds the background texts"),
-    (lambda c: c["background"].update(shards=25), "config background.shards = 25: exceeds background.n_texts"),
-    (lambda c: c["scoring"].update(validation_texts=17), "config scoring.validation_texts = 17: exceeds prompts.n_pairs"),
-    (lambda c: c["perturbations"].update(n_alone=3), "config perturbations.n_alone = 3: exceeds perturbations.n_orthogonal"),
-    (lambda c: c["prompts"].update(n_pairs=73), "config prompts.n_pairs = 73: n_pairs=73 exceeds the 72 prompts"),
-], ids=["layer", "survey-layer", "span-k", "spectrum-top-k", "top-k", "top-gain-draws", "sink-position", "texts",
-        "shards", "validation-texts", "alone", "pairs"])
+@pytest.mark.parametrize(
+    ("change", "line"),
+    [
+        (
+            lambda c: c["models"][MODEL].update(layer=30),
+            f"config models.{MODEL}.layer = 30: no such layer; "
+            f"expected 0 <= layer < 30 ({MODEL} has 30 decoder layers)",
+        ),
+        (
+            lambda c: c["models"][MODEL].update(survey_layers=[8, 31]),
+            f"config models.{MODEL}.survey_layers = [8, 31]: [31]",
+        ),
+        (
+            lambda c: c["perturbations"].update(span_ks=[4, 577]),
+            "config perturbations.span_ks = [4, 577]: [577] exceed",
+        ),
+        (lambda c: c["spectrum"].update(top_k=289), "config spectrum.top_k = 289: more than half the residual width"),
+        (
+            lambda c: c["perturbations"].update(top_k=577),
+            "config perturbations.top_k = 577: exceeds the residual width",
+        ),
+        (
+            lambda c: c["perturbations"].update(n_top_gain=8),
+            "config perturbations.n_top_gain = 8: exceeds perturbations.top_k - 1",
+        ),
+        (
+            lambda c: c["covariance"].update(sink_positions=[0, 48]),
+            "config covariance.sink_positions = [0, 48]: [48] can never",
+        ),
+        (
+            lambda c: c["background"].update(n_texts=10_000),
+            "config background.n_texts = 10000: exceeds the background texts",
+        ),
+        (lambda c: c["background"].update(shards=25), "config background.shards = 25: exceeds background.n_texts"),
+        (
+            lambda c: c["scoring"].update(validation_texts=17),
+            "config scoring.validation_texts = 17: exceeds prompts.n_pairs",
+        ),
+        (
+            lambda c: c["perturbations"].update(n_alone=3),
+            "config perturbations.n_alone = 3: exceeds perturbations.n_orthogonal",
+        ),
+        (lambda c: c["prompts"].update(n_pairs=73), "config prompts.n_pairs = 73: n_pairs=73 exceeds the 72 prompts"),
+    ],
+    ids=[
+        "layer",
+        "survey-layer",
+        "span-k",
+        "spectrum-top-k",
+        "top-k",
+        "top-gain-draws",
+        "sink-position",
+        "texts",
+        "shards",
+        "validation-texts",
+        "alone",
+        "pairs",
+    ],
+)
 def test_sizes_against_the_model_and_the_data(change, line):
     (found,) = problems(change)
     assert found.startswith(line), found
@@ -86,6 +135,7 @@ def test_the_largest_valid_sizes_pass():
         config["perturbations"].update(span_ks=[2, 576], top_k=576)
         config["spectrum"]["top_k"] = 288
         config["covariance"]["sink_positions"] = [0, 47]
+
     assert checked(at_the_limits) == []
 
 
@@ -116,8 +166,10 @@ def test_local_folder_gives_its_shape(tmp_path):
 
 def test_missing_local_folder_is_named(tmp_path):
     (line,) = problems(lambda c: c["models"][MODEL].update(spec=str(tmp_path / "nowhere")))
-    assert line == f"config models.{MODEL}.spec = {str(tmp_path / 'nowhere')!r}: model spec " \
-                   f"{str(tmp_path / 'nowhere')!r} cannot be resolved: no folder {tmp_path / 'nowhere'} exists"
+    assert (
+        line == f"config models.{MODEL}.spec = {str(tmp_path / 'nowhere')!r}: model spec "
+        f"{str(tmp_path / 'nowhere')!r} cannot be resolved: no folder {tmp_path / 'nowhere'} exists"
+    )
 
 
 def fake_hub_cache(root: Path, repo: str, config: dict) -> None:
@@ -181,8 +233,10 @@ def test_a_hub_scorer_must_be_available(tmp_path, monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     config_checks.hub_config.cache_clear()
     (line,) = problems(lambda c: c["scoring"].update(sentiment="hf-sentiment"))
-    assert line.startswith("config scoring.sentiment = 'hf-sentiment': its classifier "
-                           "'cardiffnlp/twitter-roberta-base-sentiment-latest' is not in the Hugging Face cache")
+    assert line.startswith(
+        "config scoring.sentiment = 'hf-sentiment': its classifier "
+        "'cardiffnlp/twitter-roberta-base-sentiment-latest' is not in the Hugging Face cache"
+    )
     config_checks.hub_config.cache_clear()
 
 

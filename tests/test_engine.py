@@ -8,6 +8,8 @@ model's own ``forward``; the real-model tests run on the embedded SmolLM2-135M.
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
@@ -19,8 +21,15 @@ from steerid.generate import generate_rows, prompt_token_ids, stop_ids
 from steerid.hooks import add_to_residual, capture_residual
 from steerid.models import decoder_layers, tokenize_prompts
 
-COMMON = dict(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4,
-              num_key_value_heads=2, max_position_embeddings=128)
+COMMON = dict(
+    vocab_size=64,
+    hidden_size=32,
+    intermediate_size=48,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=128,
+)
 SEQUENCES = [[3, 5, 7, 9, 11, 13, 2, 4, 6], [8, 1, 2, 3, 4], [9]]
 
 
@@ -32,8 +41,12 @@ def _family_configs():
         "qwen2": Qwen2Config(**COMMON),
         "qwen3": Qwen3Config(**COMMON, head_dim=8),
         "mistral": MistralConfig(**COMMON, sliding_window=4),
-        "gemma3_text": Gemma3TextConfig(**COMMON, head_dim=8, sliding_window=4,
-                                        layer_types=["sliding_attention", "full_attention", "sliding_attention"]),
+        "gemma3_text": Gemma3TextConfig(
+            **COMMON,
+            head_dim=8,
+            sliding_window=4,
+            layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+        ),
     }
 
 
@@ -87,8 +100,9 @@ def test_cached_decoding_equals_one_full_forward(tiny):
     cache = decoder.new_cache(2, width)
     decoder.forward(ids[:, :-3], valid[:, :-3], positions[:, :-3], cache=cache)
     for slot in range(width - 3, width):
-        step = decoder.forward(ids[:, slot : slot + 1], valid[:, slot : slot + 1], positions[:, slot : slot + 1],
-                               cache=cache, offset=slot)
+        step = decoder.forward(
+            ids[:, slot : slot + 1], valid[:, slot : slot + 1], positions[:, slot : slot + 1], cache=cache, offset=slot
+        )
         torch.testing.assert_close(decoder.logits(step)[:, 0], full[:, slot], rtol=0, atol=1e-5)
 
 
@@ -142,11 +156,24 @@ def test_smollm2_hidden_states_and_logits_match_transformers(smollm2):
     torch.testing.assert_close(logits[valid], reference.logits[valid], rtol=1e-5, atol=1e-3)
 
 
-def _first_divergence_is_a_near_tie(model, tokenizer, prompt: str, ours: list[int], theirs: list[int], noise_step,
-                                    sampling: Sampling, delta: torch.Tensor, layer: int) -> bool:
+def _row_noise(row: Row, step: int) -> torch.Tensor:
+    return gumbel_noise(7, row.prompt, row.sample, step, 49152)
+
+
+def _first_divergence_is_a_near_tie(
+    model,
+    tokenizer,
+    prompt: str,
+    ours: list[int],
+    theirs: list[int],
+    noise_step,
+    sampling: Sampling,
+    delta: torch.Tensor,
+    layer: int,
+) -> bool:
     """Where two token sequences part, the reference's top two scores must be within float rounding."""
     step = next(i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b)
-    ids, mask = tokenize_prompts(tokenizer, [prompt], torch.device("cpu"))
+    ids, _mask = tokenize_prompts(tokenizer, [prompt], torch.device("cpu"))
     full = torch.cat([ids, torch.tensor([theirs[:step]], dtype=torch.long)], dim=1)
     where = torch.zeros(full.shape, dtype=torch.bool)
     where[:, ids.shape[1] - 1 :] = True
@@ -169,9 +196,10 @@ def test_engine_generation_equals_the_hugging_face_path_token_for_token(smollm2)
     hugging_face = generate_rows(model, tokenizer, 15, PROMPTS, rows, deltas, sampling, 7, batch_size=5, engine=False)
     for row, ours, theirs in zip(rows, engine, hugging_face):
         if ours != theirs:
-            noise = lambda step: gumbel_noise(7, row.prompt, row.sample, step, 49152)  # noqa: E731
-            assert _first_divergence_is_a_near_tie(model, tokenizer, PROMPTS[row.prompt], ours, theirs, noise, sampling,
-                                                   deltas[row.delta], 15), (row, ours, theirs)
+            noise = functools.partial(_row_noise, row)
+            assert _first_divergence_is_a_near_tie(
+                model, tokenizer, PROMPTS[row.prompt], ours, theirs, noise, sampling, deltas[row.delta], 15
+            ), (row, ours, theirs)
     assert sum(a == b for a, b in zip(engine, hugging_face)) >= len(rows) - 1
 
 
@@ -179,12 +207,13 @@ def test_engine_generation_equals_the_hugging_face_path_token_for_token(smollm2)
 def test_greedy_matches_transformers_generate(smollm2, engine):
     model, tokenizer, _ = smollm2
     rows = [Row(p, 0, 0) for p in range(len(PROMPTS))]
-    ours = generate_rows(model, tokenizer, 15, PROMPTS, rows, torch.zeros(1, 576), Sampling(12, temperature=0), 0,
-                         engine=engine)
+    ours = generate_rows(
+        model, tokenizer, 15, PROMPTS, rows, torch.zeros(1, 576), Sampling(12, temperature=0), 0, engine=engine
+    )
     for prompt, tokens in zip(PROMPTS, ours):
         ids, mask = tokenize_prompts(tokenizer, [prompt], torch.device("cpu"))
         reference = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=12)
-        expected = [t for t in reference[0, ids.shape[1]:].tolist() if t != tokenizer.eos_token_id]
+        expected = [t for t in reference[0, ids.shape[1] :].tolist() if t != tokenizer.eos_token_id]
         assert tokens == expected[: len(tokens)] and len(tokens) > 0
 
 
@@ -243,8 +272,8 @@ def test_dumps_equal_the_full_forward_at_the_site(smollm2):
 
 def test_the_hugging_face_dump_path_runs_nothing_above_the_site():
     """A model the engine does not run still stops at the site: the block above it is never called."""
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
     from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
     from steerid.activations import last_token
 
@@ -278,8 +307,9 @@ def test_teacher_forced_logits_equal_on_the_engine_and_the_hugging_face_forward(
 
     model, tokenizer, _ = smollm2
     prompts = prompt_token_ids(tokenizer, PROMPTS)
-    continuations = [tokenizer(text, add_special_tokens=False)["input_ids"]
-                     for text in (" The sea was calm", " Blue.", "")]
+    continuations = [
+        tokenizer(text, add_special_tokens=False)["input_ids"] for text in (" The sea was calm", " Blue.", "")
+    ]
     delta = torch.randn(576, generator=torch.Generator().manual_seed(4)) * 4
     for steering in ({}, {"delta": delta, "layer": 15, "steer_prompt": steer_prompt}):
         engine = TeacherBatch(model, prompts, continuations, engine=True)

@@ -24,8 +24,10 @@ def test_left_padded_batch_equals_single_prompts(smollm2, engine):
     greedy = Sampling(max_new_tokens=10, temperature=0)
     rows = [Row(p, 0, 0) for p in range(3)]
     batch = generate_rows(model, tokenizer, 15, PROMPTS, rows, torch.zeros(1, 576), greedy, 0, engine=engine)
-    singles = [generate_rows(model, tokenizer, 15, [p], [Row(0, 0, 0)], torch.zeros(1, 576), greedy, 0,
-                             engine=engine)[0] for p in PROMPTS]
+    singles = [
+        generate_rows(model, tokenizer, 15, [p], [Row(0, 0, 0)], torch.zeros(1, 576), greedy, 0, engine=engine)[0]
+        for p in PROMPTS
+    ]
     assert batch == singles
 
 
@@ -40,7 +42,10 @@ def test_common_random_numbers_shared_across_identical_conditions(smollm2, site)
 
 def test_steering_changes_generations(smollm2, site):
     model, tokenizer, _ = smollm2
-    conditions = {"baseline": torch.zeros(576), "pushed": torch.randn(576, generator=torch.Generator().manual_seed(0)) * 60}
+    conditions = {
+        "baseline": torch.zeros(576),
+        "pushed": torch.randn(576, generator=torch.Generator().manual_seed(0)) * 60,
+    }
     records = generate_conditions(model, tokenizer, 15, PROMPTS, conditions, 1, Sampling(10, 0.8), seed=0, batch_size=8)
     texts = {c: [r["completion"] for r in records if r["condition"] == c] for c in conditions}
     assert texts["baseline"] != texts["pushed"]
@@ -92,18 +97,16 @@ def test_mask_mode_checks_the_shape_at_call_time(smollm2, site):
     model, tokenizer, _ = smollm2
     ids, mask = tokenize_prompts(tokenizer, PROMPTS[:1], torch.device("cpu"))
     wrong = torch.ones(1, ids.shape[1] + 1, dtype=torch.bool)
-    with pytest.raises(ValueError, match=rf"mask has shape \(1, {ids.shape[1] + 1}\).*\(1, {ids.shape[1]}\)"):
-        with torch.no_grad(), add_to_residual(site, torch.zeros(576), wrong):
-            model(input_ids=ids, attention_mask=mask)
-    with pytest.raises(ValueError, match="bool"):
-        with add_to_residual(site, torch.zeros(576), torch.ones(1, 3)):
-            pass
+    shape_error = rf"mask has shape \(1, {ids.shape[1] + 1}\).*\(1, {ids.shape[1]}\)"
+    with pytest.raises(ValueError, match=shape_error), torch.no_grad(), add_to_residual(site, torch.zeros(576), wrong):
+        model(input_ids=ids, attention_mask=mask)
+    with pytest.raises(ValueError, match="bool"), add_to_residual(site, torch.zeros(576), torch.ones(1, 3)):
+        pass
 
 
 def test_unknown_position_mode(site):
-    with pytest.raises(ValueError, match="'middle'"):
-        with add_to_residual(site, torch.zeros(576), "middle"):
-            pass
+    with pytest.raises(ValueError, match="'middle'"), add_to_residual(site, torch.zeros(576), "middle"):
+        pass
 
 
 def test_hooks_are_removed(smollm2, site):
@@ -179,11 +182,23 @@ def test_coupling_of_near_identical_conditions_is_no_weaker_than_before(smollm2,
     same_gumbel = same_sorted = 0.0
     for row in range(len(PROMPTS)):
         noise = torch.stack([gumbel_noise(1, row, sample, 0, a.shape[1]) for sample in range(draws)])
-        same_gumbel += float((choose_tokens(a[row].expand(draws, -1), noise, Sampling(1, temperature))
-                              == choose_tokens(b[row].expand(draws, -1), noise, Sampling(1, temperature))).float().mean())
+        same_gumbel += float(
+            (
+                choose_tokens(a[row].expand(draws, -1), noise, Sampling(1, temperature))
+                == choose_tokens(b[row].expand(draws, -1), noise, Sampling(1, temperature))
+            )
+            .float()
+            .mean()
+        )
         uniforms = torch.rand(draws, generator=generator, dtype=torch.float64)
-        same_sorted += float((_sorted_inverse_cdf(a[row].expand(draws, -1), uniforms, temperature)
-                              == _sorted_inverse_cdf(b[row].expand(draws, -1), uniforms, temperature)).float().mean())
+        same_sorted += float(
+            (
+                _sorted_inverse_cdf(a[row].expand(draws, -1), uniforms, temperature)
+                == _sorted_inverse_cdf(b[row].expand(draws, -1), uniforms, temperature)
+            )
+            .float()
+            .mean()
+        )
     total_variation = 0.5 * (torch.softmax(a / temperature, -1) - torch.softmax(b / temperature, -1)).abs().sum(-1)
     best = float((1 - total_variation).mean())
     gumbel, sorted_ = same_gumbel / len(PROMPTS), same_sorted / len(PROMPTS)
@@ -194,9 +209,12 @@ def test_coupling_of_near_identical_conditions_is_no_weaker_than_before(smollm2,
 def test_perplexity_of_padded_batch_equals_single_unpadded_forwards(smollm2):
     model, tokenizer, _ = smollm2
     prompts = ["Say hello.", "Write one long sentence about the sea, the sky and the harbour at dawn."]
-    completions = [tokenizer(" Hello there, my good friend!", add_special_tokens=False)["input_ids"],
-                   tokenizer(" The sea", add_special_tokens=False)["input_ids"], []]
-    values = perplexities(model, tokenizer, prompts + ["Say hello."], completions)
+    completions = [
+        tokenizer(" Hello there, my good friend!", add_special_tokens=False)["input_ids"],
+        tokenizer(" The sea", add_special_tokens=False)["input_ids"],
+        [],
+    ]
+    values = perplexities(model, tokenizer, [*prompts, "Say hello."], completions)
     for prompt, completion, value in zip(prompts, completions, values):
         prompt_ids, _ = tokenize_prompts(tokenizer, [prompt], torch.device("cpu"))
         full = torch.cat([prompt_ids[0], torch.tensor(completion)]).unsqueeze(0)

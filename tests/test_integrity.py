@@ -43,8 +43,11 @@ def test_streamed_blocks_name_the_global_row(tmp_path):
     store.write(path, {"rows": rows}, {})
     blocks = store.iter_blocks(path, "rows", 32)
     next(blocks), next(blocks)
-    with pytest.raises(ValueError, match=r"dataset 'rows \(rows 64 to 95\)' holds 1 NaN/Inf value\(s\) of 96, the first "
-                                         r"at index \(70, 1\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"dataset 'rows \(rows 64 to 95\)' holds 1 NaN/Inf value\(s\) of 96, the first "
+        r"at index \(70, 1\)",
+    ):
         next(blocks)
 
 
@@ -80,10 +83,12 @@ def test_writing_a_target_again_removes_its_own_stale_partial(tmp_path):
 
 
 def test_killed_writer_leaves_no_complete_looking_file(tmp_path):
-    script = ("import os, sys; from steerid import store\n"
-              "with store.create(sys.argv[1], {}) as h:\n"
-              "    h.create_dataset('x', data=[1.0])\n"
-              "    os.kill(os.getpid(), 9)\n")
+    script = (
+        "import os, sys; from steerid import store\n"
+        "with store.create(sys.argv[1], {}) as h:\n"
+        "    h.create_dataset('x', data=[1.0])\n"
+        "    os.kill(os.getpid(), 9)\n"
+    )
     subprocess.run([sys.executable, "-c", script, str(tmp_path / "e.h5")], check=False)
     (partial,) = tmp_path.iterdir()
     assert partial.name.startswith(".e.h5.partial-") and not (tmp_path / "e.h5").exists()

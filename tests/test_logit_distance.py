@@ -85,12 +85,12 @@ def test_batched_left_padded_result_matches_a_single_unpadded_forward(setup):
 
 
 def test_empty_continuation_is_rejected(setup):
-    model, tokenizer, site, continuations, conditions, _ = setup
+    model, tokenizer, _site, continuations, conditions, _ = setup
     with pytest.raises(ValueError, match=r"continuation\(s\) \[1\] have no tokens"):
         distances(model, tokenizer, 15, PROMPTS[:2], [continuations[0], []], conditions, [("zero", "push")], 2)
 
 
 def test_unknown_condition_is_rejected(setup):
-    model, tokenizer, site, continuations, conditions, _ = setup
+    model, tokenizer, _site, continuations, conditions, _ = setup
     with pytest.raises(ValueError, match="unknown: \\['missing'\\]"):
         distances(model, tokenizer, 15, PROMPTS, continuations, conditions, [("zero", "missing")], 2)

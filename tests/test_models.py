@@ -54,8 +54,16 @@ def test_layer_check_names_layer(smollm2):
     "build",
     [
         lambda: GPT2LMHeadModel(GPT2Config(n_layer=3, n_embd=32, n_head=2, vocab_size=50)),
-        lambda: LlamaForCausalLM(LlamaConfig(num_hidden_layers=3, hidden_size=32, intermediate_size=64,
-                                             num_attention_heads=2, num_key_value_heads=1, vocab_size=50)),
+        lambda: LlamaForCausalLM(
+            LlamaConfig(
+                num_hidden_layers=3,
+                hidden_size=32,
+                intermediate_size=64,
+                num_attention_heads=2,
+                num_key_value_heads=1,
+                vocab_size=50,
+            )
+        ),
     ],
     ids=["gpt2", "llama"],
 )
@@ -86,7 +94,9 @@ def test_plain_prompt_without_chat_template(smollm2):
 
 def test_prompts_are_left_padded(smollm2):
     _, tokenizer, _ = smollm2
-    ids, mask = tokenize_prompts(tokenizer, ["Hi.", "Tell me a long story about the sea and its tides."], torch.device("cpu"))
+    _ids, mask = tokenize_prompts(
+        tokenizer, ["Hi.", "Tell me a long story about the sea and its tides."], torch.device("cpu")
+    )
     assert mask[0, 0] == 0 and mask[0, -1] == 1 and bool(mask[1].all())
 
 
@@ -130,13 +140,26 @@ def test_gemma_base_model_runs_through_the_hooks_without_a_chat_template(gemma):
 
     model, tokenizer, manifest = gemma
     assert (manifest.architecture, manifest.n_layers, manifest.d_model, manifest.has_chat_template) == (
-        "gemma3_text", 18, 640, False)
+        "gemma3_text",
+        18,
+        640,
+        False,
+    )
     assert format_prompt(tokenizer, "Describe the sea.") == "Describe the sea."
     activations = last_token(model, tokenizer, 9, ["The sea is calm.", "A storm is coming over the hills."], 2)
     assert activations.shape == (2, 640) and np.isfinite(activations).all()
     conditions = {"baseline": torch.zeros(640), "pushed": torch.from_numpy(activations[1] - activations[0])}
-    records = generate_conditions(model, tokenizer, 9, ["Write about the harbour."], conditions, 1,
-                                  Sampling(8, temperature=0), seed=0, batch_size=2)
+    records = generate_conditions(
+        model,
+        tokenizer,
+        9,
+        ["Write about the harbour."],
+        conditions,
+        1,
+        Sampling(8, temperature=0),
+        seed=0,
+        batch_size=2,
+    )
     assert all(r["n_tokens"] > 0 for r in records)
 
 
@@ -145,8 +168,9 @@ def test_gemma_runs_on_the_engine_as_its_own_forward_does(gemma):
     from steerid.engine.decoder import decoder_for
 
     model, tokenizer, _ = gemma
-    ids, mask = tokenize_prompts(tokenizer, ["The sea is calm.", "A storm is coming over the hills."],
-                                 torch.device("cpu"))
+    ids, mask = tokenize_prompts(
+        tokenizer, ["The sea is calm.", "A storm is coming over the hills."], torch.device("cpu")
+    )
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     with torch.inference_mode():
         expected = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits

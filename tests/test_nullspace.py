@@ -50,7 +50,7 @@ def test_recovery_curve_shrinks_with_more_environments():
     for row in curve:
         assert len(row["subsets"]) == len(list(itertools.combinations(names, row["m"])))
         assert row["min"] <= row["mean"] <= row["max"]
-    for smaller, larger in zip(curve, curve[1:]):
+    for smaller, larger in itertools.pairwise(curve):
         assert larger["mean"] <= smaller["mean"] and larger["max"] <= smaller["max"] and larger["min"] <= smaller["min"]
 
 

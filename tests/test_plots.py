@@ -28,8 +28,16 @@ def _json(payload: dict) -> dict:
 
 def _header(trait: str) -> dict:
     """What stages._header adds to every generation experiment's stats."""
-    return {"model": "tiny", "layer": 3, "trait": trait, "scorer": "lexicon", "alpha": 4.0, "v_norm": 2.5,
-            "mean_residual_norm": 10.0, "scorer_validation": {"auroc": 0.93, "min_auroc": 0.8, "valid": True, "n": 16}}
+    return {
+        "model": "tiny",
+        "layer": 3,
+        "trait": trait,
+        "scorer": "lexicon",
+        "alpha": 4.0,
+        "v_norm": 2.5,
+        "mean_residual_norm": 10.0,
+        "scorer_validation": {"auroc": 0.93, "min_auroc": 0.8, "valid": True, "n": 16},
+    }
 
 
 def _grids(rng: np.random.Generator, names, shifts=None) -> dict[str, np.ndarray]:
@@ -64,31 +72,50 @@ def _e2(rng, trait):
 def _e3(rng, trait):
     names = (*E1_NAMES, *[f"env:{e}" for e in ENVIRONMENTS])
     by_environment = {env: _grids(rng, names) for env in ENVIRONMENTS}
-    return {"experiment": "E3 environments", **_header(trait),
-            "cosine_with_v": {env: 0.9 for env in ENVIRONMENTS},
-            "cosines": {a: {b: 1.0 if a == b else 0.8 for b in ENVIRONMENTS} for a in ENVIRONMENTS},
-            "by_environment": {env: analysis.orthogonality_endpoints(g, N_BOOT, 0.2, 0.1, N_PERM, 0)
-                               for env, g in by_environment.items()},
-            "cross_application": analysis.cross_application(by_environment, N_BOOT, 0)}
+    return {
+        "experiment": "E3 environments",
+        **_header(trait),
+        "cosine_with_v": {env: 0.9 for env in ENVIRONMENTS},
+        "cosines": {a: {b: 1.0 if a == b else 0.8 for b in ENVIRONMENTS} for a in ENVIRONMENTS},
+        "by_environment": {
+            env: analysis.orthogonality_endpoints(g, N_BOOT, 0.2, 0.1, N_PERM, 0) for env, g in by_environment.items()
+        },
+        "cross_application": analysis.cross_application(by_environment, N_BOOT, 0),
+    }
 
 
 def _e4(rng, trait):
     names = {"orthogonal": "v+orthogonal-0", "null": "v+null-0", "top_gain": "v+top_gain-0"}
     pairs = ["baseline vs v", *[f"v vs {name}" for name in names.values()], "v vs -v"]
-    summary = {pair: {metric: {"mean": float(rng.uniform(0.01, 2.0)), "sd": 0.1} for metric in ("kl", "js", "logit_l2")}
-               for pair in pairs}
-    return {"experiment": "E4 logit distance", "model": "tiny", "layer": 3, "trait": trait, "n_sequences": 8,
-            "pairs": summary, "relative_to_0_vs_v": {k: {"kl": 0.5, "js": 0.5, "logit_l2": 0.5} for k in names},
-            "conditions": names}
+    summary = {
+        pair: {metric: {"mean": float(rng.uniform(0.01, 2.0)), "sd": 0.1} for metric in ("kl", "js", "logit_l2")}
+        for pair in pairs
+    }
+    return {
+        "experiment": "E4 logit distance",
+        "model": "tiny",
+        "layer": 3,
+        "trait": trait,
+        "n_sequences": 8,
+        "pairs": summary,
+        "relative_to_0_vs_v": {k: {"kl": 0.5, "js": 0.5, "logit_l2": 0.5} for k in names},
+        "conditions": names,
+    }
 
 
 def _e5(rng, trait):
     grids = _grids(rng, ("v", "pca", "probe"))
     margin = analysis.margins(grids, 0.2, 1.0)["baseline_sd"]
     cosines = {"pca": 0.95, "probe": 0.6}
-    return {"experiment": "E5 vector equivalence", **_header(trait), "cosine_pca_probe": 0.55,
-            "natural_norms": {"mean_difference": 2.5, "pca": 1.0, "probe": 1.0}, "margin": margin, "n_prompts": SHAPE[0],
-            "by_direction": analysis.direction_equivalence(grids, ["pca", "probe"], cosines, margin["value"], N_BOOT, 0)}
+    return {
+        "experiment": "E5 vector equivalence",
+        **_header(trait),
+        "cosine_pca_probe": 0.55,
+        "natural_norms": {"mean_difference": 2.5, "pca": 1.0, "probe": 1.0},
+        "margin": margin,
+        "n_prompts": SHAPE[0],
+        "by_direction": analysis.direction_equivalence(grids, ["pca", "probe"], cosines, margin["value"], N_BOOT, 0),
+    }
 
 
 def _e6(rng, trait, d=16):
@@ -98,22 +125,42 @@ def _e6(rng, trait, d=16):
         eigenvalues[-1] = -1e-9  # round-off below zero, as eigh gives on a PSD matrix
         sigma = np.sort(rng.exponential(1.0, d))[::-1]
         covariance = Spectrum(eigenvalues, np.eye(d), 4, 1e-6).summary([0.01, 0.05], [0.9, 0.99])
-        layers.append({"layer": layer, "d": d, "covariance": {"all_tokens": covariance, "excluding_sinks": covariance},
-                       "covariance_eigenvalues": eigenvalues.tolist(),
-                       "jacobian": rank_summary(sigma, d, [0.01, 0.05, 0.1], [0.9, 0.99]),
-                       "jacobian_singular_values": sigma.tolist(), "subspace_dim": 4})
+        layers.append(
+            {
+                "layer": layer,
+                "d": d,
+                "covariance": {"all_tokens": covariance, "excluding_sinks": covariance},
+                "covariance_eigenvalues": eigenvalues.tolist(),
+                "jacobian": rank_summary(sigma, d, [0.01, 0.05, 0.1], [0.9, 0.99]),
+                "jacobian_singular_values": sigma.tolist(),
+                "subspace_dim": 4,
+            }
+        )
     return {"experiment": "E6 null-space dimension", "model": "tiny", "trait": trait, "layers": layers}
 
 
 def _e7(rng, trait):
-    names = ["v", *[f"span:{source}-{end}-{k}" for source in ("covariance", "jacobian") for end in ("bottom", "top")
-                    for k in (2, 8)]]
+    names = [
+        "v",
+        *[
+            f"span:{source}-{end}-{k}"
+            for source in ("covariance", "jacobian")
+            for end in ("bottom", "top")
+            for k in (2, 8)
+        ],
+    ]
     grids = _grids(rng, names)
     margin = analysis.margins(grids, 0.2, 1.0)["baseline_sd"]
-    return {"experiment": "E7 spanning", **_header(trait), "environments": ENVIRONMENTS,
-            "n_prompts": int(grids["baseline"].shape[0]), "n_samples": int(grids["baseline"].shape[1]), "margin": margin,
-            "delta_v": {"value": 1.5, "ci_low": 1.2, "ci_high": 1.8},
-            "curves": analysis.spanning_curves(grids, N_BOOT, margin["value"], 0)}
+    return {
+        "experiment": "E7 spanning",
+        **_header(trait),
+        "environments": ENVIRONMENTS,
+        "n_prompts": int(grids["baseline"].shape[0]),
+        "n_samples": int(grids["baseline"].shape[1]),
+        "margin": margin,
+        "delta_v": {"value": 1.5, "ci_low": 1.2, "ci_high": 1.8},
+        "curves": analysis.spanning_curves(grids, N_BOOT, margin["value"], 0),
+    }
 
 
 def _e8(rng, trait, d=6):
@@ -121,9 +168,16 @@ def _e8(rng, trait, d=6):
         jacobian = rng.normal(size=(2, d))  # rank 2 of 6: an inert set that intersections shrink
         return jacobian.T @ jacobian
 
-    return {"experiment": "E8 recovery", "model": "tiny", "trait": trait, "d": d, "layer": 3, "rank_threshold": 0.05,
-            "environments": nullspace.recovery_curve({env: gram() for env in ENVIRONMENTS}, 0.05),
-            "layers": nullspace.recovery_curve({f"L{layer}": gram() for layer in (1, 2, 3)}, 0.05)}
+    return {
+        "experiment": "E8 recovery",
+        "model": "tiny",
+        "trait": trait,
+        "d": d,
+        "layer": 3,
+        "rank_threshold": 0.05,
+        "environments": nullspace.recovery_curve({env: gram() for env in ENVIRONMENTS}, 0.05),
+        "layers": nullspace.recovery_curve({f"L{layer}": gram() for layer in (1, 2, 3)}, 0.05),
+    }
 
 
 BUILDERS = {"e1": _e1, "e2": _e2, "e3": _e3, "e4": _e4, "e5": _e5, "e6": _e6, "e7": _e7, "e8": _e8}

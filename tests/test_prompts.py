@@ -79,9 +79,7 @@ def test_pair_poles_differ(trait_prompts: TraitPrompts) -> None:
 
 def test_eval_topics_disjoint_from_extraction_topics(trait_prompts: TraitPrompts) -> None:
     topics = [p.topic.lower() for p in trait_prompts.pairs]
-    clashes = [
-        (topic, prompt) for prompt in _all_eval(trait_prompts) for topic in topics if topic in prompt.lower()
-    ]
+    clashes = [(topic, prompt) for prompt in _all_eval(trait_prompts) for topic in topics if topic in prompt.lower()]
     assert clashes == []
 
 

@@ -17,15 +17,53 @@ pytestmark = pytest.mark.workflow
 
 BASE = yaml.safe_load(TEST_CONFIG.read_text())
 # Generations of E1 and E7 (two environments each) use alpha; E2 sweeps its own strengths; E4 steers teacher-forced.
-AFTER_ALPHA = {"evaluate": 4, "score": 4, "stats_e1": 1, "stats_e3": 1, "stats_e5": 1, "stats_e7": 1,
-               "logit_distance": 1, "figure": 5, "summary": 1, "all": 1}
-AFTER_SCORER = {"validate_scorer": 1, "score": 5, "stats_e1": 1, "stats_e2": 1, "stats_e3": 1, "stats_e5": 1,
-                "stats_e7": 1, "figure": 5, "summary": 1, "all": 1}
+AFTER_ALPHA = {
+    "evaluate": 4,
+    "score": 4,
+    "stats_e1": 1,
+    "stats_e3": 1,
+    "stats_e5": 1,
+    "stats_e7": 1,
+    "logit_distance": 1,
+    "figure": 5,
+    "summary": 1,
+    "all": 1,
+}
+AFTER_SCORER = {
+    "validate_scorer": 1,
+    "score": 5,
+    "stats_e1": 1,
+    "stats_e2": 1,
+    "stats_e3": 1,
+    "stats_e5": 1,
+    "stats_e7": 1,
+    "figure": 5,
+    "summary": 1,
+    "all": 1,
+}
 # A new steering layer: everything at that layer (not the survey layer 8, the prompts, the model or the scorer check).
-AFTER_LAYER = {"dump_contrast": 2, "steering_vectors": 2, "dump_background": 1, "covariance": 1, "spectrum": 1,
-               "jacobian": 1, "perturbations": 1, "evaluate": 5, "score": 5, "stats_e1": 1, "stats_e2": 1,
-               "stats_e3": 1, "stats_e5": 1, "stats_e7": 1, "logit_distance": 1, "null_space": 1, "recovery": 1,
-               "figure": 8, "summary": 1, "all": 1}
+AFTER_LAYER = {
+    "dump_contrast": 2,
+    "steering_vectors": 2,
+    "dump_background": 1,
+    "covariance": 1,
+    "spectrum": 1,
+    "jacobian": 1,
+    "perturbations": 1,
+    "evaluate": 5,
+    "score": 5,
+    "stats_e1": 1,
+    "stats_e2": 1,
+    "stats_e3": 1,
+    "stats_e5": 1,
+    "stats_e7": 1,
+    "logit_distance": 1,
+    "null_space": 1,
+    "recovery": 1,
+    "figure": 8,
+    "summary": 1,
+    "all": 1,
+}
 
 
 def with_change(section: str, key: str, value) -> dict:
@@ -64,16 +102,31 @@ def test_real_rerun_after_alpha_change_runs_only_the_generations_that_use_it(run
 
 # A likelihood-scored trait added to a finished study: its own chain (no generations: no E2, E3 or E4),
 # the cross-trait summary and the figures that gain a cell; never the other trait's stages.
-AFTER_TRUTHFULNESS = {"prompts": 1, "dump_contrast": 1, "steering_vectors": 1, "jacobian": 2, "perturbations": 1,
-                      "validate_scorer": 1, "score_statements": 2, "stats_e1": 1, "stats_e5": 1, "stats_e7": 1,
-                      "null_space": 1, "recovery": 1, "figure": 5, "summary": 1, "all": 1}
+AFTER_TRUTHFULNESS = {
+    "prompts": 1,
+    "dump_contrast": 1,
+    "steering_vectors": 1,
+    "jacobian": 2,
+    "perturbations": 1,
+    "validate_scorer": 1,
+    "score_statements": 2,
+    "stats_e1": 1,
+    "stats_e5": 1,
+    "stats_e7": 1,
+    "null_space": 1,
+    "recovery": 1,
+    "figure": 5,
+    "summary": 1,
+    "all": 1,
+}
 
 
 def test_adding_truthfulness_runs_its_likelihood_chain_only(run, tmp_path):
     workdir = tmp_path / "copy"
     shutil.copytree(run, workdir, copy_function=link_or_copy)
-    config = write_config(tmp_path, traits=[*BASE["traits"], "truthfulness"],
-                          scoring={**BASE["scoring"], "truthfulness": "likelihood"})
+    config = write_config(
+        tmp_path, traits=[*BASE["traits"], "truthfulness"], scoring={**BASE["scoring"], "truthfulness": "likelihood"}
+    )
     result = snakemake(workdir, "--configfile", str(config), "--cores", "2")
     assert result.returncode == 0, result.stderr[-3000:]
     executed = executed_rules(result.stdout + result.stderr)

@@ -140,14 +140,22 @@ HELDOUT: dict[str, dict[str, list[str]]] = {
 
 # One unambiguous pair per trait, for a plain ordering check of every scorer of the trait.
 PINNED = {
-    "formality": ("We kindly request that you submit the completed form by the deadline.",
-                  "yo just send the form whenever lol"),
-    "politeness": ("Would you please help me carry this box? Thank you so much.",
-                   "Carry this box, idiot, and hurry up."),
-    "sentiment": ("I'm overjoyed; this is the happiest day of my life!",
-                  "I'm miserable; this is the worst day of my life."),
-    "agreeableness": ("Sure, I'm happy to help you with that, let's do it together.",
-                      "No, I refuse to help you, do it yourself."),
+    "formality": (
+        "We kindly request that you submit the completed form by the deadline.",
+        "yo just send the form whenever lol",
+    ),
+    "politeness": (
+        "Would you please help me carry this box? Thank you so much.",
+        "Carry this box, idiot, and hurry up.",
+    ),
+    "sentiment": (
+        "I'm overjoyed; this is the happiest day of my life!",
+        "I'm miserable; this is the worst day of my life.",
+    ),
+    "agreeableness": (
+        "Sure, I'm happy to help you with that, let's do it together.",
+        "No, I refuse to help you, do it yourself.",
+    ),
 }
 
 
@@ -211,8 +219,7 @@ def test_median_split_accuracy():
 
 
 def test_validate_scorer_reports_and_flags():
-    report = validate_scorer(_fake([0.9, 0.8, 0.7, 0.1, 0.2, 0.75]), ["a", "b", "c"], ["d", "e", "f"],
-                             min_auroc=0.8)
+    report = validate_scorer(_fake([0.9, 0.8, 0.7, 0.1, 0.2, 0.75]), ["a", "b", "c"], ["d", "e", "f"], min_auroc=0.8)
     assert report["scorer"] == "fake"
     assert report["n"] == 6 and report["n_positive"] == 3 and report["n_negative"] == 3
     assert report["auroc"] == pytest.approx(_brute_auroc([0.9, 0.8, 0.7], [0.1, 0.2, 0.75]))
@@ -294,8 +301,11 @@ def test_label_matching_is_exact():
     with pytest.raises(ValueError, match="'formal'"):
         signed_label_score([{"label": "informal", "score": 1.0}], ["formal"], [])
     # case and surrounding whitespace are not part of a label; a third label counts for neither pole
-    outputs = [{"label": "Positive", "score": 0.6}, {"label": " negative", "score": 0.1},
-               {"label": "neutral", "score": 0.3}]
+    outputs = [
+        {"label": "Positive", "score": 0.6},
+        {"label": " negative", "score": 0.1},
+        {"label": "neutral", "score": 0.3},
+    ]
     assert signed_label_score(outputs, ["positive"], ["negative"]) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="both poles"):
         signed_label_score(outputs, ["positive"], ["POSITIVE"])
@@ -306,9 +316,16 @@ def test_hf_classifier_uses_exact_labels(tmp_path):
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
     tokenizer = AutoTokenizer.from_pretrained(str(scoring.minilm_model_dir()))
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1,
-                        num_attention_heads=2, intermediate_size=32, num_labels=2,
-                        id2label={0: "informal", 1: "formal"}, label2id={"informal": 0, "formal": 1})
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        num_labels=2,
+        id2label={0: "informal", 1: "formal"},
+        label2id={"informal": 0, "formal": 1},
+    )
     torch.manual_seed(0)
     model = BertForSequenceClassification(config).eval()
     model.save_pretrained(tmp_path)
@@ -365,16 +382,18 @@ def test_minilm_orientation_and_heldout_auroc(trait, kind):
     assert scorer.name == kind
     positive, negative = scorer.score(list(PINNED[trait]))
     assert positive > negative, (trait, kind, positive, negative)
-    report = validate_scorer(scorer, HELDOUT[trait]["positive"], HELDOUT[trait]["negative"],
-                             min_auroc=MIN_HELDOUT_AUROC)
+    report = validate_scorer(
+        scorer, HELDOUT[trait]["positive"], HELDOUT[trait]["negative"], min_auroc=MIN_HELDOUT_AUROC
+    )
     print(f"{trait} {kind}: AUROC {report['auroc']:.3f}, accuracy {report['accuracy']:.2f}, n {report['n']}")
     assert report["mean_positive"] > report["mean_negative"]
     assert report["valid"], report
 
 
 def test_vader_orientation_on_heldout_sentiment():
-    report = validate_scorer(get_scorer("sentiment", "vader"), HELDOUT["sentiment"]["positive"],
-                             HELDOUT["sentiment"]["negative"])
+    report = validate_scorer(
+        get_scorer("sentiment", "vader"), HELDOUT["sentiment"]["positive"], HELDOUT["sentiment"]["negative"]
+    )
     assert report["auroc"] >= MIN_HELDOUT_AUROC
 
 
@@ -398,7 +417,7 @@ def test_likelihood_matches_an_unpadded_forward(smollm2, likelihood):
         for text in texts:
             ids = torch.tensor([context + tokenizer(text, add_special_tokens=False)["input_ids"]])
             logp = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), dim=-1)
-            expected.append(logp.gather(-1, ids[0, 1:, None])[len(context) - 1:].mean().item())
+            expected.append(logp.gather(-1, ids[0, 1:, None])[len(context) - 1 :].mean().item())
     # one left-padded batch of different lengths equals each text alone
     np.testing.assert_allclose(likelihood.score(texts), expected, atol=1e-4)
 
@@ -418,7 +437,7 @@ def test_likelihood_sees_steering_hooks(smollm2, likelihood):
     from steerid.hooks import add_to_residual
     from steerid.models import decoder_layers
 
-    model, _, manifest = smollm2
+    model, _, _manifest = smollm2
     site = decoder_layers(model)[len(decoder_layers(model)) // 2]
     text = ["The Earth orbits the Sun."]
     before = likelihood.score(text)
@@ -435,9 +454,16 @@ def test_hf_zero_shot_runs_with_exact_pole_labels(tmp_path):
 
     tokenizer = AutoTokenizer.from_pretrained(str(scoring.minilm_model_dir()))
     labels = {0: "contradiction", 1: "neutral", 2: "entailment"}
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1,
-                        num_attention_heads=2, intermediate_size=32, num_labels=3,
-                        id2label=labels, label2id={v: k for k, v in labels.items()})
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        num_labels=3,
+        id2label=labels,
+        label2id={v: k for k, v in labels.items()},
+    )
     torch.manual_seed(0)
     BertForSequenceClassification(config).save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)

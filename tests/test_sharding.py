@@ -43,7 +43,9 @@ def test_accumulators_stored_per_shard_merge_to_the_single_pass_covariance(tmp_p
             writer = store.RowWriter(handle, chunk_rows=256)
             writer.append("activations", rows[part])
         with store.create(tmp_path / f"state-{shard}.h5", {}) as handle:
-            write_accumulator(handle.create_group("view"), covariance_from_hdf5(dump, "activations", 300, where=~sinks[part]))
+            write_accumulator(
+                handle.create_group("view"), covariance_from_hdf5(dump, "activations", 300, where=~sinks[part])
+            )
         states.append(tmp_path / f"state-{shard}.h5")
     accumulators = []
     for path in states:
@@ -69,13 +71,17 @@ def test_shards_run_as_separate_jobs_and_merge_to_the_covariance_of_their_rows(r
     assert result.returncode == 0, result.stderr[-3000:]
     executed = executed_rules(result.stdout + result.stderr)
     assert {rule: executed.count(rule) for rule in set(executed)} == {
-        "dump_background_shard": 3, "covariance_shard": 3, "merge_covariance": 1}
+        "dump_background_shard": 3,
+        "covariance_shard": 3,
+        "merge_covariance": 1,
+    }
 
     shards = [workdir / f"results/{MODEL}/activations/L{LAYER}/background/{i}-of-3.h5" for i in range(3)]
     parts = [store.read(path, "activations", "position", "text_index") for path in shards]
     activations, position, text_index = (np.concatenate(column) for column in zip(*parts))
     whole_activations, whole_position, whole_text_index = store.read(
-        run / f"results/{MODEL}/activations/L{LAYER}/background.h5", "activations", "position", "text_index")
+        run / f"results/{MODEL}/activations/L{LAYER}/background.h5", "activations", "position", "text_index"
+    )
     # The shards are the unsharded dump's texts, tokens and order; only batch composition differs.
     np.testing.assert_array_equal(text_index, whole_text_index)
     np.testing.assert_array_equal(position, whole_position)

@@ -73,8 +73,13 @@ class Runs:
 
 
 def cluster_env() -> dict[str, str]:
-    return {**os.environ, "PYTHON": sys.executable, "STEERID_SLURM_PARTITION": PARTITION,
-            "STEERID_SLURM_ACCOUNT": ACCOUNT, "STEERID_SLURM_USER": USER}
+    return {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "STEERID_SLURM_PARTITION": PARTITION,
+        "STEERID_SLURM_ACCOUNT": ACCOUNT,
+        "STEERID_SLURM_USER": USER,
+    }
 
 
 # E1 and its figure: every kind of job (model, native linear algebra, Jacobian, scoring, statistics,
@@ -83,10 +88,27 @@ TARGETS = ("results/smollm2-135m/stats/e1/L15/sentiment.json", "results/figures/
 
 
 def snakemake_command(workdir: Path, *args: str) -> list[str]:
-    return ["timeout", "--foreground", "-s", "INT", "-k", str(KILL_AFTER), str(SNAKEMAKE_LIMIT),
-            # The targets come before every option: --configfile and --default-resources take lists.
-            sys.executable, "-m", "snakemake", *TARGETS, "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-            "--configfile", str(TEST_CONFIG), *args]
+    return [
+        "timeout",
+        "--foreground",
+        "-s",
+        "INT",
+        "-k",
+        str(KILL_AFTER),
+        str(SNAKEMAKE_LIMIT),
+        # The targets come before every option: --configfile and --default-resources take lists.
+        sys.executable,
+        "-m",
+        "snakemake",
+        *TARGETS,
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(TEST_CONFIG),
+        *args,
+    ]
 
 
 def slurm_arguments() -> list[str]:
@@ -97,9 +119,18 @@ def slurm_arguments() -> list[str]:
     """
     profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
     defaults = {**profile["default-resources"], "slurm_partition": PARTITION, "slurm_account": ACCOUNT}
-    return ["--profile", str(PROFILE), "--workflow-profile", "none", "--max-threads", str(NODE_CPUS),
-            "--slurm-init-seconds-before-status-checks", "5",
-            "--default-resources", *(f"{key}={value}" for key, value in defaults.items())]
+    return [
+        "--profile",
+        str(PROFILE),
+        "--workflow-profile",
+        "none",
+        "--max-threads",
+        str(NODE_CPUS),
+        "--slurm-init-seconds-before-status-checks",
+        "5",
+        "--default-resources",
+        *(f"{key}={value}" for key, value in defaults.items()),
+    ]
 
 
 def start(command: list[str], log_path: Path) -> tuple[subprocess.Popen, float]:
@@ -130,8 +161,13 @@ def stop(process: subprocess.Popen | None) -> None:
 
 def sacct(job_ids: list[str], fields: str) -> list[dict[str, str]]:
     names = fields.split(",")
-    output = subprocess.run(["sacct", "-n", "-X", "-P", "-j", ",".join(job_ids), "-o", fields],
-                            capture_output=True, text=True, timeout=30, check=True).stdout
+    output = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-j", ",".join(job_ids), "-o", fields],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
     return [dict(zip(names, line.split("|"))) for line in output.splitlines() if line]
 
 
@@ -143,8 +179,9 @@ def runs(tmp_path_factory) -> Runs:
     local = cluster_run = None
     try:
         try:
-            up = subprocess.run(["bash", str(BRING_UP)], env=cluster_env(), capture_output=True, text=True,
-                                timeout=BRING_UP_LIMIT)
+            up = subprocess.run(
+                ["bash", str(BRING_UP)], env=cluster_env(), capture_output=True, text=True, timeout=BRING_UP_LIMIT
+            )
         except subprocess.TimeoutExpired as err:
             stderr = err.stderr.decode(errors="replace") if isinstance(err.stderr, bytes) else err.stderr or ""
             pytest.fail(f"bring_up.sh ran past {BRING_UP_LIMIT} s:\n{stderr[-4000:]}")
@@ -168,8 +205,9 @@ def runs(tmp_path_factory) -> Runs:
         stop(local)
         if shutil.which("scancel"):
             subprocess.run(["scancel", "-u", USER], capture_output=True, timeout=30)
-        down = subprocess.run(["bash", str(TEAR_DOWN)], env=cluster_env(), capture_output=True, text=True,
-                              timeout=TEAR_DOWN_LIMIT)
+        down = subprocess.run(
+            ["bash", str(TEAR_DOWN)], env=cluster_env(), capture_output=True, text=True, timeout=TEAR_DOWN_LIMIT
+        )
         print(down.stderr[-2000:])
         assert down.returncode == 0, f"tear_down.sh exited {down.returncode}:\n{down.stderr[-4000:]}"
 
@@ -203,8 +241,9 @@ def submitted_jobs(log: str) -> dict[str, Job]:
             continue
         threads = re.search(r"^\s+threads: (\d+)$", block, re.M)
         values = dict(item.split("=", 1) for item in resources.group(1).split(", "))
-        described[jobid.group(1)] = Job(rule.group(1), int(threads.group(1)) if threads else 1,
-                                        int(values["mem_mb"]), int(values["runtime"]))
+        described[jobid.group(1)] = Job(
+            rule.group(1), int(threads.group(1)) if threads else 1, int(values["mem_mb"]), int(values["runtime"])
+        )
     return {slurm_id: described[jobid] for jobid, slurm_id in SUBMITTED.findall(log)}
 
 
@@ -220,8 +259,15 @@ def test_every_non_local_job_was_submitted_to_slurm(runs):
     kept_local = LOCAL_RULE.findall(log)
     local_run_jobs = LOCAL_RULE.findall(runs.local.log) + REMOTE_RULE.findall(runs.local.log)
     assert sorted(remote_jobs + kept_local) == sorted(local_run_jobs)
-    model_and_linalg = {"prepare_model", "dump_contrast", "dump_background", "covariance", "spectrum", "jacobian",
-                        "evaluate"}
+    model_and_linalg = {
+        "prepare_model",
+        "dump_contrast",
+        "dump_background",
+        "covariance",
+        "spectrum",
+        "jacobian",
+        "evaluate",
+    }
     assert model_and_linalg <= set(remote_jobs)
 
 
@@ -288,8 +334,11 @@ def test_stats_equal_the_local_run(runs):
     paths = local_results(runs, "*/stats/**/*.json")
     assert paths
     for relative in paths:
-        assert_same_tree(json.loads((runs.slurm.workdir / relative).read_text()),
-                         json.loads((runs.local.workdir / relative).read_text()), str(relative))
+        assert_same_tree(
+            json.loads((runs.slurm.workdir / relative).read_text()),
+            json.loads((runs.local.workdir / relative).read_text()),
+            str(relative),
+        )
 
 
 def h5_datasets(path: Path) -> dict[str, np.ndarray]:
@@ -317,8 +366,9 @@ def test_hdf5_datasets_equal_the_local_run(runs):
             actual = slurm[name]
             assert actual.shape == expected.shape and actual.dtype == expected.dtype, (relative, name)
             if np.issubdtype(expected.dtype, np.floating):
-                np.testing.assert_allclose(actual, expected, rtol=RTOL, atol=ATOL, equal_nan=True,
-                                           err_msg=f"{relative}:{name}")
+                np.testing.assert_allclose(
+                    actual, expected, rtol=RTOL, atol=ATOL, equal_nan=True, err_msg=f"{relative}:{name}"
+                )
             else:
                 np.testing.assert_array_equal(actual, expected, err_msg=f"{relative}:{name}")
 

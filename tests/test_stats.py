@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import itertools
+import json
 import math
 import re
 import time
@@ -412,7 +412,7 @@ def test_tost_power_matches_simulation(n, margin, sd, delta) -> None:
 
 def test_tost_power_properties() -> None:
     powers = [stats.tost_power(n, 0.3, 1.0) for n in (5, 20, 50, 100, 200, 400)]
-    assert all(x < y for x, y in zip(powers, powers[1:]))
+    assert all(x < y for x, y in itertools.pairwise(powers))
     assert powers[-1] > 0.95
     assert stats.tost_power(40, 0.3, 1.0, true_difference=0.1) == pytest.approx(
         stats.tost_power(40, 0.3, 1.0, true_difference=-0.1)
@@ -479,8 +479,11 @@ def test_power_functions_reject_bad_values() -> None:
 
 
 def _tost_dict(equivalent: bool, low: float, high: float, margin: float = 0.2) -> dict:
-    return {"equivalent": equivalent, "margin": margin,
-            "ci_two_sided": {"value": (low + high) / 2, "ci_low": low, "ci_high": high}}
+    return {
+        "equivalent": equivalent,
+        "margin": margin,
+        "ci_two_sided": {"value": (low + high) / 2, "ci_low": low, "ci_high": high},
+    }
 
 
 EFFECT = {"value": 1.0, "ci_low": 0.6, "ci_high": 1.4}
@@ -622,7 +625,7 @@ def test_holm_is_monotone_in_the_raw_p_values() -> None:
     raw = dict(zip("abcdefghij", np.random.default_rng(60).uniform(0, 0.2, 10).tolist()))
     out = stats.holm(raw)
     ordered = sorted(raw, key=raw.get)
-    assert all(out[x] <= out[y] for x, y in zip(ordered, ordered[1:]))
+    assert all(out[x] <= out[y] for x, y in itertools.pairwise(ordered))
     assert all(out[k] >= raw[k] for k in raw)
 
 

@@ -17,10 +17,9 @@ def test_write_read_and_provenance(tmp_path):
 
 def test_failed_write_leaves_nothing(tmp_path):
     path = tmp_path / "b.h5"
-    with pytest.raises(RuntimeError):
-        with store.create(path, {}) as handle:
-            handle.create_dataset("x", data=[1, 2])
-            raise RuntimeError("crash mid-write")
+    with pytest.raises(RuntimeError), store.create(path, {}) as handle:
+        handle.create_dataset("x", data=[1, 2])
+        raise RuntimeError("crash mid-write")
     assert list(tmp_path.iterdir()) == []
 
 

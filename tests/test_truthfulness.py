@@ -28,22 +28,26 @@ def setup(smollm2):
 def mean_logprob_steered(model, tokenizer, site, text: str, delta: torch.Tensor) -> float:
     """One unpadded forward with ``delta`` added to every position's residual at the site."""
     ids = torch.tensor([document_start_ids(tokenizer) + tokenizer(text, add_special_tokens=False)["input_ids"]])
-    handle = site.register_forward_hook(lambda _m, _i, out: (out[0] + delta,) + tuple(out[1:])
-                                        if isinstance(out, tuple) else out + delta)
+    handle = site.register_forward_hook(
+        lambda _m, _i, out: (out[0] + delta, *tuple(out[1:])) if isinstance(out, tuple) else out + delta
+    )
     try:
         with torch.inference_mode():
             logp = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), dim=-1)
     finally:
         handle.remove()
     n_context = len(document_start_ids(tokenizer))
-    return logp.gather(-1, ids[0, 1:, None])[n_context - 1:].mean().item()
+    return logp.gather(-1, ids[0, 1:, None])[n_context - 1 :].mean().item()
 
 
 def test_batched_preferences_equal_single_unpadded_forwards(setup):
     model, tokenizer, site, statements, named, preferences = setup
     for name, delta in named.items():
-        expected = [mean_logprob_steered(model, tokenizer, site, true, delta)
-                    - mean_logprob_steered(model, tokenizer, site, false, delta) for true, false in statements]
+        expected = [
+            mean_logprob_steered(model, tokenizer, site, true, delta)
+            - mean_logprob_steered(model, tokenizer, site, false, delta)
+            for true, false in statements
+        ]
         np.testing.assert_allclose(preferences[name], expected, atol=1e-4)
 
 
@@ -61,6 +65,6 @@ def test_paired_validation_counts_pairs_preferring_the_truth():
 
 
 def test_no_statements_is_an_error(setup):
-    model, tokenizer, site, _, named, _ = setup
+    model, tokenizer, _site, _, named, _ = setup
     with pytest.raises(ValueError, match="at least one"):
         steered_preferences(model, tokenizer, LAYER, [], named)

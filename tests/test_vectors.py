@@ -39,8 +39,13 @@ def test_pca_direction_sign_follows_the_mean_difference():
 
 @pytest.mark.parametrize(
     "positive, negative",
-    [(np.zeros((3, 4)), np.zeros((3, 5))), (np.zeros((3, 4)), np.zeros((2, 4))), (np.zeros((1, 4)), np.zeros((1, 4))),
-     (np.zeros((0, 4)), np.zeros((0, 4))), (np.zeros(4), np.zeros(4))],
+    [
+        (np.zeros((3, 4)), np.zeros((3, 5))),
+        (np.zeros((3, 4)), np.zeros((2, 4))),
+        (np.zeros((1, 4)), np.zeros((1, 4))),
+        (np.zeros((0, 4)), np.zeros((0, 4))),
+        (np.zeros(4), np.zeros(4)),
+    ],
 )
 def test_pca_direction_rejects_bad_shapes(positive, negative):
     with pytest.raises(ValueError, match=str(positive.shape).replace("(", r"\(").replace(")", r"\)")):

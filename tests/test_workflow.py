@@ -31,7 +31,18 @@ def read_json(run: Path, relative: str) -> dict:
 
 def test_summary_states_every_claim_and_every_figure_exists(run):
     summary = results(run, "summary.md").read_text()
-    for claim in ("(E1)", "(E2)", "(E3)", "(E4)", "(E5)", "(E6)", "(E7)", "(E8)", "Positive control", "Scorer validation"):
+    for claim in (
+        "(E1)",
+        "(E2)",
+        "(E3)",
+        "(E4)",
+        "(E5)",
+        "(E6)",
+        "(E7)",
+        "(E8)",
+        "Positive control",
+        "Scorer validation",
+    ):
         assert claim in summary
     assert "not run" not in summary
     assert "excluding_sinks" in summary and "all_tokens" in summary
@@ -57,7 +68,9 @@ def test_activations_shapes_and_provenance(run):
 def test_vectors_of_every_method_and_environment(run):
     path = results(run, f"{MODEL}/vectors/L{LAYER}/{TRAIT}.h5")
     v, pca, probe = store.read(path, "mean_difference", "pca", "probe")
-    positive, negative = store.read(results(run, f"{MODEL}/activations/L{LAYER}/contrast-{TRAIT}.h5"), "positive", "negative")
+    positive, negative = store.read(
+        results(run, f"{MODEL}/activations/L{LAYER}/contrast-{TRAIT}.h5"), "positive", "negative"
+    )
     np.testing.assert_allclose(v, positive.astype(np.float64).mean(0) - negative.astype(np.float64).mean(0), rtol=1e-6)
     for direction in (pca, probe):
         assert direction @ v > 0  # sign-aligned to the mean difference
@@ -85,7 +98,9 @@ def test_background_is_token_level(run):
 
 
 def test_covariances_equal_numpy_on_the_dump(run):
-    activations, position = store.read(results(run, f"{MODEL}/activations/L{LAYER}/background.h5"), "activations", "position")
+    activations, position = store.read(
+        results(run, f"{MODEL}/activations/L{LAYER}/background.h5"), "activations", "position"
+    )
     path = results(run, f"{MODEL}/covariance/L{LAYER}.h5")
     for view, rows in (("all_tokens", slice(None)), ("excluding_sinks", position != 0)):
         covariance, mean = store.read(path, f"{view}/covariance", f"{view}/mean")
@@ -104,8 +119,12 @@ def test_spectrum_views(run):
     assert eigenvalues.shape == (576,) and eigenvectors.shape == (576, 576)
     assert np.all(np.diff(eigenvalues) <= 0)
     for attrs in views.values():
-        for key in ("fraction_of_d_at_0.01_of_max", "fraction_of_d_at_0.05_of_max",
-                    "fraction_of_d_for_0.99_of_variance", "fraction_of_d_for_0.999_of_variance"):
+        for key in (
+            "fraction_of_d_at_0.01_of_max",
+            "fraction_of_d_at_0.05_of_max",
+            "fraction_of_d_for_0.99_of_variance",
+            "fraction_of_d_for_0.999_of_variance",
+        ):
             assert 0 < attrs[key] <= 1
         assert 1 <= attrs["participation_ratio"] <= 576 and attrs["randomized_max_rel_error"] < 1e-2
     # The first-token attention sink dominates the raw spectrum; excluding it spreads the variance.
@@ -128,8 +147,12 @@ def inside(deltas: np.ndarray, subspace: np.ndarray, v: np.ndarray) -> None:
 def test_perturbation_geometry(run):
     path = results(run, f"{MODEL}/perturbations/L{LAYER}/{TRAIT}.h5")
     v, orthogonal, null, top_variance, top_gain, other = store.read(
-        path, "v", "orthogonal", "null", "top_variance", "top_gain", "other")
-    assert orthogonal.shape == (2, 576) and null.shape == top_variance.shape == top_gain.shape == other.shape == (1, 576)
+        path, "v", "orthogonal", "null", "top_variance", "top_gain", "other"
+    )
+    assert orthogonal.shape == (2, 576) and null.shape == top_variance.shape == top_gain.shape == other.shape == (
+        1,
+        576,
+    )
     for deltas in (orthogonal, null, top_variance, top_gain, other):
         unit_norm_and_orthogonal(deltas, v)
     (covariance,) = store.read(results(run, f"{MODEL}/spectra/L{LAYER}.h5"), "excluding_sinks/eigenvectors")
@@ -165,29 +188,51 @@ def generations(run: Path, experiment: str, environment: str = "in_distribution"
 
 
 def test_generations_cover_every_condition_of_every_experiment(run):
-    e1 = {"baseline", "v", "-v", "v+orthogonal-0", "v+orthogonal-1", "orthogonal-0", "v+null-0", "v+top_variance-0",
-          "v+top_gain-0", "v+other-0", "pca", "probe", "env:in_distribution", "env:topic_shift"}
+    e1 = {
+        "baseline",
+        "v",
+        "-v",
+        "v+orthogonal-0",
+        "v+orthogonal-1",
+        "orthogonal-0",
+        "v+null-0",
+        "v+top_variance-0",
+        "v+top_gain-0",
+        "v+other-0",
+        "pca",
+        "probe",
+        "env:in_distribution",
+        "env:topic_shift",
+    }
     e2 = {"baseline"} | {f"{c}@{a}" for a in ("0.1", "0.3") for c in ("v", "v+orthogonal", "v+null")}
-    e7 = {"baseline", "v"} | {f"span:{s}-{e}-{k}" for s in ("covariance", "jacobian") for e in ("bottom", "top")
-                              for k in (4, 32)}
-    for experiment, names, environments in (("e1", e1, ENVIRONMENTS), ("e2", e2, ENVIRONMENTS[:1]),
-                                            ("e7", e7, ENVIRONMENTS)):
+    e7 = {"baseline", "v"} | {
+        f"span:{s}-{e}-{k}" for s in ("covariance", "jacobian") for e in ("bottom", "top") for k in (4, 32)
+    }
+    for experiment, names, environments in (
+        ("e1", e1, ENVIRONMENTS),
+        ("e2", e2, ENVIRONMENTS[:1]),
+        ("e7", e7, ENVIRONMENTS),
+    ):
         for environment in environments:
             records = generations(run, experiment, environment)
             assert {r["condition"] for r in records} == names
             assert len(records) == len(names) * 4 * 2
             assert all(r["n_tokens"] <= 8 for r in records)
             # Fluency (perplexity under the unsteered model) is measured where it is an endpoint: E2.
-            assert all(r["perplexity"] > 1 or r["n_tokens"] == 0 for r in records) if experiment == "e2" else \
-                all("perplexity" not in r for r in records)
+            assert (
+                all(r["perplexity"] > 1 or r["n_tokens"] == 0 for r in records)
+                if experiment == "e2"
+                else all("perplexity" not in r for r in records)
+            )
 
 
 def test_conditions_share_prompts_and_sampling_noise(run):
     records = generations(run, "e1")
     by_condition = {}
     for record in records:
-        by_condition.setdefault(record["condition"], []).append((record["prompt_index"], record["sample_index"],
-                                                                 record["prompt"]))
+        by_condition.setdefault(record["condition"], []).append(
+            (record["prompt_index"], record["sample_index"], record["prompt"])
+        )
     cells = {name: sorted(c) for name, c in by_condition.items()}
     assert all(c == cells["baseline"] for c in cells.values())
 
@@ -272,10 +317,30 @@ def test_second_run_has_nothing_to_do(run):
 def test_default_config_lists_the_whole_chain(tmp_path):
     result = snakemake(tmp_path, "-n", "--cores", "8", "--quiet", "rules")
     assert result.returncode == 0, result.stderr
-    for rule in ("prepare_model", "prompts", "dump_contrast", "dump_background", "steering_vectors", "covariance",
-                 "spectrum", "jacobian", "perturbations", "validate_scorer", "evaluate", "score", "stats_e1",
-                 "stats_e2", "stats_e3", "logit_distance", "stats_e5", "null_space", "stats_e7", "recovery", "figure",
-                 "summary"):
+    for rule in (
+        "prepare_model",
+        "prompts",
+        "dump_contrast",
+        "dump_background",
+        "steering_vectors",
+        "covariance",
+        "spectrum",
+        "jacobian",
+        "perturbations",
+        "validate_scorer",
+        "evaluate",
+        "score",
+        "stats_e1",
+        "stats_e2",
+        "stats_e3",
+        "logit_distance",
+        "stats_e5",
+        "null_space",
+        "stats_e7",
+        "recovery",
+        "figure",
+        "summary",
+    ):
         assert rule in result.stdout
 
 
@@ -290,8 +355,15 @@ def test_default_config_lists_the_whole_chain(tmp_path):
         ({"other_traits": ["sentiment"]}, "['sentiment'] are also in traits"),
         ({"scoring": {"sentiment": "likelihood"}}, "'likelihood' is not one of"),
     ],
-    ids=["unknown-trait", "negative-seeds", "unresolvable-model", "unknown-key", "too-many-eval-prompts",
-         "trait-perturbing-itself", "likelihood-for-a-text-trait"],
+    ids=[
+        "unknown-trait",
+        "negative-seeds",
+        "unresolvable-model",
+        "unknown-key",
+        "too-many-eval-prompts",
+        "trait-perturbing-itself",
+        "likelihood-for-a-text-trait",
+    ],
 )
 def test_bad_config_fails_at_parse_time(tmp_path, changes, named):
     result = snakemake(tmp_path, "--configfile", str(write_config(tmp_path, **changes)), "-n", "--cores", "1")
@@ -311,12 +383,25 @@ def test_unavailable_hub_model_fails_at_parse_time_before_any_rule(tmp_path):
 
 def test_second_workflow_takes_cacheable_stages_from_the_cache(run, output_cache, tmp_path):
     targets = [f"results/{MODEL}/spectra/L{LAYER}.h5", f"results/{MODEL}/activations/L{LAYER}/contrast-{TRAIT}.h5"]
-    result = snakemake(tmp_path, "--configfile", str(TEST_CONFIG), "--cores", "2", *targets, "--cache",
-                       env={"SNAKEMAKE_OUTPUT_CACHE": str(output_cache)}, timeout=300)
+    result = snakemake(
+        tmp_path,
+        "--configfile",
+        str(TEST_CONFIG),
+        "--cores",
+        "2",
+        *targets,
+        "--cache",
+        env={"SNAKEMAKE_OUTPUT_CACHE": str(output_cache)},
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     output = result.stdout + result.stderr
-    cached = [f"resources/models/{MODEL}/model.json", f"results/{MODEL}/activations/L{LAYER}/background.h5",
-              f"results/{MODEL}/covariance/L{LAYER}.h5", *targets]
+    cached = [
+        f"resources/models/{MODEL}/model.json",
+        f"results/{MODEL}/activations/L{LAYER}/background.h5",
+        f"results/{MODEL}/covariance/L{LAYER}.h5",
+        *targets,
+    ]
     for path in cached:
         assert f"Symlinking output file {path} from cache." in output
         assert (tmp_path / path).is_symlink()

@@ -4,5 +4,14 @@ from steerid.stages import dump_background
 
 with logged(snakemake.log[0]):
     p = snakemake.params
-    dump_background(snakemake.input.model, p.layer, p.n_texts, p.max_length, workflow.runtime(snakemake),
-                    workflow.params(snakemake), snakemake.output[0], shard=p.shard, shards=p.shards)
+    dump_background(
+        snakemake.input.model,
+        p.layer,
+        p.n_texts,
+        p.max_length,
+        workflow.runtime(snakemake),
+        workflow.params(snakemake),
+        snakemake.output[0],
+        shard=p.shard,
+        shards=p.shards,
+    )

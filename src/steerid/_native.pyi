@@ -30,7 +30,8 @@ class StreamingCovariance:
 
         ``where``: optional (n,) bool row mask; only True rows are read and added (no copy).
         Conversion to float64 and centring run on all cores from d = 1024 (one thread below);
-        the scatter, Chan's merge term included, goes through BLAS dsyrk (SciPy's OpenBLAS). TypeError for a non-array or another dtype, or a non-bool
+        the scatter, Chan's merge term included, goes through BLAS dsyrk (SciPy's OpenBLAS).
+        TypeError for a non-array or another dtype, or a non-bool
         mask; ValueError for a non-2-D block, a column count other than ``d``, a
         non-C-contiguous or misaligned block, NaN/Inf in a selected row, a scatter that would
         overflow float64, or a mask of the wrong shape (state unchanged in every case).

@@ -7,7 +7,8 @@ ends the pass by raising once it has the site's output.
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -48,11 +49,11 @@ def _residuals(model: nn.Module, tokenizer, layer: int, texts: list[str], max_le
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     if architectures.supported(model):
         return decoder_for(model).forward(input_ids, mask.bool(), positions, stop_after=layer).float(), mask
-    with capture_residual(decoder_layers(model)[layer], stop=_SiteReached) as captured:
-        try:
-            model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=False)
-        except _SiteReached:
-            pass
+    with (
+        capture_residual(decoder_layers(model)[layer], stop=_SiteReached) as captured,
+        contextlib.suppress(_SiteReached),
+    ):
+        model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=False)
     return captured[0].float(), mask
 
 

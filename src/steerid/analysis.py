@@ -7,11 +7,11 @@ prompt means). These functions take grids and return JSON-able dicts; files are 
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from steerid.conditions import BASELINE, POSITIVE_CONTROLS, PERTURBATION_TYPES, REFERENCE, members
+from steerid.conditions import BASELINE, PERTURBATION_TYPES, POSITIVE_CONTROLS, REFERENCE, members
 from steerid.stats import (
     compare_conditions,
     effect_ci,
@@ -49,10 +49,16 @@ def pooled_by_type(scores: Grids) -> dict[str, np.ndarray]:
 def margins(scores: Grids, margin_sd: float, margin_effect: float) -> dict[str, dict]:
     """The two equivalence margins: a fraction of the baseline SD, and a fraction of |Δ(v)|."""
     return {
-        "baseline_sd": {"value": margin_from_baseline_sd(scores[BASELINE], margin_sd), "fraction": margin_sd,
-                        "definition": f"{margin_sd:g} x SD of the baseline scores (all cells)"},
-        "effect": {"value": margin_from_effect(scores[REFERENCE], scores[BASELINE], margin_effect),
-                   "fraction": margin_effect, "definition": f"{margin_effect:g} x |Δ(v)|"},
+        "baseline_sd": {
+            "value": margin_from_baseline_sd(scores[BASELINE], margin_sd),
+            "fraction": margin_sd,
+            "definition": f"{margin_sd:g} x SD of the baseline scores (all cells)",
+        },
+        "effect": {
+            "value": margin_from_effect(scores[REFERENCE], scores[BASELINE], margin_effect),
+            "fraction": margin_effect,
+            "definition": f"{margin_effect:g} x |Δ(v)|",
+        },
     }
 
 
@@ -60,8 +66,12 @@ def equivalence_test(v: np.ndarray, other: np.ndarray, margin: float, delta_v: M
     """TOST of ``other`` against ``v`` with its power and the verdict (needs Δ(v) significant)."""
     test = tost_paired(v, other, margin)
     power = power_report(test["n"], margin, test["sd_difference"])
-    return {"tost": test, "power": power, "margin_below_effect": margin_below_effect(margin, delta_v),
-            "verdict": verdict(test, power["power"], delta_v)}
+    return {
+        "tost": test,
+        "power": power,
+        "margin_below_effect": margin_below_effect(margin, delta_v),
+        "verdict": verdict(test, power["power"], delta_v),
+    }
 
 
 def permutation_summary(v: np.ndarray, other: np.ndarray, n_perm: int, seed: int) -> dict:
@@ -71,23 +81,27 @@ def permutation_summary(v: np.ndarray, other: np.ndarray, n_perm: int, seed: int
     return result
 
 
-def judge_types(scores: Grids, per_type: Mapping[str, dict], margin_values: Mapping[str, dict],
-                n_perm: int, seed: int) -> dict[str, dict]:
+def judge_types(
+    scores: Grids, per_type: Mapping[str, dict], margin_values: Mapping[str, dict], n_perm: int, seed: int
+) -> dict[str, dict]:
     """For every pooled δ-type: TOST against v at each margin, and the permutation null of |d_z|."""
     pooled = pooled_by_type(scores)
     delta_v = per_type[REFERENCE]["delta"]
     return {
         kind: {
-            "equivalence": {name: equivalence_test(scores[REFERENCE], grid, margin["value"], delta_v)
-                            for name, margin in margin_values.items()},
+            "equivalence": {
+                name: equivalence_test(scores[REFERENCE], grid, margin["value"], delta_v)
+                for name, margin in margin_values.items()
+            },
             "permutation": permutation_summary(scores[REFERENCE], grid, n_perm, seed),
         }
         for kind, grid in pooled.items()
     }
 
 
-def orthogonality_endpoints(scores: Grids, n_boot: int, margin_sd: float, margin_effect: float, n_perm: int,
-                            seed: int) -> dict:
+def orthogonality_endpoints(
+    scores: Grids, n_boot: int, margin_sd: float, margin_effect: float, n_perm: int, seed: int
+) -> dict:
     """E1 endpoints on one set of grids: every condition and every pooled δ-type against baseline and v."""
     per_condition = compare_conditions(dict(scores), BASELINE, REFERENCE, n_boot, seed)
     typed = {BASELINE: scores[BASELINE], REFERENCE: scores[REFERENCE], **pooled_by_type(scores)}
@@ -127,29 +141,49 @@ def cross_application(by_environment: Mapping[str, Grids], n_boot: int, seed: in
     table: dict[str, dict[str, dict]] = {}
     for evaluated, grids in by_environment.items():
         vectors = {name: grid for name, grid in grids.items() if name.startswith("env:")}
-        compared = compare_conditions({BASELINE: grids[BASELINE], REFERENCE: grids[REFERENCE], **vectors},
-                                      BASELINE, REFERENCE, n_boot, seed)
-        table[evaluated] = {name.removeprefix("env:"): {"delta": entry["delta"], "efficacy_ratio": entry["efficacy_ratio"]}
-                            for name, entry in compared.items() if name != REFERENCE}
+        compared = compare_conditions(
+            {BASELINE: grids[BASELINE], REFERENCE: grids[REFERENCE], **vectors}, BASELINE, REFERENCE, n_boot, seed
+        )
+        table[evaluated] = {
+            name.removeprefix("env:"): {"delta": entry["delta"], "efficacy_ratio": entry["efficacy_ratio"]}
+            for name, entry in compared.items()
+            if name != REFERENCE
+        }
     return table
 
 
-def direction_equivalence(scores: Grids, names: Sequence[str], cosines: Mapping[str, float], margin: float,
-                          n_boot: int, seed: int) -> dict[str, dict]:
+def direction_equivalence(
+    scores: Grids, names: Sequence[str], cosines: Mapping[str, float], margin: float, n_boot: int, seed: int
+) -> dict[str, dict]:
     """E5: each alternative direction must beat the baseline, then is compared with v (d, TOST)."""
-    compared = compare_conditions({BASELINE: scores[BASELINE], REFERENCE: scores[REFERENCE],
-                                   **{name: scores[name] for name in names}}, BASELINE, REFERENCE, n_boot, seed)
+    compared = compare_conditions(
+        {BASELINE: scores[BASELINE], REFERENCE: scores[REFERENCE], **{name: scores[name] for name in names}},
+        BASELINE,
+        REFERENCE,
+        n_boot,
+        seed,
+    )
     delta_v = compared[REFERENCE]["delta"]
     return {
-        name: {"cosine_with_v": cosines[name], **compared[name],
-               "beats_baseline": significant(compared[name]["delta"]),
-               **equivalence_test(scores[REFERENCE], scores[name], margin, delta_v)}
+        name: {
+            "cosine_with_v": cosines[name],
+            **compared[name],
+            "beats_baseline": significant(compared[name]["delta"]),
+            **equivalence_test(scores[REFERENCE], scores[name], margin, delta_v),
+        }
         for name in names
     }
 
 
-def alpha_curves(scores: Grids, perplexity: Grids, alphas: Sequence[float], kinds: Sequence[str],
-                 max_perplexity_ratio: float, n_boot: int, seed: int) -> dict:
+def alpha_curves(
+    scores: Grids,
+    perplexity: Grids,
+    alphas: Sequence[float],
+    kinds: Sequence[str],
+    max_perplexity_ratio: float,
+    n_boot: int,
+    seed: int,
+) -> dict:
     """E2: Δ(v) and Δ(v + δ) per α, fluency per α, and the operational range of α."""
     base_ppl = float(np.nanmedian(perplexity[BASELINE]))
     rows = []
@@ -164,9 +198,13 @@ def alpha_curves(scores: Grids, perplexity: Grids, alphas: Sequence[float], kind
         entry["operational"] = bool(entry["fluent"] and entry["v_significant"])
         rows.append(entry)
     operational = [row["alpha"] for row in rows if row["operational"]]
-    return {"baseline_median_perplexity": base_ppl, "max_perplexity_ratio": max_perplexity_ratio, "by_alpha": rows,
-            "operational_alphas": operational,
-            "operational_range": [min(operational), max(operational)] if operational else None}
+    return {
+        "baseline_median_perplexity": base_ppl,
+        "max_perplexity_ratio": max_perplexity_ratio,
+        "by_alpha": rows,
+        "operational_alphas": operational,
+        "operational_range": [min(operational), max(operational)] if operational else None,
+    }
 
 
 def spanning_curves(scores: Grids, n_boot: int, margin: float, seed: int) -> dict[str, list[dict]]:
@@ -178,10 +216,15 @@ def spanning_curves(scores: Grids, n_boot: int, margin: float, seed: int) -> dic
         if not name.startswith("span:"):
             continue
         source, end, k = name.removeprefix("span:").rsplit("-", 2)
-        curves.setdefault(f"{source}-{end}", []).append({
-            "k": int(k), "efficacy_ratio": compared[name]["efficacy_ratio"], "cohens_d": compared[name]["cohens_d"],
-            "delta": compared[name]["delta"],
-            "verdict": equivalence_test(scores[REFERENCE], scores[name], margin, delta_v)["verdict"]})
+        curves.setdefault(f"{source}-{end}", []).append(
+            {
+                "k": int(k),
+                "efficacy_ratio": compared[name]["efficacy_ratio"],
+                "cohens_d": compared[name]["cohens_d"],
+                "delta": compared[name]["delta"],
+                "verdict": equivalence_test(scores[REFERENCE], scores[name], margin, delta_v)["verdict"],
+            }
+        )
     return {key: sorted(rows, key=lambda row: row["k"]) for key, rows in curves.items()}
 
 
@@ -198,9 +241,17 @@ def holm_verdicts(cells: Mapping[str, Mapping], alpha: float = 0.05, min_power: 
     difference = holm({name: cell["tost"]["p_difference"] for name, cell in cells.items()}) if cells else {}
     corrected = {}
     for name, cell in cells.items():
-        final = judge(v_effective=cell["verdict"] != "no effect of v", equivalent=equivalence[name] < alpha,
-                      different=difference[name] < alpha, margin_informative=cell["margin_below_effect"],
-                      power=cell["power"]["power"], min_power=min_power)
-        corrected[name] = {"p_equivalence_holm": equivalence[name], "p_difference_holm": difference[name],
-                           "verdict": final}
+        final = judge(
+            v_effective=cell["verdict"] != "no effect of v",
+            equivalent=equivalence[name] < alpha,
+            different=difference[name] < alpha,
+            margin_informative=cell["margin_below_effect"],
+            power=cell["power"]["power"],
+            min_power=min_power,
+        )
+        corrected[name] = {
+            "p_equivalence_holm": equivalence[name],
+            "p_difference_holm": difference[name],
+            "verdict": final,
+        }
     return corrected

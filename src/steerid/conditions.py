@@ -12,7 +12,7 @@ extracted in that environment (E3); E2 names carry ``@<alpha>``, E7 names ``span
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -28,8 +28,9 @@ def perturbed(kind: str, index: int) -> str:
     return f"v+{kind}-{index}"
 
 
-def e1_conditions(v: np.ndarray, deltas: Mapping[str, np.ndarray], n_alone: int, directions: Mapping[str, np.ndarray],
-                  alpha: float) -> dict[str, np.ndarray]:
+def e1_conditions(
+    v: np.ndarray, deltas: Mapping[str, np.ndarray], n_alone: int, directions: Mapping[str, np.ndarray], alpha: float
+) -> dict[str, np.ndarray]:
     """E1/E3/E5: baseline, ±v, v + every δ, the first ``n_alone`` random δ alone, and other directions.
 
     ``directions`` (PCA, probe, per-environment vectors) are applied at ‖v‖ so that only their
@@ -46,8 +47,13 @@ def e1_conditions(v: np.ndarray, deltas: Mapping[str, np.ndarray], n_alone: int,
     return conditions
 
 
-def e2_conditions(v: np.ndarray, deltas: Mapping[str, np.ndarray], alphas: Sequence[float],
-                  residual_norm: float, kinds: Sequence[str] = ("orthogonal", "null")) -> dict[str, np.ndarray]:
+def e2_conditions(
+    v: np.ndarray,
+    deltas: Mapping[str, np.ndarray],
+    alphas: Sequence[float],
+    residual_norm: float,
+    kinds: Sequence[str] = ("orthogonal", "null"),
+) -> dict[str, np.ndarray]:
     """E2: v and v + δ (first draw of each kind) at strengths α in units of the mean residual norm.
 
     At strength α the addition is ``c (v + δ)`` with ``c = α · residual_norm / ‖v‖``, so ``c v``

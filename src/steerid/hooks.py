@@ -16,7 +16,7 @@ Position modes for adding:
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -64,9 +64,7 @@ def _add_where(hidden: torch.Tensor, shift: torch.Tensor, mask: torch.Tensor) ->
 
 
 @contextlib.contextmanager
-def add_to_residual(
-    site: nn.Module, delta: torch.Tensor, positions: str | torch.Tensor = "last"
-) -> Iterator[None]:
+def add_to_residual(site: nn.Module, delta: torch.Tensor, positions: str | torch.Tensor = "last") -> Iterator[None]:
     """Add ``delta`` ((d,) for every row, or (batch, d) per row) to the site's output.
 
     ``positions`` is a mode name or a bool (batch, seq) mask (see the module docstring); a

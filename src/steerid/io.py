@@ -16,8 +16,8 @@ import json
 import os
 import re
 import socket
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 _HOST = socket.gethostname()
 # Older partial names had no host part: ".{name}.partial-{pid}".

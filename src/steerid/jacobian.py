@@ -54,8 +54,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -267,11 +267,13 @@ def _vocab(model: nn.Module) -> int:
 
 def _checked(matvec: Operator, rmatvec: Operator, d: int, vocab: int, device) -> tuple[Operator, Operator]:
     """Operators that validate their blocks and accept vectors, like the Hugging Face path's."""
+
     def checked(operator: Operator, rows: int, who: str) -> Operator:
         def apply(X):
             block, vector = _as_block(X, rows, who, device)
             result = operator(block)
             return result[:, 0] if vector else result
+
         return apply
 
     return checked(matvec, d, "matvec"), checked(rmatvec, vocab, "rmatvec")
@@ -401,7 +403,9 @@ class GramSpectrum:
         if self.pair_top_vectors is None:
             raise ValueError("stability needs the per-pair vectors of method='exact'")
         if not 1 <= k <= min(self.pair_top_vectors.shape[2], self.eigenvectors.shape[1]):
-            raise ValueError(f"k={k} must be between 1 and {self.pair_top_vectors.shape[2]} (the kept per-pair vectors)")
+            raise ValueError(
+                f"k={k} must be between 1 and {self.pair_top_vectors.shape[2]} (the kept per-pair vectors)"
+            )
         pooled = self.eigenvectors[:, :k]
         angles = np.stack([principal_angles(vectors[:, :k], pooled) for vectors in self.pair_top_vectors])
         overlaps = np.array([subspace_overlap(vectors[:, :k], pooled) for vectors in self.pair_top_vectors])
@@ -467,7 +471,13 @@ def stacked_gram_spectrum(
 
     def operator(ids, position):
         return jacobian_operator(
-            model, tokenizer, layer, ids, position, chunk_size=chunk_size, cache_pullback=method == "exact",
+            model,
+            tokenizer,
+            layer,
+            ids,
+            position,
+            chunk_size=chunk_size,
+            cache_pullback=method == "exact",
             engine=engine,
         )
 
@@ -502,7 +512,11 @@ def stacked_gram_spectrum(
 
         values, vectors = randomized_svd(gram, gram, d, min(k, d), oversample, power_iters, seed)
         return GramSpectrum(
-            values.double().cpu().numpy(), vectors.double().cpu().numpy(), d, method, k >= d,
+            values.double().cpu().numpy(),
+            vectors.double().cpu().numpy(),
+            d,
+            method,
+            k >= d,
             tuple((i, p) for i, p, _ in pairs),
         )
 
@@ -516,7 +530,14 @@ def stacked_gram_spectrum(
         pair_vectors.append(vectors[:, :pair_top_k])
     values, vectors = _descending_eigh(G)
     return GramSpectrum(
-        values, vectors, d, method, True, tuple((i, p) for i, p, _ in pairs), np.stack(pair_values), np.stack(pair_vectors)
+        values,
+        vectors,
+        d,
+        method,
+        True,
+        tuple((i, p) for i, p, _ in pairs),
+        np.stack(pair_values),
+        np.stack(pair_vectors),
     )
 
 

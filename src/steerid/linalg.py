@@ -69,9 +69,7 @@ def _eigenvalues(values_or_matrix: ArrayLike, who: str = "numerical_rank") -> ND
     """
     arr = np.asarray(values_or_matrix)
     if arr.dtype.kind not in "fiu":
-        raise TypeError(
-            f"{who}: input has dtype {arr.dtype}; expected real eigenvalues or a real symmetric matrix"
-        )
+        raise TypeError(f"{who}: input has dtype {arr.dtype}; expected real eigenvalues or a real symmetric matrix")
     if arr.ndim not in (1, 2):
         raise ValueError(
             f"{who}: input has ndim={arr.ndim} (shape {arr.shape}); "
@@ -309,9 +307,7 @@ def top_eigenpairs(
     if use_randomized:
         if arr.dtype not in (np.float32, np.float64):
             raise TypeError(f"top_eigenpairs: C has dtype {arr.dtype}; expected float32 or float64")
-        return randomized_eigh(
-            np.ascontiguousarray(arr), k, oversample=oversample, power_iters=power_iters, seed=seed
-        )
+        return randomized_eigh(np.ascontiguousarray(arr), k, oversample=oversample, power_iters=power_iters, seed=seed)
     import scipy.linalg  # deferred: numpy-only callers do not pay for it
 
     matrix = _symmetric_matrix(arr, "top_eigenpairs")

@@ -24,7 +24,7 @@ computed per sequence in float64 as soon as both members of a pair exist.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -57,8 +57,9 @@ def _pair_distances(logp_a: torch.Tensor, logp_b: torch.Tensor, predicting: torc
     return {name: np.array(v, dtype=np.float64) for name, v in values.items()}
 
 
-def _batch_distances(batch: TeacherBatch, layer: int, conditions: Mapping[str, torch.Tensor],
-                     pairs: Sequence[Pair]) -> dict[Pair, dict[str, np.ndarray]]:
+def _batch_distances(
+    batch: TeacherBatch, layer: int, conditions: Mapping[str, torch.Tensor], pairs: Sequence[Pair]
+) -> dict[Pair, dict[str, np.ndarray]]:
     """Every pair's distances on one batch, keeping only log-probabilities some pending pair needs."""
     pending = {name: sum(name in pair for pair in pairs) for name in dict.fromkeys(n for pair in pairs for n in pair)}
     logprobs: dict[str, torch.Tensor] = {}
@@ -76,15 +77,18 @@ def _batch_distances(batch: TeacherBatch, layer: int, conditions: Mapping[str, t
 
 def _check_inputs(prompts, continuations, conditions, pairs, batch_size) -> None:
     if len(prompts) == 0 or len(prompts) != len(continuations):
-        raise ValueError(f"need one continuation per prompt and at least one of each; got {len(prompts)} prompts "
-                         f"and {len(continuations)} continuations")
+        raise ValueError(
+            f"need one continuation per prompt and at least one of each; got {len(prompts)} prompts "
+            f"and {len(continuations)} continuations"
+        )
     empty = [i for i, tokens in enumerate(continuations) if len(tokens) == 0]
     if empty:
         raise ValueError(f"continuation(s) {empty[:10]} have no tokens: there is no distribution to compare")
     unknown = sorted({name for pair in pairs for name in pair} - set(conditions))
     if not pairs or unknown:
-        raise ValueError(f"pairs must be a non-empty list of condition names; unknown: {unknown}, "
-                         f"conditions: {sorted(conditions)}")
+        raise ValueError(
+            f"pairs must be a non-empty list of condition names; unknown: {unknown}, conditions: {sorted(conditions)}"
+        )
     shapes = {name: tuple(conditions[name].shape) for pair in pairs for name in pair}
     if any(len(shape) != 1 for shape in shapes.values()):
         raise ValueError(f"each condition must be one (d,) delta; got shapes {shapes}")
@@ -123,8 +127,11 @@ def distances(
     pairs = list(dict.fromkeys((a, b) for a, b in pairs))
     results = {pair: {name: np.empty(len(prompts)) for name in METRICS} for pair in pairs}
     prompt_ids = prompt_token_ids(tokenizer, prompts)
-    budget = LOGIT_BUDGET if batch_size == "auto" else int(batch_size) * max(len(c) for c in continuations) * \
-        int(architectures.text_config(model).vocab_size)
+    budget = (
+        LOGIT_BUDGET
+        if batch_size == "auto"
+        else int(batch_size) * max(len(c) for c in continuations) * int(architectures.text_config(model).vocab_size)
+    )
     for index, batch in batches(model, prompt_ids, continuations, budget):
         for pair, values in _batch_distances(batch, layer, conditions, pairs).items():
             for name, array in values.items():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 log = logging.getLogger("steerid")
 
@@ -16,7 +16,9 @@ def logged(path: str | Path) -> Iterator[logging.Logger]:
     """Send stdout, stderr (tqdm, warnings) and the ``steerid`` logger to ``path`` for the block."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", buffering=1) as stream, contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
-        logging.basicConfig(stream=stream, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
+        logging.basicConfig(
+            stream=stream, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True
+        )
         logging.captureWarnings(True)
         started = time.perf_counter()
         try:

@@ -17,9 +17,9 @@ import importlib
 import importlib.util
 import inspect
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -226,7 +226,13 @@ def _load_pretrained(load_from: str, revision: str | None, device: torch.device,
     return model.to(device).eval(), tokenizer
 
 
-_LAYER_PATHS = ("model.layers", "model.language_model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers")
+_LAYER_PATHS = (
+    "model.layers",
+    "model.language_model.layers",
+    "transformer.h",
+    "gpt_neox.layers",
+    "model.decoder.layers",
+)
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
@@ -237,9 +243,7 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
             module = getattr(module, attribute, None)
         if isinstance(module, nn.ModuleList) and len(module) > 0:
             return module
-    raise ValueError(
-        f"cannot find the decoder layers of {type(model).__name__}; looked for {', '.join(_LAYER_PATHS)}"
-    )
+    raise ValueError(f"cannot find the decoder layers of {type(model).__name__}; looked for {', '.join(_LAYER_PATHS)}")
 
 
 def check_layer(manifest: Manifest, layer: int) -> None:
@@ -254,7 +258,9 @@ def format_prompt(tokenizer, text: str) -> str:
     """A user turn in the chat template when the tokenizer has one, otherwise the plain text."""
     if tokenizer.chat_template is None:
         return text
-    return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+    )
 
 
 def tokenize_prompts(tokenizer, texts: list[str], device: torch.device, max_length: int | None = None):

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -106,11 +106,19 @@ def recovery_curve(grams: Mapping[str, np.ndarray], rtol: float) -> list[dict]:
     for m in range(1, len(normalised) + 1):
         subsets = [list(names) for names in itertools.combinations(normalised, m)]
         dims = np.array([_inert_of_sum([normalised[name] for name in names], rtol) for names in subsets])
-        curve.append({
-            "m": m, "mean": float(dims.mean()), "min": int(dims.min()), "max": int(dims.max()),
-            "mean_fraction": float(dims.mean()) / d, "min_fraction": int(dims.min()) / d,
-            "max_fraction": int(dims.max()) / d, "subsets": subsets, "inert_dimensions": dims.tolist(),
-        })
+        curve.append(
+            {
+                "m": m,
+                "mean": float(dims.mean()),
+                "min": int(dims.min()),
+                "max": int(dims.max()),
+                "mean_fraction": float(dims.mean()) / d,
+                "min_fraction": int(dims.min()) / d,
+                "max_fraction": int(dims.max()) / d,
+                "subsets": subsets,
+                "inert_dimensions": dims.tolist(),
+            }
+        )
     return curve
 
 
@@ -129,6 +137,11 @@ def subspace_overlap_vs_random(A: np.ndarray, B: np.ndarray) -> dict:
     d = np.shape(A)[0]
     p, q = (1 if np.ndim(M) == 1 else np.shape(M)[1] for M in (A, B))  # a 1-D input is one column
     return {
-        "overlap": subspace_overlap(A, B), "random_overlap": max(p, q) / d, "d": int(d), "dim_a": int(p),
-        "dim_b": int(q), "max_angle_deg": float(angles.max()), "min_angle_deg": float(angles.min()),
+        "overlap": subspace_overlap(A, B),
+        "random_overlap": max(p, q) / d,
+        "d": int(d),
+        "dim_a": int(p),
+        "dim_b": int(q),
+        "max_angle_deg": float(angles.max()),
+        "min_angle_deg": float(angles.min()),
     }

@@ -17,7 +17,10 @@ def orthogonal_draws(v: np.ndarray, n: int, seed: int, basis: np.ndarray | None 
     if basis.shape[0] != v.size:
         raise ValueError(f"basis has {basis.shape[0]} rows, expected d = {v.size}")
     if not 1 <= n <= basis.shape[1] - 1:
-        raise ValueError(f"cannot draw {n} orthogonal directions from a {basis.shape[1]}-dimensional subspace; expected 1 <= n <= {basis.shape[1] - 1}")
+        raise ValueError(
+            f"cannot draw {n} orthogonal directions from a {basis.shape[1]}-dimensional subspace; "
+            f"expected 1 <= n <= {basis.shape[1] - 1}"
+        )
     in_subspace = basis @ (basis.T @ v)
     draws = basis @ np.random.default_rng(seed).standard_normal((basis.shape[1], n))
     if np.linalg.norm(in_subspace) > 0:

@@ -9,26 +9,37 @@ names ("e1".."e8") to the functions.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import matplotlib.ticker
+import numpy as np
+from matplotlib.figure import Figure
 
-from steerid.io import atomic_path  # noqa: E402
-from steerid.stats import MARGIN_TOO_WIDE  # noqa: E402
+from steerid.io import atomic_path
+from steerid.stats import MARGIN_TOO_WIDE
 
 # δ-types in the order they are drawn; a result shows the ones it has (e.g. "v+other" needs several traits).
-TYPE_LABELS = {"v+orthogonal": "random ⊥ v", "v+null": "low-variance", "v+top_variance": "top-variance",
-               "v+top_gain": "top-gain (control)", "v+other": "other traits"}
+TYPE_LABELS = {
+    "v+orthogonal": "random ⊥ v",
+    "v+null": "low-variance",
+    "v+top_variance": "top-variance",
+    "v+top_gain": "top-gain (control)",
+    "v+other": "other traits",
+}
 # Verdicts are long sentences; bars only have room for a word.
-SHORT_VERDICTS = {"equivalent": "equiv.", "not equivalent": "not equiv.", "inconclusive (underpowered)": "underpowered",
-                  "inconclusive": "inconcl.", MARGIN_TOO_WIDE: "margin ≥ Δ(v)", "no effect of v": "no effect"}
+SHORT_VERDICTS = {
+    "equivalent": "equiv.",
+    "not equivalent": "not equiv.",
+    "inconclusive (underpowered)": "underpowered",
+    "inconclusive": "inconcl.",
+    MARGIN_TOO_WIDE: "margin ≥ Δ(v)",
+    "no effect of v": "no effect",
+}
 E2_LABELS = ("v", "v+orthogonal", "v+null")
 # E6 sweeps relative rank thresholds over this range to show how arbitrary a single cut-off is.
 THRESHOLD_GRID = np.logspace(-4, np.log10(0.5), 60)
@@ -40,8 +51,13 @@ PANEL_WIDTH, PANEL_HEIGHT = 4.6, 3.3
 
 def _grid(n_rows: int, n_cols: int) -> tuple[Figure, np.ndarray]:
     """A figure with one row of panels per result; constrained layout leaves room for colour bars."""
-    figure, axes = plt.subplots(max(n_rows, 1), n_cols, figsize=(PANEL_WIDTH * n_cols, PANEL_HEIGHT * max(n_rows, 1)),
-                                squeeze=False, layout="constrained")
+    figure, axes = plt.subplots(
+        max(n_rows, 1),
+        n_cols,
+        figsize=(PANEL_WIDTH * n_cols, PANEL_HEIGHT * max(n_rows, 1)),
+        squeeze=False,
+        layout="constrained",
+    )
     return figure, axes
 
 
@@ -77,9 +93,10 @@ def _interval_bars(axis, entries: Sequence[Mapping], labels: Sequence[str], colo
 def _interval_curve(axis, x: Sequence[float], entries: Sequence[Mapping], label: str) -> None:
     """A point estimate per x with its 95% CI as a band."""
     values = [e["value"] for e in entries]
-    line, = axis.plot(x, values, marker="o", ms=4, label=label)
-    axis.fill_between(x, [e["ci_low"] for e in entries], [e["ci_high"] for e in entries], color=line.get_color(),
-                      alpha=0.2, lw=0)
+    (line,) = axis.plot(x, values, marker="o", ms=4, label=label)
+    axis.fill_between(
+        x, [e["ci_low"] for e in entries], [e["ci_high"] for e in entries], color=line.get_color(), alpha=0.2, lw=0
+    )
 
 
 def _kinds(by_type: Mapping) -> list[str]:
@@ -103,8 +120,15 @@ def _heatmap(axis, matrix: np.ndarray, rows: Sequence[str], columns: Sequence[st
     axis.set_xticks(range(len(columns)), columns, rotation=30, ha="right")
     axis.set_yticks(range(len(rows)), rows)
     for (i, j), value in np.ndenumerate(matrix):
-        axis.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8,
-                  color="white" if abs(value) > 0.6 * limit else "black")  # legible on the saturated ends
+        axis.text(
+            j,
+            i,
+            f"{value:.2f}",
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="white" if abs(value) > 0.6 * limit else "black",
+        )  # legible on the saturated ends
     axis.figure.colorbar(image, ax=axis, shrink=0.8, label=label)
 
 
@@ -143,8 +167,11 @@ def e1_orthogonal(results: Sequence[dict]) -> Figure:
         _interval_bars(ratio_axis, [by_type[kind]["efficacy_ratio"] for kind in kinds], labels, "#3b6fb6")
         ratio_axis.axhline(1.0, color="black", lw=1, ls="--")
         ratio_axis.set_ylabel("efficacy ratio R = Δ(v+δ)/Δ(v)")
-        ratio_axis.set_title(f"{_title(result)}\nΔ(v) = {_ci(by_type['v']['delta'])}, "
-                             f"scorer AUROC {result['scorer_validation']['auroc']:.2f}", fontsize=9)
+        ratio_axis.set_title(
+            f"{_title(result)}\nΔ(v) = {_ci(by_type['v']['delta'])}, "
+            f"scorer AUROC {result['scorer_validation']['auroc']:.2f}",
+            fontsize=9,
+        )
         d_values = [by_type[kind]["cohens_d"] for kind in kinds]
         bars = _interval_bars(d_axis, d_values, labels, "#d9822b")
         margin = _margin_in_sd(result)
@@ -153,8 +180,15 @@ def e1_orthogonal(results: Sequence[dict]) -> Figure:
         for bar, kind, estimate in zip(bars, kinds, d_values):
             verdict = result["judgements"][kind]["equivalence"]["baseline_sd"]["verdict"]
             top = np.nanmax([estimate["value"], estimate["ci_high"], 0.0])
-            d_axis.annotate(SHORT_VERDICTS.get(verdict, verdict), (bar.get_x() + bar.get_width() / 2, top),
-                            xytext=(0, 3), textcoords="offset points", ha="center", va="bottom", fontsize=7)
+            d_axis.annotate(
+                SHORT_VERDICTS.get(verdict, verdict),
+                (bar.get_x() + bar.get_width() / 2, top),
+                xytext=(0, 3),
+                textcoords="offset points",
+                ha="center",
+                va="bottom",
+                fontsize=7,
+            )
         d_axis.set_ylabel("paired Cohen's d(v, v+δ)")
         d_axis.legend(fontsize=7, loc="lower left")
     return figure
@@ -177,7 +211,9 @@ def e2_alpha(results: Sequence[dict]) -> Figure:
         delta_axis.set_ylabel("Δ score vs baseline")
         delta_axis.set_title(_title(result), fontsize=9)
         bound = result["baseline_median_perplexity"] * result["max_perplexity_ratio"]
-        fluency_axis.axhline(bound, color="red", ls="--", lw=1, label=f"fluency bound ({result['max_perplexity_ratio']:g}× baseline)")
+        fluency_axis.axhline(
+            bound, color="red", ls="--", lw=1, label=f"fluency bound ({result['max_perplexity_ratio']:g}× baseline)"
+        )
         fluency_axis.set_ylabel("median perplexity")
         fluency_axis.set_yscale("log")
         for axis in (delta_axis, fluency_axis):
@@ -196,8 +232,12 @@ def e3_environments(results: Sequence[dict]) -> Figure:
     for (d_axis, cross_axis), result in zip(axes, results):
         environments = list(result["by_environment"])
         kinds = [k for k in TYPE_LABELS if all(k in e["by_type"] for e in result["by_environment"].values())]
-        d_matrix = np.array([[result["by_environment"][env]["by_type"][kind]["cohens_d"]["value"]
-                              for env in environments] for kind in kinds])
+        d_matrix = np.array(
+            [
+                [result["by_environment"][env]["by_type"][kind]["cohens_d"]["value"] for env in environments]
+                for kind in kinds
+            ]
+        )
         _heatmap(d_axis, d_matrix, [TYPE_LABELS[k] for k in kinds], environments, "paired d(v, v+δ)")
         d_axis.set_title(f"{_title(result)}\nd(v, v+δ) per environment", fontsize=9)
         cross = result["cross_application"]
@@ -218,16 +258,27 @@ def e4_logit_distance(results: Sequence[dict]) -> Figure:
     figure, axes = _grid(len(results), 1)
     for (axis,), result in zip(axes, results):
         # "baseline vs v" is the scale of a real steering effect; −v is the largest change available.
-        bars = {"baseline vs v": "baseline vs v",
-                **{f"v vs {name}": f"v vs {TYPE_LABELS.get('v+' + kind, kind)}" for kind, name in result["conditions"].items()},
-                "v vs -v": "v vs −v"}
+        bars = {
+            "baseline vs v": "baseline vs v",
+            **{
+                f"v vs {name}": f"v vs {TYPE_LABELS.get('v+' + kind, kind)}"
+                for kind, name in result["conditions"].items()
+            },
+            "v vs -v": "v vs −v",
+        }
         bars = {key: label for key, label in bars.items() if key in result["pairs"]}
         metrics = list(result["pairs"]["baseline vs v"])
         width = 0.8 / len(bars)
         for index, (key, label) in enumerate(bars.items()):
             means = [result["pairs"][key][metric]["mean"] for metric in metrics]
-            axis.bar(np.arange(len(metrics)) + (index - (len(bars) - 1) / 2) * width, means, width, label=label,
-                     color="black" if key == "baseline vs v" else None, alpha=0.85)
+            axis.bar(
+                np.arange(len(metrics)) + (index - (len(bars) - 1) / 2) * width,
+                means,
+                width,
+                label=label,
+                color="black" if key == "baseline vs v" else None,
+                alpha=0.85,
+            )
         axis.set_xticks(range(len(metrics)), metrics)
         axis.set_yscale("log")
         axis.set_ylabel(f"mean over {result['n_sequences']} sequences")
@@ -243,12 +294,21 @@ def e5_vector_equivalence(results: Sequence[dict]) -> Figure:
         names = list(result["by_direction"])
         entries = [result["by_direction"][name] for name in names]
         estimates = [entry["cohens_d"] for entry in entries]
-        axis.errorbar([e["cosine_with_v"] for e in entries], [e["value"] for e in estimates], yerr=_errors(estimates),
-                      fmt="o", capsize=4)
+        axis.errorbar(
+            [e["cosine_with_v"] for e in entries],
+            [e["value"] for e in estimates],
+            yerr=_errors(estimates),
+            fmt="o",
+            capsize=4,
+        )
         for name, entry, estimate in zip(names, entries, estimates):
-            axis.annotate(f"{name}: {SHORT_VERDICTS.get(entry['verdict'], entry['verdict'])}",
-                          (entry["cosine_with_v"], estimate["value"]), xytext=(5, 5), textcoords="offset points",
-                          fontsize=8)
+            axis.annotate(
+                f"{name}: {SHORT_VERDICTS.get(entry['verdict'], entry['verdict'])}",
+                (entry["cosine_with_v"], estimate["value"]),
+                xytext=(5, 5),
+                textcoords="offset points",
+                fontsize=8,
+            )
         axis.plot([1.0], [0.0], "k*", ms=10, label="v itself")
         axis.axhline(0, color="black", lw=1)
         axis.set_xlabel("cosine with v")
@@ -268,22 +328,44 @@ def e6_null_space(results: Sequence[dict]) -> Figure:
     for (spectrum_axis, rank_axis), result in zip(axes, results):
         for layer in result["layers"]:
             d = layer["d"]
-            spectra = {"covariance": np.sqrt(np.clip(np.asarray(layer["covariance_eigenvalues"], dtype=float), 0, None)),
-                       "Jacobian": np.asarray(layer["jacobian_singular_values"], dtype=float)}
+            spectra = {
+                "covariance": np.sqrt(np.clip(np.asarray(layer["covariance_eigenvalues"], dtype=float), 0, None)),
+                "Jacobian": np.asarray(layer["jacobian_singular_values"], dtype=float),
+            }
             colour = None
             for (name, sigma), style in zip(spectra.items(), ("-", "--")):
-                line, = spectrum_axis.plot(np.arange(1, sigma.size + 1) / d, _positive((sigma / sigma.max()) ** 2),
-                                           color=colour, ls=style, label=f"L{layer['layer']} {name} σ²/σ²_max")
+                (line,) = spectrum_axis.plot(
+                    np.arange(1, sigma.size + 1) / d,
+                    _positive((sigma / sigma.max()) ** 2),
+                    color=colour,
+                    ls=style,
+                    label=f"L{layer['layer']} {name} σ²/σ²_max",
+                )
                 colour = line.get_color()
-                rank_axis.plot(THRESHOLD_GRID, [(sigma > t * sigma.max()).sum() / d for t in THRESHOLD_GRID],
-                               color=colour, ls=style, label=f"L{layer['layer']} {name}")
+                rank_axis.plot(
+                    THRESHOLD_GRID,
+                    [(sigma > t * sigma.max()).sum() / d for t in THRESHOLD_GRID],
+                    color=colour,
+                    ls=style,
+                    label=f"L{layer['layer']} {name}",
+                )
         for i, t in enumerate(_thresholds(result["layers"][0]["jacobian"])):
             # σ > t·σ_max is σ²/σ²_max > t², the units of this axis.
-            spectrum_axis.axhline(t ** 2, color="grey", lw=0.8, ls=":", label="rank thresholds (t²)" if i == 0 else None)
-        _decorate(spectrum_axis, "index / d", "normalised spectrum σ²/σ²_max (sink-free covariance)",
-                  f"{_title(result)}: spectra", yscale="log")
-        _decorate(rank_axis, "relative threshold t", "effective rank / d (σ > t·σ_max)",
-                  "effective rank against threshold", xscale="log")
+            spectrum_axis.axhline(t**2, color="grey", lw=0.8, ls=":", label="rank thresholds (t²)" if i == 0 else None)
+        _decorate(
+            spectrum_axis,
+            "index / d",
+            "normalised spectrum σ²/σ²_max (sink-free covariance)",
+            f"{_title(result)}: spectra",
+            yscale="log",
+        )
+        _decorate(
+            rank_axis,
+            "relative threshold t",
+            "effective rank / d (σ > t·σ_max)",
+            "effective rank against threshold",
+            xscale="log",
+        )
     return figure
 
 
@@ -294,8 +376,13 @@ def e7_spanning(results: Sequence[dict]) -> Figure:
         for name, rows in result["curves"].items():
             _interval_curve(axis, [row["k"] for row in rows], [row["efficacy_ratio"] for row in rows], name)
         axis.axhline(1.0, color="black", lw=1, ls="--")
-        _decorate(axis, "subspace dimension k", "efficacy ratio R = Δ(v+δ)/Δ(v)",
-                  f"{_title(result)}\nΔ(v) = {_ci(result['delta_v'])}", xscale="log")
+        _decorate(
+            axis,
+            "subspace dimension k",
+            "efficacy ratio R = Δ(v+δ)/Δ(v)",
+            f"{_title(result)}\nΔ(v) = {_ci(result['delta_v'])}",
+            xscale="log",
+        )
     return figure
 
 
@@ -307,22 +394,35 @@ def e8_recovery(results: Sequence[dict]) -> Figure:
             curve = result[key]
             m = [point["m"] for point in curve]
             # The spread is over every subset of size m: which members are intersected matters too.
-            axis.fill_between(m, [p["min_fraction"] for p in curve], [p["max_fraction"] for p in curve], alpha=0.2,
-                              lw=0, label="min–max over subsets")
+            axis.fill_between(
+                m,
+                [p["min_fraction"] for p in curve],
+                [p["max_fraction"] for p in curve],
+                alpha=0.2,
+                lw=0,
+                label="min–max over subsets",
+            )
             axis.plot(m, [p["mean_fraction"] for p in curve], marker="o", label="mean")
             axis.set_xticks(m)
             axis.set_xlabel(f"number of {key} intersected")
             axis.set_ylabel("inert dimension / d")
             axis.set_ylim(bottom=0)
             axis.legend(fontsize=7)
-        row[0].set_title(f"{_title(result)}: d = {result['d']}, inert below {result['rank_threshold']:g}·σ_max",
-                         fontsize=9)
+        row[0].set_title(
+            f"{_title(result)}: d = {result['d']}, inert below {result['rank_threshold']:g}·σ_max", fontsize=9
+        )
     return figure
 
 
 FIGURES: dict[str, Callable[[Sequence[dict]], Figure]] = {
-    "e1": e1_orthogonal, "e2": e2_alpha, "e3": e3_environments, "e4": e4_logit_distance,
-    "e5": e5_vector_equivalence, "e6": e6_null_space, "e7": e7_spanning, "e8": e8_recovery,
+    "e1": e1_orthogonal,
+    "e2": e2_alpha,
+    "e3": e3_environments,
+    "e4": e4_logit_distance,
+    "e5": e5_vector_equivalence,
+    "e6": e6_null_space,
+    "e7": e7_spanning,
+    "e8": e8_recovery,
 }
 
 

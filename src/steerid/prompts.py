@@ -101,7 +101,9 @@ def _parse_pairs(raw: Any, trait: str) -> tuple[ContrastPair, ...]:
         raise ValueError(f"{trait}.json: 'pairs' must be a non-empty list")
     pairs = []
     for i, item in enumerate(raw):
-        if not isinstance(item, dict) or not all(isinstance(item.get(k), str) for k in ("topic", "positive", "negative")):
+        if not isinstance(item, dict) or not all(
+            isinstance(item.get(k), str) for k in ("topic", "positive", "negative")
+        ):
             raise ValueError(f"{trait}.json: pairs[{i}] must have string fields topic, positive, negative")
         pairs.append(ContrastPair(topic=item["topic"], positive=item["positive"], negative=item["negative"]))
     return tuple(pairs)
@@ -115,7 +117,11 @@ def _parse_statements(raw: Any, trait: str) -> tuple[tuple[str, str], ...]:
         raise ValueError(f"{trait}.json: 'statements' must be a list")
     out = []
     for i, item in enumerate(raw):
-        if not isinstance(item, dict) or not isinstance(item.get("true"), str) or not isinstance(item.get("false"), str):
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("true"), str)
+            or not isinstance(item.get("false"), str)
+        ):
             raise ValueError(f"{trait}.json: statements[{i}] must have string fields true and false")
         out.append((item["true"], item["false"]))
     return tuple(out)

@@ -30,9 +30,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -126,7 +127,10 @@ class MiniLMEncoder:
             for start in range(0, len(order), batch_size):
                 index = order[start : start + batch_size]
                 batch = self.tokenizer(
-                    [items[i] for i in index], padding=True, truncation=True, max_length=self.max_length,
+                    [items[i] for i in index],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
                     return_tensors="pt",
                 ).to(self.device)
                 hidden = self.model(**batch).last_hidden_state.float()
@@ -287,7 +291,7 @@ def document_start_ids(tokenizer) -> list[int]:
     """
     plain = list(tokenizer("a", add_special_tokens=False)["input_ids"])
     special = list(tokenizer("a", add_special_tokens=True)["input_ids"])
-    if len(special) > len(plain) and special[len(special) - len(plain):] == plain:
+    if len(special) > len(plain) and special[len(special) - len(plain) :] == plain:
         return special[: len(special) - len(plain)]
     vocab = tokenizer.get_vocab()
     if "<|endoftext|>" in vocab:
@@ -331,23 +335,25 @@ class TruthfulnessLikelihood:
         for i, ids in enumerate(encoded):
             if not ids:
                 raise ValueError(f"text {i} ({items[i]!r}) has no tokens")
-        logprobs = continuation_logprobs(self.model, [self._context] * len(encoded), encoded, delta=delta,
-                                         layer=layer, steer_prompt=True)
+        logprobs = continuation_logprobs(
+            self.model, [self._context] * len(encoded), encoded, delta=delta, layer=layer, steer_prompt=True
+        )
         return [values.numpy().astype(np.float64) for values in logprobs]
 
     def score(self, texts: Sequence[str], delta=None, layer: int | None = None) -> np.ndarray:
         """Mean token log-probability of each text (length-normalised)."""
         return np.array([lp.mean() for lp in self.token_logprobs(texts, delta, layer)], dtype=np.float64)
 
-    def score_pairs(self, true_statements: Sequence[str], false_statements: Sequence[str], delta=None,
-                    layer: int | None = None) -> np.ndarray:
+    def score_pairs(
+        self, true_statements: Sequence[str], false_statements: Sequence[str], delta=None, layer: int | None = None
+    ) -> np.ndarray:
         """Per pair, mean logP(true) − mean logP(false); > 0 means the model prefers the truth."""
         trues = _text_list(true_statements, "score_pairs true_statements")
         falses = _text_list(false_statements, "score_pairs false_statements")
         if len(trues) != len(falses):
             raise ValueError(f"score_pairs: {len(trues)} true statements but {len(falses)} false ones")
         both = self.score(trues + falses, delta, layer)
-        return both[: len(trues)] - both[len(trues):]
+        return both[: len(trues)] - both[len(trues) :]
 
 
 # --------------------------------------------------------------------------------------------
@@ -394,26 +400,36 @@ class ClassifierSpec:
 class HFTextClassifier:
     """A ``text-classification`` pipeline; score = P(positive labels) − P(negative labels)."""
 
-    def __init__(self, spec: ClassifierSpec, name: str = "hf", device: str | int = -1, batch_size: int = 32,
-                 revision: str | None = None) -> None:
+    def __init__(
+        self,
+        spec: ClassifierSpec,
+        name: str = "hf",
+        device: str | int = -1,
+        batch_size: int = 32,
+        revision: str | None = None,
+    ) -> None:
         from transformers import pipeline
 
         self.name = name
         self.spec = spec
         self.batch_size = batch_size
-        self._pipe = pipeline("text-classification", model=spec.model_id, revision=revision, device=device,
-                              top_k=None, truncation=True)
+        self._pipe = pipeline(
+            "text-classification", model=spec.model_id, revision=revision, device=device, top_k=None, truncation=True
+        )
         model_labels = {_label_key(v) for v in self._pipe.model.config.id2label.values()}
         for label in (*spec.positive_labels, *spec.negative_labels):
             if _label_key(label) not in model_labels:
-                raise ValueError(f"{spec.model_id}: label {label!r} is not one of the model's labels "
-                                 f"{sorted(model_labels)}")
+                raise ValueError(
+                    f"{spec.model_id}: label {label!r} is not one of the model's labels {sorted(model_labels)}"
+                )
 
     def score(self, texts: Sequence[str]) -> np.ndarray:
         items = _text_list(texts, f"{self.name}.score")
         outputs = self._pipe(items, batch_size=self.batch_size) if items else []
-        return np.array([signed_label_score(o, self.spec.positive_labels, self.spec.negative_labels)
-                         for o in outputs], dtype=np.float64)
+        return np.array(
+            [signed_label_score(o, self.spec.positive_labels, self.spec.negative_labels) for o in outputs],
+            dtype=np.float64,
+        )
 
 
 # The NLI model behind hf-zeroshot (the parse-time checks look for it in the Hugging Face cache).
@@ -424,13 +440,21 @@ class HFZeroShot:
     """A ``zero-shot-classification`` (NLI) pipeline over the two pole labels of a trait;
     score = P(positive label) − P(negative label), matched exactly."""
 
-    def __init__(self, trait: str, model_id: str = ZERO_SHOT_MODEL, name: str = "hf-zeroshot",
-                 device: str | int = -1, batch_size: int = 16, revision: str | None = None) -> None:
+    def __init__(
+        self,
+        trait: str,
+        model_id: str = ZERO_SHOT_MODEL,
+        name: str = "hf-zeroshot",
+        device: str | int = -1,
+        batch_size: int = 16,
+        revision: str | None = None,
+    ) -> None:
         from transformers import pipeline
 
         if trait not in ZERO_SHOT_LABELS:
-            raise ValueError(f"scorer {name!r} has no labels for trait {trait!r}; expected one of "
-                             f"{', '.join(ZERO_SHOT_LABELS)}")
+            raise ValueError(
+                f"scorer {name!r} has no labels for trait {trait!r}; expected one of {', '.join(ZERO_SHOT_LABELS)}"
+            )
         self.name = name
         self.positive, self.negative = ZERO_SHOT_LABELS[trait]
         self.batch_size = batch_size
@@ -440,15 +464,22 @@ class HFZeroShot:
         items = _text_list(texts, f"{self.name}.score")
         if not items:
             return np.zeros(0, dtype=np.float64)
-        outputs = self._pipe(items, candidate_labels=[self.positive, self.negative], multi_label=False,
-                             batch_size=self.batch_size)
+        outputs = self._pipe(
+            items, candidate_labels=[self.positive, self.negative], multi_label=False, batch_size=self.batch_size
+        )
         if isinstance(outputs, dict):
             outputs = [outputs]
-        return np.array([
-            signed_label_score([{"label": l, "score": s} for l, s in zip(o["labels"], o["scores"])],
-                               [self.positive], [self.negative])
-            for o in outputs
-        ], dtype=np.float64)
+        return np.array(
+            [
+                signed_label_score(
+                    [{"label": label, "score": s} for label, s in zip(o["labels"], o["scores"])],
+                    [self.positive],
+                    [self.negative],
+                )
+                for o in outputs
+            ],
+            dtype=np.float64,
+        )
 
 
 # The paper's classifiers. s-nlp's ranker labels are "formal" / "informal"; cardiffnlp's are
@@ -489,10 +520,12 @@ SCORERS: dict[str, ScorerFactory] = {
     "minilm-labels": lambda trait, **_: MiniLMLabels(trait),
     "minilm-exemplars": lambda trait, **_: MiniLMExemplars(trait),
     "likelihood": _needs_model("likelihood"),
-    "hf-sentiment": lambda trait, **kw: HFTextClassifier(HF_CLASSIFIERS["hf-sentiment"], name="hf-sentiment",
-                                                        **_hf_options(kw)),
-    "hf-formality": lambda trait, **kw: HFTextClassifier(HF_CLASSIFIERS["hf-formality"], name="hf-formality",
-                                                        **_hf_options(kw)),
+    "hf-sentiment": lambda trait, **kw: HFTextClassifier(
+        HF_CLASSIFIERS["hf-sentiment"], name="hf-sentiment", **_hf_options(kw)
+    ),
+    "hf-formality": lambda trait, **kw: HFTextClassifier(
+        HF_CLASSIFIERS["hf-formality"], name="hf-formality", **_hf_options(kw)
+    ),
     "hf-zeroshot": lambda trait, **kw: HFZeroShot(trait, **_hf_options(kw)),
 }
 """Scorer factories: ``SCORERS[name](trait, model=None, tokenizer=None, **options)``."""
@@ -526,9 +559,7 @@ def get_scorer(trait: str, name: str, *, model=None, tokenizer=None, **options: 
     if trait not in TRAIT_SCORERS:
         raise ValueError(f"unknown trait {trait!r}; expected one of {', '.join(TRAIT_SCORERS)}")
     if name not in TRAIT_SCORERS[trait]:
-        raise ValueError(
-            f"scorer {name!r} is not available for trait {trait!r}; available: {TRAIT_SCORERS[trait]}"
-        )
+        raise ValueError(f"scorer {name!r} is not available for trait {trait!r}; available: {TRAIT_SCORERS[trait]}")
     return SCORERS[name](trait, model=model, tokenizer=tokenizer, **options)
 
 
@@ -588,12 +619,13 @@ def validate_scorer(
     positives = _text_list(positive_texts, "validate_scorer positive_texts")
     negatives = _text_list(negative_texts, "validate_scorer negative_texts")
     if not positives or not negatives:
-        raise ValueError(f"validate_scorer needs texts of both poles, got {len(positives)} positive and "
-                         f"{len(negatives)} negative")
+        raise ValueError(
+            f"validate_scorer needs texts of both poles, got {len(positives)} positive and {len(negatives)} negative"
+        )
     values = _finite_scores(scorer.score(positives + negatives), f"scorer {getattr(scorer, 'name', scorer)!r}")
     if values.size != len(positives) + len(negatives):
         raise ValueError(f"scorer returned {values.size} scores for {len(positives) + len(negatives)} texts")
-    pos, neg = values[: len(positives)], values[len(positives):]
+    pos, neg = values[: len(positives)], values[len(positives) :]
     report: dict[str, Any] = {
         "scorer": getattr(scorer, "name", type(scorer).__name__),
         "auroc": auroc(pos, neg),

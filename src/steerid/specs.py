@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 EMBEDDED_NAMES = ("smollm2-135m", "gemma3-270m")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -38,10 +38,14 @@ def spec_kind(spec: str) -> str:
         return "embedded"
     if spec and Path(spec).expanduser().is_dir():
         if not (Path(spec).expanduser() / "config.json").is_file():
-            raise ValueError(f"model spec {spec!r} is a folder without config.json; expected a Hugging Face model folder")
+            raise ValueError(
+                f"model spec {spec!r} is a folder without config.json; expected a Hugging Face model folder"
+            )
         return "local"
     if spec.startswith(_PATH_PREFIXES):
-        raise ValueError(f"model spec {spec!r} cannot be resolved: no folder {Path(spec).expanduser().absolute()} exists")
+        raise ValueError(
+            f"model spec {spec!r} cannot be resolved: no folder {Path(spec).expanduser().absolute()} exists"
+        )
     if _HUB_ID.match(spec):
         return "hub"
     raise ValueError(
@@ -53,8 +57,12 @@ def spec_kind(spec: str) -> str:
 def shape_from_config(config: Mapping, source: str) -> ModelShape:
     """Depth and width from a Hugging Face ``config.json`` (a multimodal model's ``text_config`` when present)."""
     text = config.get("text_config") or config
-    found = [next((text[key] for key in keys if isinstance(text.get(key), int)), None) for keys in (_DEPTH_KEYS, _WIDTH_KEYS)]
+    found = [
+        next((text[key] for key in keys if isinstance(text.get(key), int)), None) for keys in (_DEPTH_KEYS, _WIDTH_KEYS)
+    ]
     if None in found:
-        raise ValueError(f"{source} names no decoder depth ({' / '.join(_DEPTH_KEYS)}) or width "
-                         f"({' / '.join(_WIDTH_KEYS)}); expected a causal language model's config")
+        raise ValueError(
+            f"{source} names no decoder depth ({' / '.join(_DEPTH_KEYS)}) or width "
+            f"({' / '.join(_WIDTH_KEYS)}); expected a causal language model's config"
+        )
     return ModelShape(*found)

@@ -17,8 +17,8 @@ at the noise floor: the config check keeps ``spectrum.top_k`` at most d/2.)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -42,11 +42,17 @@ class Spectrum:
         """Ranks by every definition, each also as a fraction of d."""
         d = self.eigenvalues.size
         ranks = {f"rank_at_{rtol:g}_of_max": numerical_rank(self.eigenvalues, rtol) for rtol in rank_thresholds}
-        ranks |= {f"rank_for_{fraction:g}_of_variance": explained_variance_rank(self.eigenvalues, fraction)
-                  for fraction in variance_fractions}
-        summary = {"d": d, "participation_ratio": participation_ratio(self.eigenvalues),
-                   "top_eigenvalue_ratio": float(self.eigenvalues[0] / self.eigenvalues[1]),
-                   "randomized_top_k": self.randomized_top_k, "randomized_max_rel_error": self.randomized_max_rel_error}
+        ranks |= {
+            f"rank_for_{fraction:g}_of_variance": explained_variance_rank(self.eigenvalues, fraction)
+            for fraction in variance_fractions
+        }
+        summary = {
+            "d": d,
+            "participation_ratio": participation_ratio(self.eigenvalues),
+            "top_eigenvalue_ratio": float(self.eigenvalues[0] / self.eigenvalues[1]),
+            "randomized_top_k": self.randomized_top_k,
+            "randomized_max_rel_error": self.randomized_max_rel_error,
+        }
         for name, rank in ranks.items():
             summary[name] = rank
             summary[name.replace("rank", "fraction_of_d", 1)] = rank / d

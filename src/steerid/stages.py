@@ -8,16 +8,27 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from steerid import (activations, analysis, conditions, nullspace, perturb, plots, report, spectrum, store, truthfulness,
-                     vectors)
+from steerid import (
+    activations,
+    analysis,
+    conditions,
+    nullspace,
+    perturb,
+    plots,
+    report,
+    spectrum,
+    store,
+    truthfulness,
+    vectors,
+)
 from steerid.conditions import BASELINE, REFERENCE
 from steerid.engine import architectures
 from steerid.generate import Sampling, generate_conditions
@@ -47,18 +58,30 @@ def _open_model(model_dir: str, layer: int, runtime: Runtime):
     torch.set_num_threads(runtime.threads)
     model, tokenizer, manifest = load_model(Path(model_dir), runtime.device, runtime.dtype)
     check_layer(manifest, layer)
-    log.info("loaded %s (%s, %d layers, d=%d) on %s in %s; engine: %s", manifest.spec, manifest.architecture,
-             manifest.n_layers, manifest.d_model, next(model.parameters()).device,
-             str(next(model.parameters()).dtype).removeprefix("torch."),
-             "native" if architectures.supported(model) else "Hugging Face forward")
+    log.info(
+        "loaded %s (%s, %d layers, d=%d) on %s in %s; engine: %s",
+        manifest.spec,
+        manifest.architecture,
+        manifest.n_layers,
+        manifest.d_model,
+        next(model.parameters()).device,
+        str(next(model.parameters()).dtype).removeprefix("torch."),
+        "native" if architectures.supported(model) else "Hugging Face forward",
+    )
     return model, tokenizer, manifest
 
 
 def _model_fields(model, manifest, layer: int) -> dict:
     parameter = next(model.parameters())
-    return {"model": manifest.spec, "model_revision": manifest.revision, "architecture": manifest.architecture,
-            "layer": layer, "site": f"output of decoder layer {layer}", "dtype": str(parameter.dtype).removeprefix("torch."),
-            "device": str(parameter.device)}
+    return {
+        "model": manifest.spec,
+        "model_revision": manifest.revision,
+        "architecture": manifest.architecture,
+        "layer": layer,
+        "site": f"output of decoder layer {layer}",
+        "dtype": str(parameter.dtype).removeprefix("torch."),
+        "device": str(parameter.device),
+    }
 
 
 def prepare(spec: str, revision: str | None, model_dir: str) -> None:
@@ -78,21 +101,37 @@ def dump_contrast(model_dir: str, prompt_set: str, layer: int, runtime: Runtime,
     model, tokenizer, manifest = _open_model(model_dir, layer, runtime)
     prompt_set_ = read_prompt_set(prompt_set)
     pairs = prompt_set_["pairs"]
-    arrays = {pole: activations.last_token(model, tokenizer, layer, [p[pole] for p in pairs], runtime.batch_size)
-              for pole in ("positive", "negative")}
+    arrays = {
+        pole: activations.last_token(model, tokenizer, layer, [p[pole] for p in pairs], runtime.batch_size)
+        for pole in ("positive", "negative")
+    }
     for environment, texts in prompt_set_["eval"].items():
         for pole in ("positive", "negative"):
             prompts_ = [instructed(text, prompt_set_[f"{pole}_pole"]) for text in texts]
             arrays[f"environments/{environment}/{pole}"] = activations.last_token(
-                model, tokenizer, layer, prompts_, runtime.batch_size)
+                model, tokenizer, layer, prompts_, runtime.batch_size
+            )
     attrs = store.provenance(params, positions="last prompt token", **_model_fields(model, manifest, layer))
     store.write(output, arrays, attrs)
-    log.info("wrote %d contrast pairs of d=%d and %d environments", len(pairs), arrays["positive"].shape[1],
-             len(prompt_set_["eval"]))
+    log.info(
+        "wrote %d contrast pairs of d=%d and %d environments",
+        len(pairs),
+        arrays["positive"].shape[1],
+        len(prompt_set_["eval"]),
+    )
 
 
-def dump_background(model_dir: str, layer: int, n_texts: int, max_length: int, runtime: Runtime,
-                    params: Mapping, output: str, shard: int = 0, shards: int = 1) -> None:
+def dump_background(
+    model_dir: str,
+    layer: int,
+    n_texts: int,
+    max_length: int,
+    runtime: Runtime,
+    params: Mapping,
+    output: str,
+    shard: int = 0,
+    shards: int = 1,
+) -> None:
     """Token-level activations of the background texts, streamed to HDF5 batch by batch.
 
     With ``shards`` > 1, only shard ``shard`` of the first ``n_texts`` texts (a contiguous slice);
@@ -101,8 +140,9 @@ def dump_background(model_dir: str, layer: int, n_texts: int, max_length: int, r
     model, tokenizer, manifest = _open_model(model_dir, layer, runtime)
     part = shard_slice(n_texts, shard, shards)
     texts = load_background()[:n_texts][part]
-    attrs = store.provenance(params, positions="all prompt tokens", shard=shard, shards=shards,
-                             **_model_fields(model, manifest, layer))
+    attrs = store.provenance(
+        params, positions="all prompt tokens", shard=shard, shards=shards, **_model_fields(model, manifest, layer)
+    )
     rows = activations.rows_per_forward(runtime.batch_size, max_length, next(model.parameters()).device)
     with store.create(output, attrs) as handle:
         writer = store.RowWriter(handle)
@@ -119,18 +159,35 @@ def steering_vector(contrast: str, params: Mapping, output: str) -> None:
     positive, negative = store.read(contrast, "positive", "negative")
     v = vectors.mean_difference(positive, negative)
     with store.open_complete(contrast) as handle:
-        environments = {name: vectors.mean_difference(group["positive"][()], group["negative"][()])
-                        for name, group in handle["environments"].items()}
+        environments = {
+            name: vectors.mean_difference(group["positive"][()], group["negative"][()])
+            for name, group in handle["environments"].items()
+        }
     source = store.read_attrs(contrast)
     residual_norm = vectors.mean_norm(np.concatenate([positive, negative]))
-    datasets = {"mean_difference": v, "pca": vectors.pca_direction(positive, negative),
-                "probe": vectors.probe_direction(positive, negative),
-                **{f"environments/{name}": vector for name, vector in environments.items()}}
-    attrs = store.provenance(params, model=source["model"], layer=int(source["layer"]), method="mean difference",
-                             n_pairs=len(positive), norm=float(np.linalg.norm(v)), mean_residual_norm=residual_norm)
+    datasets = {
+        "mean_difference": v,
+        "pca": vectors.pca_direction(positive, negative),
+        "probe": vectors.probe_direction(positive, negative),
+        **{f"environments/{name}": vector for name, vector in environments.items()},
+    }
+    attrs = store.provenance(
+        params,
+        model=source["model"],
+        layer=int(source["layer"]),
+        method="mean difference",
+        n_pairs=len(positive),
+        norm=float(np.linalg.norm(v)),
+        mean_residual_norm=residual_norm,
+    )
     store.write(output, datasets, attrs)
-    log.info("‖v‖ = %.3f, mean ‖h‖ = %.3f; cos(v, pca) = %.3f, cos(v, probe) = %.3f", np.linalg.norm(v), residual_norm,
-             vectors.cosine(v, datasets["pca"]), vectors.cosine(v, datasets["probe"]))
+    log.info(
+        "‖v‖ = %.3f, mean ‖h‖ = %.3f; cos(v, pca) = %.3f, cos(v, probe) = %.3f",
+        np.linalg.norm(v),
+        residual_norm,
+        vectors.cosine(v, datasets["pca"]),
+        vectors.cosine(v, datasets["probe"]),
+    )
 
 
 def _covariance_views(background: str, chunk_rows: int, sink_positions: Sequence[int]) -> dict:
@@ -140,7 +197,9 @@ def _covariance_views(background: str, chunk_rows: int, sink_positions: Sequence
     """
     (positions,) = store.read(background, "position")
     masks = {"all_tokens": None, "excluding_sinks": spectrum.sink_mask(positions, sink_positions)}
-    return {view: covariance_from_hdf5(background, "activations", chunk_rows, where=mask) for view, mask in masks.items()}
+    return {
+        view: covariance_from_hdf5(background, "activations", chunk_rows, where=mask) for view, mask in masks.items()
+    }
 
 
 def _write_covariances(output: str, accumulators: Mapping, attrs: Mapping) -> None:
@@ -156,17 +215,25 @@ def _write_covariances(output: str, accumulators: Mapping, attrs: Mapping) -> No
 def covariance(background: str, chunk_rows: int, sink_positions: Sequence[int], params: Mapping, output: str) -> None:
     """Covariances of all background tokens and of the tokens off the attention-sink positions."""
     source = store.read_attrs(background)
-    attrs = store.provenance(params, model=source["model"], layer=int(source["layer"]), sink_positions=list(sink_positions))
+    attrs = store.provenance(
+        params, model=source["model"], layer=int(source["layer"]), sink_positions=list(sink_positions)
+    )
     _write_covariances(output, _covariance_views(background, chunk_rows, sink_positions), attrs)
 
 
-def covariance_shard(background: str, chunk_rows: int, sink_positions: Sequence[int], params: Mapping,
-                     output: str) -> None:
+def covariance_shard(
+    background: str, chunk_rows: int, sink_positions: Sequence[int], params: Mapping, output: str
+) -> None:
     """One background shard's accumulators (count, mean, scatter) of both views, for an exact merge."""
     source = store.read_attrs(background)
-    attrs = store.provenance(params, model=source["model"], layer=int(source["layer"]),
-                             sink_positions=list(sink_positions), shard=int(source["shard"]),
-                             shards=int(source["shards"]))
+    attrs = store.provenance(
+        params,
+        model=source["model"],
+        layer=int(source["layer"]),
+        sink_positions=list(sink_positions),
+        shard=int(source["shard"]),
+        shards=int(source["shards"]),
+    )
     with store.create(output, attrs) as handle:
         for view, accumulator in _covariance_views(background, chunk_rows, sink_positions).items():
             write_accumulator(handle.create_group(view), accumulator)
@@ -178,27 +245,44 @@ def merge_covariance(shards: Sequence[str], params: Mapping, output: str) -> Non
     sources = [store.read_attrs(path) for path in shards]
     order = [int(attrs["shard"]) for attrs in sources]
     if order != list(range(len(shards))) or {int(attrs["shards"]) for attrs in sources} != {len(shards)}:
-        raise ValueError(f"merge_covariance: expected shards 0..{len(shards) - 1} of {len(shards)} in order, got {order}")
+        raise ValueError(
+            f"merge_covariance: expected shards 0..{len(shards) - 1} of {len(shards)} in order, got {order}"
+        )
     with contextlib.ExitStack() as stack:
         handles = [stack.enter_context(store.open_complete(path)) for path in shards]
         accumulators = {view: merged(read_accumulator(handle[view]) for handle in handles) for view in spectrum.VIEWS}
     first = sources[0]
-    attrs = store.provenance(params, model=first["model"], layer=int(first["layer"]), sink_positions=first["sink_positions"],
-                             shards=len(shards))
+    attrs = store.provenance(
+        params,
+        model=first["model"],
+        layer=int(first["layer"]),
+        sink_positions=first["sink_positions"],
+        shards=len(shards),
+    )
     _write_covariances(output, accumulators, attrs)
 
 
-def spectrum_stage(covariance_file: str, top_k: int, rank_thresholds: Sequence[float],
-                   variance_fractions: Sequence[float], seed: int, params: Mapping, output: str) -> None:
+def spectrum_stage(
+    covariance_file: str,
+    top_k: int,
+    rank_thresholds: Sequence[float],
+    variance_fractions: Sequence[float],
+    seed: int,
+    params: Mapping,
+    output: str,
+) -> None:
     """Spectra of both covariances with every rank definition; eigenvectors of the sink-free one."""
     source = store.read_attrs(covariance_file)
-    attrs = store.provenance(params, model=source["model"], layer=int(source["layer"]),
-                             sink_positions=source["sink_positions"])
+    attrs = store.provenance(
+        params, model=source["model"], layer=int(source["layer"]), sink_positions=source["sink_positions"]
+    )
     with store.open_complete(covariance_file) as covariances, store.create(output, attrs) as handle:
         for view in spectrum.VIEWS:
             result = spectrum.analyse(covariances[view]["covariance"][()], top_k, seed)
-            summary = {"count": int(covariances[view].attrs["count"]),
-                       **result.summary(rank_thresholds, variance_fractions)}
+            summary = {
+                "count": int(covariances[view].attrs["count"]),
+                **result.summary(rank_thresholds, variance_fractions),
+            }
             group = handle.create_group(view)
             group.create_dataset("eigenvalues", data=result.eigenvalues)
             group.attrs.update(summary)
@@ -207,8 +291,9 @@ def spectrum_stage(covariance_file: str, top_k: int, rank_thresholds: Sequence[f
             log.info("%s spectrum: %s", view, summary)
 
 
-def jacobian(model: str, prompts: str, layer: int, n_prompts: int, runtime: Runtime, params: Mapping,
-             output: str) -> None:
+def jacobian(
+    model: str, prompts: str, layer: int, n_prompts: int, runtime: Runtime, params: Mapping, output: str
+) -> None:
     """Exact Jacobian gain spectra (E6/E8) at one layer: per environment and pooled over all of them.
 
     For each environment, G_e = Σ J_iᵀ J_i over its first ``n_prompts`` evaluation prompts at the
@@ -238,44 +323,78 @@ def jacobian(model: str, prompts: str, layer: int, n_prompts: int, runtime: Runt
         handle.create_dataset("pooled/eigenvectors", data=np.ascontiguousarray(vectors_[:, ::-1]))
 
 
-def perturbations(vector: str, spectrum: str, jacobian: str, others: Sequence[str], n_orthogonal: int, n_null: int,
-                  n_top_variance: int, n_top_gain: int, null_fraction: float, top_k: int, span_ks: Sequence[int],
-                  seed: int, params: Mapping, output: str) -> None:
+def perturbations(
+    vector: str,
+    spectrum: str,
+    jacobian: str,
+    others: Sequence[str],
+    n_orthogonal: int,
+    n_null: int,
+    n_top_variance: int,
+    n_top_gain: int,
+    null_fraction: float,
+    top_k: int,
+    span_ks: Sequence[int],
+    seed: int,
+    params: Mapping,
+    output: str,
+) -> None:
     """Every δ (⟂ v, ‖δ‖ = ‖v‖): random; low-variance and top-variance (covariance eigenvectors); top-gain
     (Jacobian eigenvectors, the positive control); other traits' vectors; and the E7 bottom/top-k draws."""
     (v,) = store.read(vector, "mean_difference")
     (covariance_basis,) = store.read(spectrum, f"{PERTURBATION_VIEW}/eigenvectors")
     (gain_basis,) = store.read(jacobian, "pooled/eigenvectors")
     bases = {"covariance": covariance_basis.astype(np.float64), "jacobian": gain_basis}
-    null_k = max(n_null + 1, int(round(null_fraction * v.size)))
+    null_k = max(n_null + 1, round(null_fraction * v.size))
     draws = {
         "orthogonal": perturb.orthogonal_draws(v, n_orthogonal, seed),
-        "null": perturb.orthogonal_draws(v, n_null, seed + 1, perturb.eigen_subspace(bases["covariance"], null_k, "bottom")),
-        "top_variance": perturb.orthogonal_draws(v, n_top_variance, seed + 2,
-                                                 perturb.eigen_subspace(bases["covariance"], top_k, "top")),
-        "top_gain": perturb.orthogonal_draws(v, n_top_gain, seed + 3, perturb.eigen_subspace(bases["jacobian"], top_k, "top")),
+        "null": perturb.orthogonal_draws(
+            v, n_null, seed + 1, perturb.eigen_subspace(bases["covariance"], null_k, "bottom")
+        ),
+        "top_variance": perturb.orthogonal_draws(
+            v, n_top_variance, seed + 2, perturb.eigen_subspace(bases["covariance"], top_k, "top")
+        ),
+        "top_gain": perturb.orthogonal_draws(
+            v, n_top_gain, seed + 3, perturb.eigen_subspace(bases["jacobian"], top_k, "top")
+        ),
     }
     if others:
-        draws["other"] = np.stack([perturb.orthogonalised(store.read(path, "mean_difference")[0], v) for path in others])
+        draws["other"] = np.stack(
+            [perturb.orthogonalised(store.read(path, "mean_difference")[0], v) for path in others]
+        )
     for offset, (source, end, k) in enumerate((s, e, k) for s in bases for e in ("bottom", "top") for k in span_ks):
         subspace = perturb.eigen_subspace(bases[source], k, end)
         draws[f"span/{source}-{end}-{k}"] = perturb.orthogonal_draws(v, 1, seed + 10 + offset, subspace)[0]
-    attrs = store.provenance(params, **{k: a for k, a in store.read_attrs(vector).items() if k in ("model", "layer")},
-                             null_subspace_dim=null_k, top_subspace_dim=top_k, norm=float(np.linalg.norm(v)),
-                             other_traits=[Path(path).stem for path in others])
+    attrs = store.provenance(
+        params,
+        **{k: a for k, a in store.read_attrs(vector).items() if k in ("model", "layer")},
+        null_subspace_dim=null_k,
+        top_subspace_dim=top_k,
+        norm=float(np.linalg.norm(v)),
+        other_traits=[Path(path).stem for path in others],
+    )
     store.write(output, {"v": v, **draws}, attrs)
 
 
-def experiment_conditions(experiment: str, vector_file: str, perturbations_file: str, alpha: float | None, n_alone: int,
-                          alphas: Sequence[float]) -> dict[str, torch.Tensor]:
+def experiment_conditions(
+    experiment: str,
+    vector_file: str,
+    perturbations_file: str,
+    alpha: float | None,
+    n_alone: int,
+    alphas: Sequence[float],
+) -> dict[str, torch.Tensor]:
     """The named steering additions of one generation experiment (see :mod:`steerid.conditions`)."""
     with store.open_complete(perturbations_file) as handle:
         v = handle["v"][()]
         deltas = {kind: handle[kind][()] for kind in conditions.PERTURBATION_TYPES if kind in handle}
         spans = {name: handle["span"][name][()] for name in handle["span"]}
     with store.open_complete(vector_file) as handle:
-        directions = {"pca": handle["pca"][()], "probe": handle["probe"][()],
-                      **{f"env:{name}": handle["environments"][name][()] for name in handle["environments"]}}
+        directions = {
+            "pca": handle["pca"][()],
+            "probe": handle["probe"][()],
+            **{f"env:{name}": handle["environments"][name][()] for name in handle["environments"]},
+        }
         residual_norm = float(handle.attrs["mean_residual_norm"])
     if experiment == "e1":
         named = conditions.e1_conditions(v, deltas, n_alone, directions, alpha)
@@ -295,19 +414,55 @@ def _write_generations(output: str, header: Mapping, records: Sequence[dict]) ->
     log.info("wrote %d generations", len(records))
 
 
-def evaluate(model: str, prompts: str, vector: str, perturbations: str, experiment: str, environment: str,
-             layer: int, alpha: float | None, positions: str, n_alone: int, alphas: Sequence[float], sampling: Mapping,
-             n_samples: int, seed: int, runtime: Runtime, output: str) -> None:
+def evaluate(
+    model: str,
+    prompts: str,
+    vector: str,
+    perturbations: str,
+    experiment: str,
+    environment: str,
+    layer: int,
+    alpha: float | None,
+    positions: str,
+    n_alone: int,
+    alphas: Sequence[float],
+    sampling: Mapping,
+    n_samples: int,
+    seed: int,
+    runtime: Runtime,
+    output: str,
+) -> None:
     """Steered generations of one experiment's conditions × an environment's prompts × samples, as JSON lines."""
     model_, tokenizer, manifest = _open_model(model, layer, runtime)
     prompts_ = read_prompt_set(prompts)["eval"][environment]
     named = experiment_conditions(experiment, vector, perturbations, alpha, n_alone, alphas)
     with tqdm(total=len(named) * len(prompts_) * n_samples, desc=f"{experiment} {environment}") as progress:
-        records = generate_conditions(model_, tokenizer, layer, prompts_, named, n_samples, Sampling(**sampling),
-                                      seed, runtime.batch_size, positions, progress, fluency=experiment == "e2")
-    header = {"model": manifest.spec, "layer": layer, "experiment": experiment, "alpha": alpha, "positions": positions,
-              "sampling": dict(sampling), "seed": seed, "environment": environment, "n_prompts": len(prompts_),
-              "n_samples": n_samples}
+        records = generate_conditions(
+            model_,
+            tokenizer,
+            layer,
+            prompts_,
+            named,
+            n_samples,
+            Sampling(**sampling),
+            seed,
+            runtime.batch_size,
+            positions,
+            progress,
+            fluency=experiment == "e2",
+        )
+    header = {
+        "model": manifest.spec,
+        "layer": layer,
+        "experiment": experiment,
+        "alpha": alpha,
+        "positions": positions,
+        "sampling": dict(sampling),
+        "seed": seed,
+        "environment": environment,
+        "n_prompts": len(prompts_),
+        "n_samples": n_samples,
+    }
     _write_generations(output, header, records)
 
 
@@ -331,31 +486,69 @@ def score(generations: str, trait: str, scorer: str, params: Mapping, output: st
     values = get_scorer(trait, scorer).score([r["completion"] for r in records])
     scores = _grids(records, values)
     fluency = _grids(records, [r.get("perplexity", float("nan")) for r in records])
-    attrs = store.provenance(params, model=records[0]["model"], layer=records[0]["layer"], trait=trait, scorer=scorer,
-                             experiment=records[0]["experiment"], environment=records[0]["environment"],
-                             alpha=records[0]["alpha"], conditions=list(scores))
-    store.write(output, {**{f"scores/{n}": g for n, g in scores.items()},
-                         **{f"perplexity/{n}": g for n, g in fluency.items()}}, attrs)
+    attrs = store.provenance(
+        params,
+        model=records[0]["model"],
+        layer=records[0]["layer"],
+        trait=trait,
+        scorer=scorer,
+        experiment=records[0]["experiment"],
+        environment=records[0]["environment"],
+        alpha=records[0]["alpha"],
+        conditions=list(scores),
+    )
+    store.write(
+        output,
+        {**{f"scores/{n}": g for n, g in scores.items()}, **{f"perplexity/{n}": g for n, g in fluency.items()}},
+        attrs,
+    )
 
 
 def _statement_pairs(prompts: str) -> list[tuple[str, str]]:
     return [(pair["true"], pair["false"]) for pair in read_prompt_set(prompts)["statements"]]
 
 
-def score_statements(model: str, prompts: str, vector: str, perturbations: str, experiment: str, trait: str,
-                     scorer: str, layer: int, alpha: float | None, n_alone: int, runtime: Runtime, params: Mapping,
-                     output: str) -> None:
+def score_statements(
+    model: str,
+    prompts: str,
+    vector: str,
+    perturbations: str,
+    experiment: str,
+    trait: str,
+    scorer: str,
+    layer: int,
+    alpha: float | None,
+    n_alone: int,
+    runtime: Runtime,
+    params: Mapping,
+    output: str,
+) -> None:
     """A likelihood-scored trait's stand-in for generation and scoring: per condition, a (n_pairs, 1)
     grid of the steered model's preference for each true statement over its false twin."""
     model_, tokenizer, manifest = _open_model(model, layer, runtime)
     statements = _statement_pairs(prompts)
     named = experiment_conditions(experiment, vector, perturbations, alpha, n_alone, alphas=())
     preferences = truthfulness.steered_preferences(model_, tokenizer, layer, statements, named)
-    attrs = store.provenance(params, model=manifest.spec, layer=layer, trait=trait, scorer=scorer, experiment=experiment,
-                             environment="statements", alpha=alpha, positions=truthfulness.STEERED_POSITIONS,
-                             conditions=list(preferences))
-    store.write(output, {**{f"scores/{n}": p[:, None] for n, p in preferences.items()},
-                         **{f"perplexity/{n}": np.full((p.size, 1), np.nan) for n, p in preferences.items()}}, attrs)
+    attrs = store.provenance(
+        params,
+        model=manifest.spec,
+        layer=layer,
+        trait=trait,
+        scorer=scorer,
+        experiment=experiment,
+        environment="statements",
+        alpha=alpha,
+        positions=truthfulness.STEERED_POSITIONS,
+        conditions=list(preferences),
+    )
+    store.write(
+        output,
+        {
+            **{f"scores/{n}": p[:, None] for n, p in preferences.items()},
+            **{f"perplexity/{n}": np.full((p.size, 1), np.nan) for n, p in preferences.items()},
+        },
+        attrs,
+    )
     log.info("scored %d statement pairs under %d conditions", len(statements), len(named))
 
 
@@ -365,8 +558,18 @@ def read_scores(path: str, kind: str = "scores") -> tuple[dict[str, np.ndarray],
         return {name: handle[kind][name][()] for name in handle[kind]}, dict(handle.attrs)
 
 
-def validate(model: str, prompts: str, trait: str, scorer: str, min_auroc: float, n_texts: int, sampling: Mapping,
-             seed: int, runtime: Runtime, output: str) -> None:
+def validate(
+    model: str,
+    prompts: str,
+    trait: str,
+    scorer: str,
+    min_auroc: float,
+    n_texts: int,
+    sampling: Mapping,
+    seed: int,
+    runtime: Runtime,
+    output: str,
+) -> None:
     """Scorer validation before it judges anything: the unsteered model answers the contrast pairs'
     explicit positive and negative instructions, and the scorer must separate the completions (AUROC)."""
     model_, tokenizer, manifest = _open_model(model, 0, runtime)
@@ -376,12 +579,18 @@ def validate(model: str, prompts: str, trait: str, scorer: str, min_auroc: float
     pairs = read_prompt_set(prompts)["pairs"][:n_texts]
     texts = [pair[pole] for pole in ("positive", "negative") for pair in pairs]
     zero = {BASELINE: torch.zeros(manifest.d_model)}
-    records = generate_conditions(model_, tokenizer, 0, texts, zero, 1, Sampling(**sampling), seed,
-                                  runtime.batch_size)
+    records = generate_conditions(model_, tokenizer, 0, texts, zero, 1, Sampling(**sampling), seed, runtime.batch_size)
     completions = [record["completion"] for record in records]
-    result = validate_scorer(get_scorer(trait, scorer), completions[: len(pairs)], completions[len(pairs):], min_auroc)
-    atomic_write_json(output, {"model": manifest.spec, "trait": trait, **result,
-                               "examples": {"positive": completions[:3], "negative": completions[len(pairs):][:3]}})
+    result = validate_scorer(get_scorer(trait, scorer), completions[: len(pairs)], completions[len(pairs) :], min_auroc)
+    atomic_write_json(
+        output,
+        {
+            "model": manifest.spec,
+            "trait": trait,
+            **result,
+            "examples": {"positive": completions[:3], "negative": completions[len(pairs) :][:3]},
+        },
+    )
     log.info("scorer %s on %s: AUROC %.3f (valid: %s)", scorer, trait, result["auroc"], result["valid"])
 
 
@@ -398,10 +607,16 @@ def _validate_likelihood(model, tokenizer, manifest, prompts: str, trait: str, m
 def _header(attrs: Mapping, vector: str, validation: str) -> dict:
     vector_attrs = store.read_attrs(vector)
     scorer = json.loads(Path(validation).read_text())
-    return {"model": attrs["model"], "layer": int(attrs["layer"]), "trait": attrs["trait"], "scorer": attrs["scorer"],
-            "alpha": None if attrs["alpha"] == "none" else float(attrs["alpha"]), "v_norm": float(vector_attrs["norm"]),
-            "mean_residual_norm": float(vector_attrs["mean_residual_norm"]),
-            "scorer_validation": {k: scorer[k] for k in ("auroc", "min_auroc", "valid", "n")}}
+    return {
+        "model": attrs["model"],
+        "layer": int(attrs["layer"]),
+        "trait": attrs["trait"],
+        "scorer": attrs["scorer"],
+        "alpha": None if attrs["alpha"] == "none" else float(attrs["alpha"]),
+        "v_norm": float(vector_attrs["norm"]),
+        "mean_residual_norm": float(vector_attrs["mean_residual_norm"]),
+        "scorer_validation": {k: scorer[k] for k in ("auroc", "min_auroc", "valid", "n")},
+    }
 
 
 def _environment_scores(paths: Sequence[str]) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
@@ -412,37 +627,78 @@ def _environment_scores(paths: Sequence[str]) -> tuple[dict[str, dict[str, np.nd
     return by_environment, attrs
 
 
-def stats_e1(scores: Sequence[str], vector: str, validation: str, n_boot: int, margin_sd: float, margin_effect: float,
-             n_perm: int, seed: int, params: Mapping, output: str) -> None:
+def stats_e1(
+    scores: Sequence[str],
+    vector: str,
+    validation: str,
+    n_boot: int,
+    margin_sd: float,
+    margin_effect: float,
+    n_perm: int,
+    seed: int,
+    params: Mapping,
+    output: str,
+) -> None:
     """E1 over the prompts of every environment pooled: Δ, R, d, TOST verdicts at both margins, permutation null."""
     by_environment, attrs = _environment_scores(scores)
     pooled = analysis.pool_environments(by_environment)
-    atomic_write_json(output, {"experiment": "E1 orthogonal", **_header(attrs, vector, validation),
-                               "environments": list(by_environment),
-                               **analysis.orthogonality_endpoints(pooled, n_boot, margin_sd, margin_effect, n_perm, seed),
-                               "provenance": store.provenance(params)})
+    atomic_write_json(
+        output,
+        {
+            "experiment": "E1 orthogonal",
+            **_header(attrs, vector, validation),
+            "environments": list(by_environment),
+            **analysis.orthogonality_endpoints(pooled, n_boot, margin_sd, margin_effect, n_perm, seed),
+            "provenance": store.provenance(params),
+        },
+    )
 
 
-def stats_e3(scores: Sequence[str], vector: str, validation: str, n_boot: int, margin_sd: float, margin_effect: float,
-             n_perm: int, seed: int, params: Mapping, output: str) -> None:
+def stats_e3(
+    scores: Sequence[str],
+    vector: str,
+    validation: str,
+    n_boot: int,
+    margin_sd: float,
+    margin_effect: float,
+    n_perm: int,
+    seed: int,
+    params: Mapping,
+    output: str,
+) -> None:
     """E3: E1's endpoints in each environment, per-environment vectors' cosines and cross-application."""
     by_environment, attrs = _environment_scores(scores)
     with store.open_complete(vector) as handle:
         env_vectors = {name: handle["environments"][name][()] for name in handle["environments"]}
         v = handle["mean_difference"][()]
     cosines = {a: {b: vectors.cosine(env_vectors[a], env_vectors[b]) for b in env_vectors} for a in env_vectors}
-    atomic_write_json(output, {
-        "experiment": "E3 environments", **_header(attrs, vector, validation),
-        "cosine_with_v": {name: vectors.cosine(vec, v) for name, vec in env_vectors.items()},
-        "cosines": cosines,
-        "by_environment": {env: analysis.orthogonality_endpoints(grids, n_boot, margin_sd, margin_effect, n_perm, seed)
-                           for env, grids in by_environment.items()},
-        "cross_application": analysis.cross_application(by_environment, n_boot, seed),
-        "provenance": store.provenance(params)})
+    atomic_write_json(
+        output,
+        {
+            "experiment": "E3 environments",
+            **_header(attrs, vector, validation),
+            "cosine_with_v": {name: vectors.cosine(vec, v) for name, vec in env_vectors.items()},
+            "cosines": cosines,
+            "by_environment": {
+                env: analysis.orthogonality_endpoints(grids, n_boot, margin_sd, margin_effect, n_perm, seed)
+                for env, grids in by_environment.items()
+            },
+            "cross_application": analysis.cross_application(by_environment, n_boot, seed),
+            "provenance": store.provenance(params),
+        },
+    )
 
 
-def stats_e5(scores: Sequence[str], vector: str, validation: str, n_boot: int, margin_sd: float, seed: int,
-             params: Mapping, output: str) -> None:
+def stats_e5(
+    scores: Sequence[str],
+    vector: str,
+    validation: str,
+    n_boot: int,
+    margin_sd: float,
+    seed: int,
+    params: Mapping,
+    output: str,
+) -> None:
     """E5: PCA and probe directions against the mean difference (cosines, Δ vs baseline, d and TOST vs v)."""
     by_environment, attrs = _environment_scores(scores)
     pooled = analysis.pool_environments(by_environment)
@@ -450,17 +706,34 @@ def stats_e5(scores: Sequence[str], vector: str, validation: str, n_boot: int, m
         found = {name: handle[name][()] for name in ("mean_difference", "pca", "probe")}
     cosines = {name: vectors.cosine(found["mean_difference"], found[name]) for name in ("pca", "probe")}
     margin = analysis.margins(pooled, margin_sd, 1.0)["baseline_sd"]
-    atomic_write_json(output, {
-        "experiment": "E5 vector equivalence", **_header(attrs, vector, validation),
-        "cosine_pca_probe": vectors.cosine(found["pca"], found["probe"]),
-        "natural_norms": {name: float(np.linalg.norm(vec)) for name, vec in found.items()},
-        "margin": margin, "n_prompts": int(pooled[BASELINE].shape[0]),
-        "by_direction": analysis.direction_equivalence(pooled, ["pca", "probe"], cosines, margin["value"], n_boot, seed),
-        "provenance": store.provenance(params)})
+    atomic_write_json(
+        output,
+        {
+            "experiment": "E5 vector equivalence",
+            **_header(attrs, vector, validation),
+            "cosine_pca_probe": vectors.cosine(found["pca"], found["probe"]),
+            "natural_norms": {name: float(np.linalg.norm(vec)) for name, vec in found.items()},
+            "margin": margin,
+            "n_prompts": int(pooled[BASELINE].shape[0]),
+            "by_direction": analysis.direction_equivalence(
+                pooled, ["pca", "probe"], cosines, margin["value"], n_boot, seed
+            ),
+            "provenance": store.provenance(params),
+        },
+    )
 
 
-def stats_e2(scores: str, vector: str, validation: str, alphas: Sequence[float], max_perplexity_ratio: float,
-             n_boot: int, seed: int, params: Mapping, output: str) -> None:
+def stats_e2(
+    scores: str,
+    vector: str,
+    validation: str,
+    alphas: Sequence[float],
+    max_perplexity_ratio: float,
+    n_boot: int,
+    seed: int,
+    params: Mapping,
+    output: str,
+) -> None:
     """E2: Δ(v), Δ(v + δ) and fluency against α (units of the mean residual norm), and the operational range."""
     grids, attrs = read_scores(scores)
     fluency, _ = read_scores(scores, "perplexity")
@@ -469,26 +742,61 @@ def stats_e2(scores: str, vector: str, validation: str, alphas: Sequence[float],
     scale = header["mean_residual_norm"] / header["v_norm"]
     for row in curves["by_alpha"]:
         row["alpha_in_v_norms"] = row["alpha"] * scale
-    atomic_write_json(output, {"experiment": "E2 alpha sweep", **header, "alpha_units": "mean residual norm",
-                               **curves, "provenance": store.provenance(params)})
+    atomic_write_json(
+        output,
+        {
+            "experiment": "E2 alpha sweep",
+            **header,
+            "alpha_units": "mean residual norm",
+            **curves,
+            "provenance": store.provenance(params),
+        },
+    )
 
 
-def stats_e7(scores: Sequence[str], vector: str, validation: str, n_boot: int, margin_sd: float, seed: int,
-             params: Mapping, output: str) -> None:
+def stats_e7(
+    scores: Sequence[str],
+    vector: str,
+    validation: str,
+    n_boot: int,
+    margin_sd: float,
+    seed: int,
+    params: Mapping,
+    output: str,
+) -> None:
     """E7 over the prompts of every environment pooled: R and d of v + δ against the subspace size k."""
     by_environment, attrs = _environment_scores(scores)
     grids = analysis.pool_environments(by_environment)
     margin = analysis.margins(grids, margin_sd, 1.0)["baseline_sd"]
-    atomic_write_json(output, {"experiment": "E7 spanning", **_header(attrs, vector, validation),
-                               "environments": list(by_environment), "n_prompts": int(grids[BASELINE].shape[0]),
-                               "n_samples": int(grids[BASELINE].shape[1]), "margin": margin,
-                               "delta_v": effect_ci(grids[REFERENCE], grids[BASELINE], n_boot, seed).to_dict(),
-                               "curves": analysis.spanning_curves(grids, n_boot, margin["value"], seed),
-                               "provenance": store.provenance(params)})
+    atomic_write_json(
+        output,
+        {
+            "experiment": "E7 spanning",
+            **_header(attrs, vector, validation),
+            "environments": list(by_environment),
+            "n_prompts": int(grids[BASELINE].shape[0]),
+            "n_samples": int(grids[BASELINE].shape[1]),
+            "margin": margin,
+            "delta_v": effect_ci(grids[REFERENCE], grids[BASELINE], n_boot, seed).to_dict(),
+            "curves": analysis.spanning_curves(grids, n_boot, margin["value"], seed),
+            "provenance": store.provenance(params),
+        },
+    )
 
 
-def logit_distance(model: str, generations: str, vector: str, perturbations: str, trait: str, layer: int, alpha: float,
-                   n_sequences: int, runtime: Runtime, params: Mapping, output: str) -> None:
+def logit_distance(
+    model: str,
+    generations: str,
+    vector: str,
+    perturbations: str,
+    trait: str,
+    layer: int,
+    alpha: float,
+    n_sequences: int,
+    runtime: Runtime,
+    params: Mapping,
+    output: str,
+) -> None:
     """E4: teacher-forced next-token distributions of the baseline's own completions under v and v + δ
     (matched ‖δ‖); KL, JS and centred-logit L2 of v vs v + δ per δ-type, and of 0 vs v for scale."""
     from steerid.logit_distance import distances
@@ -497,23 +805,46 @@ def logit_distance(model: str, generations: str, vector: str, perturbations: str
     records = [r for r in read_generations(generations) if r["condition"] == BASELINE and r["n_tokens"] > 0]
     records = records[:n_sequences]
     named = experiment_conditions("e1", vector, perturbations, alpha, 0, ())
-    kinds = {kind: conditions.members(list(named), kind)[0] for kind in conditions.PERTURBATION_TYPES
-             if conditions.members(list(named), kind)}
+    kinds = {
+        kind: conditions.members(list(named), kind)[0]
+        for kind in conditions.PERTURBATION_TYPES
+        if conditions.members(list(named), kind)
+    }
     pairs = [(BASELINE, REFERENCE), *[(REFERENCE, name) for name in kinds.values()], (REFERENCE, "-v")]
     used = {name: named[name] for pair in pairs for name in pair}
     continuations = [tokenizer(r["completion"], add_special_tokens=False)["input_ids"] for r in records]
-    found = distances(model_, tokenizer, layer, [r["prompt"] for r in records], continuations, used, pairs,
-                      runtime.batch_size)
-    summary = {f"{a} vs {b}": {metric: {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1))}
-                               for metric, values in found[(a, b)].items()} for a, b in pairs}
+    found = distances(
+        model_, tokenizer, layer, [r["prompt"] for r in records], continuations, used, pairs, runtime.batch_size
+    )
+    summary = {
+        f"{a} vs {b}": {
+            metric: {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1))}
+            for metric, values in found[(a, b)].items()
+        }
+        for a, b in pairs
+    }
     reference = summary[f"{BASELINE} vs {REFERENCE}"]
-    relative = {kind: {metric: summary[f"{REFERENCE} vs {name}"][metric]["mean"] / reference[metric]["mean"]
-                       for metric in reference} for kind, name in kinds.items()}
-    atomic_write_json(output, {"experiment": "E4 logit distance", "model": manifest.spec, "layer": layer,
-                               "trait": trait,
-                               "n_sequences": len(records), "pairs": summary, "relative_to_0_vs_v": relative,
-                               "conditions": {kind: name for kind, name in kinds.items()},
-                               "provenance": store.provenance(params)})
+    relative = {
+        kind: {
+            metric: summary[f"{REFERENCE} vs {name}"][metric]["mean"] / reference[metric]["mean"]
+            for metric in reference
+        }
+        for kind, name in kinds.items()
+    }
+    atomic_write_json(
+        output,
+        {
+            "experiment": "E4 logit distance",
+            "model": manifest.spec,
+            "layer": layer,
+            "trait": trait,
+            "n_sequences": len(records),
+            "pairs": summary,
+            "relative_to_0_vs_v": relative,
+            "conditions": {kind: name for kind, name in kinds.items()},
+            "provenance": store.provenance(params),
+        },
+    )
 
 
 def _singular_values(eigenvalues: np.ndarray) -> np.ndarray:
@@ -521,8 +852,14 @@ def _singular_values(eigenvalues: np.ndarray) -> np.ndarray:
     return np.sqrt(np.clip(eigenvalues, 0.0, None))
 
 
-def _layer_null_space(cov, jac, null_fraction: float, rank_thresholds: Sequence[float],
-                      variance_fractions: Sequence[float], stability_k: int) -> dict:
+def _layer_null_space(
+    cov,
+    jac,
+    null_fraction: float,
+    rank_thresholds: Sequence[float],
+    variance_fractions: Sequence[float],
+    stability_k: int,
+) -> dict:
     """E6 for one layer from its open spectrum and Jacobian files."""
     from steerid.jacobian import rank_summary
 
@@ -530,31 +867,52 @@ def _layer_null_space(cov, jac, null_fraction: float, rank_thresholds: Sequence[
         return rank_summary(_singular_values(eigenvalues), d, rank_thresholds, variance_fractions)
 
     d = cov[PERTURBATION_VIEW]["eigenvectors"].shape[0]
-    k = max(1, int(round(null_fraction * d)))
+    k = max(1, round(null_fraction * d))
     top = {name: group["eigenvectors"][()][:, :stability_k] for name, group in jac["environments"].items()}
     names = list(top)
     return {
-        "layer": int(cov.attrs["layer"]), "d": d,
+        "layer": int(cov.attrs["layer"]),
+        "d": d,
         # Thresholds on singular values for both spectra: σ = √λ are those of the centred activations.
-        "covariance": {view: {**ranks(cov[view]["eigenvalues"][()]), "count": int(cov[view].attrs["count"]),
-                              "top_eigenvalue_ratio": float(cov[view].attrs["top_eigenvalue_ratio"])}
-                       for view in spectrum.VIEWS},
+        "covariance": {
+            view: {
+                **ranks(cov[view]["eigenvalues"][()]),
+                "count": int(cov[view].attrs["count"]),
+                "top_eigenvalue_ratio": float(cov[view].attrs["top_eigenvalue_ratio"]),
+            }
+            for view in spectrum.VIEWS
+        },
         "covariance_eigenvalues": cov[PERTURBATION_VIEW]["eigenvalues"][()].tolist(),
         "jacobian": ranks(jac["pooled/eigenvalues"][()]),
         "jacobian_singular_values": _singular_values(jac["pooled/eigenvalues"][()]).tolist(),
-        "jacobian_by_environment": {name: ranks(group["eigenvalues"][()]) for name, group in jac["environments"].items()},
-        "gain_stability": {f"{a} vs {b}": nullspace.subspace_overlap_vs_random(top[a], top[b])
-                           for i, a in enumerate(names) for b in names[i + 1:]},
+        "jacobian_by_environment": {
+            name: ranks(group["eigenvalues"][()]) for name, group in jac["environments"].items()
+        },
+        "gain_stability": {
+            f"{a} vs {b}": nullspace.subspace_overlap_vs_random(top[a], top[b])
+            for i, a in enumerate(names)
+            for b in names[i + 1 :]
+        },
         "prompt_stability": _prompt_stability(jac, stability_k),
         "low_variance_vs_low_gain": nullspace.subspace_overlap_vs_random(
-            cov[PERTURBATION_VIEW]["eigenvectors"][()][:, -k:].astype(np.float64), jac["pooled/eigenvectors"][()][:, -k:]),
+            cov[PERTURBATION_VIEW]["eigenvectors"][()][:, -k:].astype(np.float64),
+            jac["pooled/eigenvectors"][()][:, -k:],
+        ),
         "subspace_dim": k,
     }
 
 
-def null_space(spectra: Sequence[str], jacobians: Sequence[str], trait: str, null_fraction: float,
-               rank_thresholds: Sequence[float], variance_fractions: Sequence[float], stability_k: int, params: Mapping,
-               output: str) -> None:
+def null_space(
+    spectra: Sequence[str],
+    jacobians: Sequence[str],
+    trait: str,
+    null_fraction: float,
+    rank_thresholds: Sequence[float],
+    variance_fractions: Sequence[float],
+    stability_k: int,
+    params: Mapping,
+    output: str,
+) -> None:
     """E6: per layer, covariance and Jacobian effective ranks as fractions of d (with and without sinks for
     the covariance), stability of the gain subspace across environments, and the overlap between the
     covariance's low-variance subspace and the Jacobian's low-gain subspace."""
@@ -562,8 +920,16 @@ def null_space(spectra: Sequence[str], jacobians: Sequence[str], trait: str, nul
     for spectrum_file, jacobian_file in zip(spectra, jacobians):
         with store.open_complete(spectrum_file) as cov, store.open_complete(jacobian_file) as jac:
             layers.append(_layer_null_space(cov, jac, null_fraction, rank_thresholds, variance_fractions, stability_k))
-    atomic_write_json(output, {"experiment": "E6 null-space dimension", "model": str(store.read_attrs(jacobians[0])["model"]),
-                               "trait": trait, "layers": layers, "provenance": store.provenance(params)})
+    atomic_write_json(
+        output,
+        {
+            "experiment": "E6 null-space dimension",
+            "model": str(store.read_attrs(jacobians[0])["model"]),
+            "trait": trait,
+            "layers": layers,
+            "provenance": store.provenance(params),
+        },
+    )
 
 
 def _prompt_stability(jacobian_file, k: int) -> dict:
@@ -576,16 +942,24 @@ def _prompt_stability(jacobian_file, k: int) -> dict:
         per_prompt = group["pair_top_vectors"][()]
         width = min(k, per_prompt.shape[2])
         overlaps = [subspace_overlap(vectors[:, :width], pooled[:, :width]) for vectors in per_prompt]
-        result[name] = {"k": width, "mean_overlap": float(np.mean(overlaps)), "min_overlap": float(np.min(overlaps)),
-                        "random_overlap": width / pooled.shape[0]}
+        result[name] = {
+            "k": width,
+            "mean_overlap": float(np.mean(overlaps)),
+            "min_overlap": float(np.min(overlaps)),
+            "random_overlap": width / pooled.shape[0],
+        }
     return result
 
 
 def _plain(value):
-    return value.item() if isinstance(value, np.generic) else (value.tolist() if isinstance(value, np.ndarray) else value)
+    return (
+        value.item() if isinstance(value, np.generic) else (value.tolist() if isinstance(value, np.ndarray) else value)
+    )
 
 
-def recovery(jacobians: Sequence[str], trait: str, steering_layer: int, rank_threshold: float, params: Mapping, output: str) -> None:
+def recovery(
+    jacobians: Sequence[str], trait: str, steering_layer: int, rank_threshold: float, params: Mapping, output: str
+) -> None:
     """E8: how the dimension of the inert (equivalent) set shrinks as environments or layers are intersected."""
     grams_by_layer, grams_by_environment, d, model = {}, {}, 0, ""
     for path in jacobians:
@@ -595,17 +969,29 @@ def recovery(jacobians: Sequence[str], trait: str, steering_layer: int, rank_thr
             d = basis.shape[0]
             grams_by_layer[f"L{layer}"] = nullspace.gram_from_spectrum(values, basis)
             if layer == steering_layer:
-                grams_by_environment = {name: nullspace.gram_from_spectrum(g["eigenvalues"][()], g["eigenvectors"][()])
-                                        for name, g in jac["environments"].items()}
-    atomic_write_json(output, {
-        "experiment": "E8 recovery", "model": model, "trait": trait, "d": d, "layer": steering_layer,
-        "rank_threshold": rank_threshold,
-        "definition": ("inert set = directions whose gain, in every member's Jacobians, stays below rank_threshold x "
-                       "that member's own largest singular value (the Gram matrices are normalised to a largest "
-                       "eigenvalue of 1 and summed)"),
-        "environments": nullspace.recovery_curve(grams_by_environment, rank_threshold),
-        "layers": nullspace.recovery_curve(grams_by_layer, rank_threshold),
-        "provenance": store.provenance(params)})
+                grams_by_environment = {
+                    name: nullspace.gram_from_spectrum(g["eigenvalues"][()], g["eigenvectors"][()])
+                    for name, g in jac["environments"].items()
+                }
+    atomic_write_json(
+        output,
+        {
+            "experiment": "E8 recovery",
+            "model": model,
+            "trait": trait,
+            "d": d,
+            "layer": steering_layer,
+            "rank_threshold": rank_threshold,
+            "definition": (
+                "inert set = directions whose gain, in every member's Jacobians, stays below rank_threshold x "
+                "that member's own largest singular value (the Gram matrices are normalised to a largest "
+                "eigenvalue of 1 and summed)"
+            ),
+            "environments": nullspace.recovery_curve(grams_by_environment, rank_threshold),
+            "layers": nullspace.recovery_curve(grams_by_layer, rank_threshold),
+            "provenance": store.provenance(params),
+        },
+    )
 
 
 def figure(kind: str, stats_files: Sequence[str], dpi: int, outputs: Sequence[str]) -> None:
@@ -621,8 +1007,13 @@ def spectrum_summaries(path: str) -> dict:
         return {"model": str(handle.attrs["model"]), "layer": int(handle.attrs["layer"]), "views": views}
 
 
-def summary(stats: Mapping[str, Sequence[str]], validations: Sequence[str], spectra: Sequence[str],
-            figures: Sequence[str], output: str) -> None:
+def summary(
+    stats: Mapping[str, Sequence[str]],
+    validations: Sequence[str],
+    spectra: Sequence[str],
+    figures: Sequence[str],
+    output: str,
+) -> None:
     """results/summary.md: each claim of the paper with this run's verdict and numbers (Holm across cells)."""
     results = {name: [json.loads(Path(f).read_text()) for f in files] for name, files in stats.items()}
     checks = [json.loads(Path(f).read_text()) for f in validations]

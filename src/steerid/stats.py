@@ -23,31 +23,31 @@ import numpy as np
 from scipy import stats as sps
 
 __all__ = [
+    "MARGIN_TOO_WIDE",
+    "VERDICTS",
     "Estimate",
-    "effect",
-    "efficacy_ratio",
-    "paired_cohens_d",
-    "paired_cohens_dz",
     "bootstrap",
-    "efficacy_ratio_ci",
     "cohens_d_ci",
-    "effect_ci",
     "compare_conditions",
-    "prompt_differences",
-    "tost_paired",
+    "effect",
+    "effect_ci",
+    "efficacy_ratio",
+    "efficacy_ratio_ci",
+    "holm",
+    "judge",
+    "margin_below_effect",
     "margin_from_baseline_sd",
     "margin_from_effect",
+    "paired_cohens_d",
+    "paired_cohens_dz",
+    "permutation_null_d",
+    "power_report",
+    "prompt_differences",
+    "required_n",
+    "tost_paired",
     "tost_power",
     "tost_power_nct",
-    "required_n",
-    "power_report",
-    "VERDICTS",
-    "MARGIN_TOO_WIDE",
-    "margin_below_effect",
-    "judge",
     "verdict",
-    "permutation_null_d",
-    "holm",
 ]
 
 _MIN_BOOT = 100
@@ -249,9 +249,7 @@ def efficacy_ratio_ci(
     return _summarise(efficacy_ratio(pert, v, base), _ratio(num, den, den == 0.0), confidence)
 
 
-def cohens_d_ci(
-    a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: int = 0, confidence: float = 0.95
-) -> Estimate:
+def cohens_d_ci(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: int = 0, confidence: float = 0.95) -> Estimate:
     """Signed paired d_av(a, b) (positive when ``b`` is larger) with a cluster-bootstrap CI."""
     _check_boot(n_boot, confidence)
     a, b = _validate({"a": a, "b": b})
@@ -290,9 +288,7 @@ def compare_conditions(
     return out
 
 
-def _compare_one(
-    x: np.ndarray, ref: np.ndarray, base: np.ndarray, is_reference: bool, n_boot: int, seed: int
-) -> dict:
+def _compare_one(x: np.ndarray, ref: np.ndarray, base: np.ndarray, is_reference: bool, n_boot: int, seed: int) -> dict:
     """The result entry of one condition for :func:`compare_conditions`."""
     entry: dict = {"delta": effect_ci(x, base, n_boot, seed).to_dict()}
     if not is_reference:
@@ -306,8 +302,14 @@ def _compare_one(
 
 # An equivalence margin at least |Δ(v)| would also pass a δ that cancels v: such a TOST cannot claim equivalence.
 MARGIN_TOO_WIDE = "inconclusive (margin ≥ |Δ(v)|)"
-VERDICTS = ("equivalent", "not equivalent", "inconclusive (underpowered)", "inconclusive", MARGIN_TOO_WIDE,
-            "no effect of v")
+VERDICTS = (
+    "equivalent",
+    "not equivalent",
+    "inconclusive (underpowered)",
+    "inconclusive",
+    MARGIN_TOO_WIDE,
+    "no effect of v",
+)
 _MAX_N = 2**31  # required_n gives up beyond this many prompts
 _CHI_TAIL = 1e-15  # chi mass left out at each end by tost_power's quadrature
 _GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(256)
@@ -520,9 +522,7 @@ def _chi_pdf(u: np.ndarray, df: int) -> np.ndarray:
     return np.exp(sps.chi2.logpdf(df * u * u, df)) * 2.0 * df * u
 
 
-def tost_power_nct(
-    n: int, margin: float, sd_diff: float, alpha: float = 0.05, true_difference: float = 0.0
-) -> float:
+def tost_power_nct(n: int, margin: float, sd_diff: float, alpha: float = 0.05, true_difference: float = 0.0) -> float:
     """Noncentral-t approximation of the paired TOST power (a lower bound of :func:`tost_power`).
 
     ``P(t_lower > c) + P(t_upper < −c) − 1 = F(−c; ncp_U) − F(c; ncp_L)`` with F the noncentral
@@ -617,8 +617,15 @@ def margin_below_effect(margin: float, delta_v: Mapping) -> bool:
     return bool(abs(float(delta_v["value"])) > margin)
 
 
-def judge(*, v_effective: bool, equivalent: bool, different: bool, margin_informative: bool, power: float,
-          min_power: float = 0.8) -> str:
+def judge(
+    *,
+    v_effective: bool,
+    equivalent: bool,
+    different: bool,
+    margin_informative: bool,
+    power: float,
+    min_power: float = 0.8,
+) -> str:
     """The verdict rules of :func:`verdict`, in order, on their already-decided ingredients (shared with
     the multiplicity-corrected verdicts, which decide ``equivalent`` and ``different`` on adjusted p)."""
     if not v_effective:
@@ -659,10 +666,14 @@ def verdict(tost: Mapping, power: float, delta_v_ci: Mapping, min_power: float =
     for key in ("equivalent", "ci_two_sided", "margin"):
         if key not in tost:
             raise ValueError(f"tost lacks key {key!r} (expected the dict of tost_paired), got keys {sorted(tost)}")
-    return judge(v_effective=_excludes_zero(*_ci_bounds("delta_v_ci", delta_v_ci)), equivalent=bool(tost["equivalent"]),
-                 different=_excludes_zero(*_ci_bounds("tost['ci_two_sided']", tost["ci_two_sided"])),
-                 margin_informative=margin_below_effect(tost["margin"], delta_v_ci), power=power,
-                 min_power=min_power)
+    return judge(
+        v_effective=_excludes_zero(*_ci_bounds("delta_v_ci", delta_v_ci)),
+        equivalent=bool(tost["equivalent"]),
+        different=_excludes_zero(*_ci_bounds("tost['ci_two_sided']", tost["ci_two_sided"])),
+        margin_informative=margin_below_effect(tost["margin"], delta_v_ci),
+        power=power,
+        min_power=min_power,
+    )
 
 
 # --------------------------------------------------------------------------- permutation null of |d_z|

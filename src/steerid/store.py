@@ -16,8 +16,8 @@ import contextlib
 import hashlib
 import json
 import platform
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Iterator, Mapping
 
 import h5py
 import numpy as np
@@ -60,8 +60,12 @@ class RowWriter:
         block = np.asarray(block)
         if name not in self.handle:
             self.handle.create_dataset(
-                name, shape=(0, *block.shape[1:]), maxshape=(None, *block.shape[1:]), dtype=block.dtype,
-                chunks=(self.chunk_rows, *block.shape[1:]), compression="lzf",
+                name,
+                shape=(0, *block.shape[1:]),
+                maxshape=(None, *block.shape[1:]),
+                dtype=block.dtype,
+                chunks=(self.chunk_rows, *block.shape[1:]),
+                compression="lzf",
             )
         dataset = self.handle[name]
         start = dataset.shape[0]
@@ -72,11 +76,10 @@ class RowWriter:
 @contextlib.contextmanager
 def create(path: str | Path, attrs: Mapping) -> Iterator[h5py.File]:
     """Open a new HDF5 file for writing; it appears at ``path``, marked complete, only on success."""
-    with atomic_path(path) as temporary:
-        with h5py.File(temporary, "w") as handle:
-            handle.attrs.update(attrs)
-            yield handle
-            handle.attrs["complete"] = True
+    with atomic_path(path) as temporary, h5py.File(temporary, "w") as handle:
+        handle.attrs.update(attrs)
+        yield handle
+        handle.attrs["complete"] = True
 
 
 def write(path: str | Path, datasets: Mapping[str, np.ndarray], attrs: Mapping) -> None:

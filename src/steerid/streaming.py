@@ -28,12 +28,14 @@ the merged covariance is the one a single pass over all rows gives, up to float6
 
 from __future__ import annotations
 
+import contextlib
 import math
 import mmap
 import os
 import queue
 import threading
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -130,7 +132,8 @@ def covariance_from_hdf5(
         dtype = dset.dtype.newbyteorder("=") if dset.dtype.kind == "f" else dset.dtype
         if dtype not in _FLOAT_DTYPES:
             raise TypeError(
-                f"covariance_from_hdf5: dataset {dataset!r} has dtype {dset.dtype}; expected float16, float32 or float64"
+                f"covariance_from_hdf5: dataset {dataset!r} has dtype {dset.dtype}; "
+                "expected float16, float32 or float64"
             )
         n_rows, d = (int(x) for x in dset.shape)
         mask = _check_mask(where, n_rows)
@@ -152,7 +155,9 @@ def covariance_from_hdf5(
             try:
                 accumulator.update(slab, where=keep)
             except ValueError as error:
-                raise ValueError(f"covariance_from_hdf5: slab starting at row {start} of {dataset!r}: {error}") from None
+                raise ValueError(
+                    f"covariance_from_hdf5: slab starting at row {start} of {dataset!r}: {error}"
+                ) from None
 
         mapped = _memory_map(path, handle, dset, dtype) if prefetch else None
         if mapped is not None:
@@ -240,10 +245,8 @@ def _stream_mapped(mapped: np.memmap, starts: range, rows: int, add: Any) -> Non
         first = int(mapped.offset) - base + start * row_bytes
         last = int(mapped.offset) - base + min(start + rows, n_rows) * row_bytes
         aligned = first - first % page
-        try:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
             raw.madvise(mmap.MADV_WILLNEED, aligned, last - aligned)
-        except (OSError, ValueError, AttributeError):
-            pass
 
     will_need(0)
     for start in starts:
@@ -269,9 +272,15 @@ def write_accumulator(group: Any, accumulator: StreamingCovariance) -> None:
 def read_accumulator(group: Any) -> StreamingCovariance:
     """The accumulator :func:`write_accumulator` stored in ``group``."""
     attrs = group.attrs
-    return StreamingCovariance.from_state({"format": str(attrs["format"]), "dim": int(attrs["dim"]),
-                                           "count": int(attrs["count"]), "mean": group["mean"][()],
-                                           "m2": group["m2"][()]})
+    return StreamingCovariance.from_state(
+        {
+            "format": str(attrs["format"]),
+            "dim": int(attrs["dim"]),
+            "count": int(attrs["count"]),
+            "mean": group["mean"][()],
+            "m2": group["m2"][()],
+        }
+    )
 
 
 def merged(accumulators: Iterable[StreamingCovariance]) -> StreamingCovariance:

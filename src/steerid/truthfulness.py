@@ -8,7 +8,7 @@ position of a forward call alone would leave every statement token's log-probabi
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -18,8 +18,9 @@ from steerid.scoring import TruthfulnessLikelihood
 STEERED_POSITIONS = "all"
 
 
-def steered_preferences(model, tokenizer, layer: int, statements: Sequence[tuple[str, str]],
-                        named: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
+def steered_preferences(
+    model, tokenizer, layer: int, statements: Sequence[tuple[str, str]], named: Mapping[str, torch.Tensor]
+) -> dict[str, np.ndarray]:
     """Per condition, each pair's mean logP(true) − mean logP(false) with that condition's vector
     added at every position of the output of decoder ``layer``."""
     if not statements:
@@ -37,7 +38,12 @@ def paired_validation(preferences: np.ndarray, min_auroc: float) -> dict:
     """
     values = np.asarray(preferences, dtype=np.float64)
     concordance = float(np.mean(values > 0) + 0.5 * np.mean(values == 0))
-    return {"scorer": TruthfulnessLikelihood.name, "auroc": concordance,
-            "definition": "paired: P(mean logP(true) > mean logP(false)) over statement pairs, unsteered model",
-            "n": int(values.size), "mean_preference": float(values.mean()), "min_auroc": float(min_auroc),
-            "valid": bool(concordance >= min_auroc)}
+    return {
+        "scorer": TruthfulnessLikelihood.name,
+        "auroc": concordance,
+        "definition": "paired: P(mean logP(true) > mean logP(false)) over statement pairs, unsteered model",
+        "n": int(values.size),
+        "mean_preference": float(values.mean()),
+        "min_auroc": float(min_auroc),
+        "valid": bool(concordance >= min_auroc),
+    }

@@ -14,7 +14,8 @@ def mean_difference(positive: np.ndarray, negative: np.ndarray) -> np.ndarray:
     positive, negative = np.asarray(positive, np.float64), np.asarray(negative, np.float64)
     if positive.ndim != 2 or positive.shape[1:] != negative.shape[1:] or len(negative) == 0 or len(positive) == 0:
         raise ValueError(
-            f"contrast activations must be non-empty (n, d) arrays of equal d; got {positive.shape} and {negative.shape}"
+            "contrast activations must be non-empty (n, d) arrays of equal d; "
+            f"got {positive.shape} and {negative.shape}"
         )
     return positive.mean(axis=0) - negative.mean(axis=0)
 
@@ -105,8 +106,14 @@ def probe_direction(positive: np.ndarray, negative: np.ndarray, l2: float = 1e-2
     scale = rows.std(axis=0)
     scale[scale == 0] = 1.0
     features = (rows - rows.mean(axis=0)) / scale
-    fit = minimize(_logistic_loss, np.zeros(rows.shape[1] + 1), args=(features, signs, l2), jac=True,
-                   method="L-BFGS-B", options={"maxiter": max_iter, "gtol": 1e-10, "ftol": 1e-15})
+    fit = minimize(
+        _logistic_loss,
+        np.zeros(rows.shape[1] + 1),
+        args=(features, signs, l2),
+        jac=True,
+        method="L-BFGS-B",
+        options={"maxiter": max_iter, "gtol": 1e-10, "ftol": 1e-15},
+    )
     if not fit.success:
         message = f"probe_direction: L-BFGS stopped after {fit.nit} iterations: {fit.message}"
         warnings.warn(message, RuntimeWarning, stacklevel=2)

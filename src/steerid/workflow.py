@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import os
-from typing import Callable
+from collections.abc import Callable
 
 from steerid.stages import Runtime
 
@@ -27,8 +27,13 @@ def call(stage: Callable, snakemake) -> None:
     the provenance digest, and ``runtime`` the job's :class:`Runtime`. A stage argument the rule
     does not provide is an error naming it, not a silent default.
     """
-    available = {**dict(snakemake.wildcards.items()), **dict(snakemake.input.items()), **params(snakemake),
-                 "output": snakemake.output[0], "params": params(snakemake)}
+    available = {
+        **dict(snakemake.wildcards.items()),
+        **dict(snakemake.input.items()),
+        **params(snakemake),
+        "output": snakemake.output[0],
+        "params": params(snakemake),
+    }
     if "runtime" in available:
         available["runtime"] = runtime(snakemake)
     if "layer" in available:

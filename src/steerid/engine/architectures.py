@@ -112,7 +112,11 @@ def supported(model: nn.Module) -> bool:
         return False
     config = text_config(model)
     family = FAMILIES.get(str(config.model_type))
-    if family is None or getattr(config, "final_logit_softcapping", None) or getattr(config, "attn_logit_softcapping", None):
+    if (
+        family is None
+        or getattr(config, "final_logit_softcapping", None)
+        or getattr(config, "attn_logit_softcapping", None)
+    ):
         return False
     activation = getattr(config, "hidden_activation", None) or getattr(config, "hidden_act", None)
     return activation in ACTIVATIONS and _backbone(model) is not None
@@ -194,6 +198,7 @@ def gather(model: nn.Module) -> Weights:
         eps=float(config.rms_norm_eps),
         scale=float(pre_scalar) ** -0.5 if pre_scalar else float(head_dim) ** -0.5,
         activation=ACTIVATIONS[activation],
-        embed_multiplier=torch.tensor(float(config.hidden_size) ** 0.5 if family.embed_scale else 1.0,
-                                      dtype=backbone.embed_tokens.weight.dtype),
+        embed_multiplier=torch.tensor(
+            float(config.hidden_size) ** 0.5 if family.embed_scale else 1.0, dtype=backbone.embed_tokens.weight.dtype
+        ),
     )

@@ -12,8 +12,8 @@ a masked-out key still multiplies into the output as 0 * NaN).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +37,7 @@ class Steer:
         # where(), not hidden + mask * shift: unsteered positions stay bit-identical.
         return torch.where(self.where.unsqueeze(-1), hidden + shift, hidden)
 
-    def rows(self, index: torch.Tensor) -> "Steer":
+    def rows(self, index: torch.Tensor) -> Steer:
         return Steer(self.layer, self.deltas[index], None if self.where is None else self.where[index])
 
 
@@ -53,7 +53,7 @@ class KVCache:
     def rows(self) -> int:
         return self.valid.shape[0]
 
-    def select(self, index: torch.Tensor) -> "KVCache":
+    def select(self, index: torch.Tensor) -> KVCache:
         """The cache of the rows ``index`` (a copy, in that order)."""
         return KVCache([k[index] for k in self.keys], [v[index] for v in self.values], self.valid[index])
 
@@ -147,8 +147,9 @@ class Decoder:
         w = self.weights
         if q.shape[2] == 1:
             return self._attend_one(q, keys, values, mask)
-        return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=w.scale,
-                                              enable_gqa=w.n_heads != w.n_kv_heads)
+        return F.scaled_dot_product_attention(
+            q, keys, values, attn_mask=mask, scale=w.scale, enable_gqa=w.n_heads != w.n_kv_heads
+        )
 
     def _attend_one(self, q, keys, values, mask):
         """One query per row (a decode step): batched products over (row, key-value head), each key-value
@@ -158,8 +159,12 @@ class Decoder:
         groups = w.n_heads // w.n_kv_heads
         bias = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill_(~mask, float("-inf"))
         bias = bias.view(batch, 1, 1, length).expand(batch, w.n_kv_heads, groups, length)
-        scores = torch.baddbmm(bias.reshape(-1, groups, length), q.reshape(-1, groups, w.head_dim),
-                               keys.reshape(-1, length, w.head_dim).transpose(1, 2), alpha=w.scale)
+        scores = torch.baddbmm(
+            bias.reshape(-1, groups, length),
+            q.reshape(-1, groups, w.head_dim),
+            keys.reshape(-1, length, w.head_dim).transpose(1, 2),
+            alpha=w.scale,
+        )
         weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)
         out = torch.bmm(weights, values.reshape(-1, length, w.head_dim))
         return out.view(batch, w.n_heads, 1, w.head_dim)
@@ -178,11 +183,15 @@ class Decoder:
         w = self.weights
         shape = (rows, w.n_kv_heads, capacity, w.head_dim)
         make = lambda: torch.empty(shape, device=self.device, dtype=self.dtype)  # noqa: E731
-        return KVCache([make() for _ in w.blocks], [make() for _ in w.blocks],
-                       torch.zeros(rows, capacity, dtype=torch.bool, device=self.device))
+        return KVCache(
+            [make() for _ in w.blocks],
+            [make() for _ in w.blocks],
+            torch.zeros(rows, capacity, dtype=torch.bool, device=self.device),
+        )
 
-    def shared_prefix_cache(self, prefixes: Sequence[Sequence[int]], member: Sequence[int], extra: int,
-                            steer: Steer | None = None) -> KVCache:
+    def shared_prefix_cache(
+        self, prefixes: Sequence[Sequence[int]], member: Sequence[int], extra: int, steer: Steer | None = None
+    ) -> KVCache:
         """A cache for ``len(member)`` rows: row i starts with ``prefixes[member[i]]`` (run once per
         prefix, left-padded to the longest) followed by ``extra`` empty slots.
 
@@ -204,8 +213,17 @@ class Decoder:
         return cache
 
     @torch.inference_mode()
-    def forward(self, ids: torch.Tensor, valid: torch.Tensor, positions: torch.Tensor, *, cache: KVCache | None = None,
-                offset: int = 0, steer: Steer | None = None, stop_after: int | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        ids: torch.Tensor,
+        valid: torch.Tensor,
+        positions: torch.Tensor,
+        *,
+        cache: KVCache | None = None,
+        offset: int = 0,
+        steer: Steer | None = None,
+        stop_after: int | None = None,
+    ) -> torch.Tensor:
         """Run ``ids`` (B, T) through the blocks; returns the residual after the last block run.
 
         ``valid`` (B, T) marks real tokens, ``positions`` (B, T) their position ids. With a

@@ -14,8 +14,8 @@ keeps paying for finished completions.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
 
 import torch
 
@@ -47,15 +47,33 @@ class _Active:
     streams: torch.Tensor  # (B,) index into the batch's noise streams
     done: torch.Tensor  # (B,) bool: the row has produced a stop token
 
-    def keep(self, mask: torch.Tensor) -> "_Active":
+    def keep(self, mask: torch.Tensor) -> _Active:
         kept = mask.nonzero().squeeze(-1)
-        return _Active(self.index[kept], self.cache.select(kept), self.tokens[kept], self.positions[kept],
-                       self.steer.rows(kept), self.streams[kept], self.done[kept])
+        return _Active(
+            self.index[kept],
+            self.cache.select(kept),
+            self.tokens[kept],
+            self.positions[kept],
+            self.steer.rows(kept),
+            self.streams[kept],
+            self.done[kept],
+        )
 
 
-def generate(decoder: Decoder, prompts: Sequence[Sequence[int]], rows: Sequence[Row], deltas: torch.Tensor, layer: int,
-             sampling: Sampling, seed: int, stop_ids: Sequence[int], *, positions: str = "last",
-             batch_rows: int | None = None, progress: Callable[[int], None] | None = None) -> list[list[int]]:
+def generate(
+    decoder: Decoder,
+    prompts: Sequence[Sequence[int]],
+    rows: Sequence[Row],
+    deltas: torch.Tensor,
+    layer: int,
+    sampling: Sampling,
+    seed: int,
+    stop_ids: Sequence[int],
+    *,
+    positions: str = "last",
+    batch_rows: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[list[int]]:
     """Token ids of every row's completion (without its stop token), in the order of ``rows``."""
     if positions not in STEERED_PREFIX:
         raise ValueError(f"positions {positions!r} is not a generation mode; expected one of {sorted(STEERED_PREFIX)}")
@@ -65,8 +83,17 @@ def generate(decoder: Decoder, prompts: Sequence[Sequence[int]], rows: Sequence[
     size = batch_rows or batch_rows_for(decoder, capacity)
     outputs: list[list[int]] = [[] for _ in rows]
     for batch in _batches(prompts, rows, size):
-        completions = _generate_batch(decoder, prompts, [rows[i] for i in batch], deltas, layer, sampling, seed,
-                                      stop_ids, STEERED_PREFIX[positions])
+        completions = _generate_batch(
+            decoder,
+            prompts,
+            [rows[i] for i in batch],
+            deltas,
+            layer,
+            sampling,
+            seed,
+            stop_ids,
+            STEERED_PREFIX[positions],
+        )
         for i, tokens in zip(batch, completions):
             outputs[i] = tokens
         if progress is not None:
@@ -76,26 +103,44 @@ def generate(decoder: Decoder, prompts: Sequence[Sequence[int]], rows: Sequence[
 
 def _batches(prompts: Sequence[Sequence[int]], rows: Sequence[Row], size: int) -> Iterator[list[int]]:
     """Row indices in batches of ``size``, ordered so that a prompt's rows sit together."""
-    order = sorted(range(len(rows)), key=lambda i: (len(prompts[rows[i].prompt]), rows[i].prompt, rows[i].delta,
-                                                    rows[i].sample))
+    order = sorted(
+        range(len(rows)), key=lambda i: (len(prompts[rows[i].prompt]), rows[i].prompt, rows[i].delta, rows[i].sample)
+    )
     for start in range(0, len(order), size):
         yield order[start : start + size]
 
 
-def _prefilled(decoder: Decoder, prompts, rows: Sequence[Row], deltas: torch.Tensor, layer: int, capacity: int,
-               steered_prefix: bool) -> KVCache:
+def _prefilled(
+    decoder: Decoder,
+    prompts,
+    rows: Sequence[Row],
+    deltas: torch.Tensor,
+    layer: int,
+    capacity: int,
+    steered_prefix: bool,
+) -> KVCache:
     """A cache for ``rows`` whose first slots hold each row's prompt minus its last token."""
     keys = [(row.prompt, row.delta if steered_prefix else None) for row in rows]
     groups = list(dict.fromkeys(keys))
     steer = None
     if steered_prefix:
         steer = Steer(layer, deltas[torch.tensor([delta for _, delta in groups])].to(decoder.device))
-    return decoder.shared_prefix_cache([list(prompts[prompt])[:-1] for prompt, _ in groups],
-                                       [groups.index(key) for key in keys], capacity, steer)
+    return decoder.shared_prefix_cache(
+        [list(prompts[prompt])[:-1] for prompt, _ in groups], [groups.index(key) for key in keys], capacity, steer
+    )
 
 
-def _generate_batch(decoder: Decoder, prompts, rows: Sequence[Row], deltas: torch.Tensor, layer: int,
-                    sampling: Sampling, seed: int, stop_ids: Sequence[int], steered_prefix: bool) -> list[list[int]]:
+def _generate_batch(
+    decoder: Decoder,
+    prompts,
+    rows: Sequence[Row],
+    deltas: torch.Tensor,
+    layer: int,
+    sampling: Sampling,
+    seed: int,
+    stop_ids: Sequence[int],
+    steered_prefix: bool,
+) -> list[list[int]]:
     device = decoder.device
     cache = _prefilled(decoder, prompts, rows, deltas, layer, sampling.max_new_tokens + 1, steered_prefix)
     start = cache.valid.shape[1] - sampling.max_new_tokens - 1
@@ -112,8 +157,14 @@ def _generate_batch(decoder: Decoder, prompts, rows: Sequence[Row], deltas: torc
     stops = torch.tensor(sorted(set(stop_ids)), device=device)
     chosen = torch.full((len(rows), sampling.max_new_tokens), -1, dtype=torch.long, device=device)
     for step in range(sampling.max_new_tokens):
-        hidden = decoder.forward(active.tokens[:, None], torch.ones(len(active.index), 1, dtype=torch.bool, device=device),
-                                 active.positions[:, None], cache=active.cache, offset=start + step, steer=active.steer)
+        hidden = decoder.forward(
+            active.tokens[:, None],
+            torch.ones(len(active.index), 1, dtype=torch.bool, device=device),
+            active.positions[:, None],
+            cache=active.cache,
+            offset=start + step,
+            steer=active.steer,
+        )
         logits = decoder.logits(hidden[:, -1])
         if sampling.greedy:
             tokens = choose_tokens(logits, None, sampling)

@@ -23,8 +23,8 @@ matrix-free path comes from ``torch.func.vjp``. The Grams are accumulated in flo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -147,8 +147,11 @@ class LastPositionPath:
         d_scores = torch.cat([earlier, own], dim=-1) * w.scale
         d_weights = weights * (d_scores - (weights * d_scores).sum(-1, keepdim=True))
         out = torch.einsum("qhs,hsd->qhd", weights[..., :-1], values) + weights[..., -1:] * v
-        d_out = (torch.bmm(d_weights[..., :-1].transpose(0, 1), values).transpose(0, 1)
-                 + d_weights[..., -1:] * v + weights[..., -1:] * dv)
+        d_out = (
+            torch.bmm(d_weights[..., :-1].transpose(0, 1), values).transpose(0, 1)
+            + d_weights[..., -1:] * v
+            + weights[..., -1:] * dv
+        )
         return out.reshape(1, -1), d_out.reshape(d_out.shape[0], -1)
 
     def _linear_out_jvp(self, weight, x, dx, norm):
@@ -179,8 +182,9 @@ def last_position_path(decoder: Decoder, ids: torch.Tensor, layer: int) -> LastP
     cache = decoder.new_cache(1, length)
     if length > 1:
         decoder.forward(ids[:, :-1], valid[:, :-1], positions[:, :-1], cache=cache)
-    hidden = decoder.forward(ids[:, -1:], valid[:, -1:], positions[:, -1:], cache=cache, offset=length - 1,
-                             stop_after=layer)
+    hidden = decoder.forward(
+        ids[:, -1:], valid[:, -1:], positions[:, -1:], cache=cache, offset=length - 1, stop_after=layer
+    )
     t = length - 1
     weights = decoder.weights
     groups = weights.n_heads // weights.n_kv_heads

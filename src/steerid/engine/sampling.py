@@ -64,8 +64,9 @@ def nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
 ROWS_PER_CHUNK = 16  # rows scored at a time: their (rows, V) scores stay in cache
 
 
-def choose_tokens(logits: torch.Tensor, noise: torch.Tensor | None, sampling: Sampling,
-                  streams: torch.Tensor | None = None) -> torch.Tensor:
+def choose_tokens(
+    logits: torch.Tensor, noise: torch.Tensor | None, sampling: Sampling, streams: torch.Tensor | None = None
+) -> torch.Tensor:
     """One token per row of ``logits`` (B, V): argmax when greedy, else Gumbel-max.
 
     ``noise`` is a (S, V) table of noise streams and ``streams`` (B,) names each row's stream
@@ -77,8 +78,10 @@ def choose_tokens(logits: torch.Tensor, noise: torch.Tensor | None, sampling: Sa
     if streams is None:
         streams = torch.arange(logits.shape[0], device=logits.device)
     if noise is None or noise.ndim != 2 or noise.shape[1] != logits.shape[1] or streams.shape != logits.shape[:1]:
-        raise ValueError(f"sampling needs Gumbel noise of the logits' shape {tuple(logits.shape)} (or a table of "
-                         f"streams and a stream per row), got {None if noise is None else tuple(noise.shape)}")
+        raise ValueError(
+            f"sampling needs Gumbel noise of the logits' shape {tuple(logits.shape)} (or a table of "
+            f"streams and a stream per row), got {None if noise is None else tuple(noise.shape)}"
+        )
     noise = noise.to(logits.device)
     chosen = torch.empty(logits.shape[0], dtype=torch.long, device=logits.device)
     for start in range(0, logits.shape[0], ROWS_PER_CHUNK):

@@ -16,8 +16,8 @@ steering hook of :mod:`steerid.hooks`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -52,8 +52,10 @@ class TeacherBatch:
 
     def __post_init__(self) -> None:
         if len(self.prompts) != len(self.continuations) or not self.prompts:
-            raise ValueError(f"{len(self.prompts)} prompts and {len(self.continuations)} continuations: expected "
-                             "the same number, at least one")
+            raise ValueError(
+                f"{len(self.prompts)} prompts and {len(self.continuations)} continuations: expected "
+                "the same number, at least one"
+            )
         if any(len(p) == 0 for p in self.prompts):
             raise ValueError("every prompt needs at least one token")
         self.device = next(self.model.parameters()).device
@@ -62,8 +64,9 @@ class TeacherBatch:
         self.on_engine = architectures.supported(self.model) if self.engine is None else self.engine
 
     @torch.inference_mode()
-    def logits(self, delta: torch.Tensor | None = None, layer: int | None = None,
-               steer_prompt: bool = False) -> torch.Tensor:
+    def logits(
+        self, delta: torch.Tensor | None = None, layer: int | None = None, steer_prompt: bool = False
+    ) -> torch.Tensor:
         """(B, width, V) float32: row i, column j predicts ``continuations[i][j]`` (where ``predicting``).
 
         ``delta`` (d,) or (B, d) is added at the output of block ``layer`` from the last prompt
@@ -89,8 +92,9 @@ class TeacherBatch:
         decoder = decoder_for(self.model)
         if steer_prompt and deltas is not None:
             steer = Steer(layer, deltas)
-            return decoder.shared_prefix_cache([list(p)[:-1] for p in self.prompts], range(len(self.prompts)),
-                                               self.width, steer)
+            return decoder.shared_prefix_cache(
+                [list(p)[:-1] for p in self.prompts], range(len(self.prompts)), self.width, steer
+            )
         if self._prefix is None:
             groups = list(dict.fromkeys(tuple(p) for p in self.prompts))
             member = [groups.index(tuple(p)) for p in self.prompts]
@@ -107,8 +111,9 @@ class TeacherBatch:
         positions = start[:, None] + torch.arange(self.width, device=self.device)
         steer = None if deltas is None else Steer(layer, deltas, valid)
         # Each call writes its tail into the same slots after the prefix, so the prefix is reused as is.
-        hidden = decoder.forward(ids, valid, positions, cache=cache, offset=cache.valid.shape[1] - self.width,
-                                 steer=steer)
+        hidden = decoder.forward(
+            ids, valid, positions, cache=cache, offset=cache.valid.shape[1] - self.width, steer=steer
+        )
         return decoder.logits(hidden)
 
     # -- Hugging Face forward -------------------------------------------------------------------
@@ -120,8 +125,13 @@ class TeacherBatch:
         valid = torch.cat([prompt_valid, self.predicting], dim=1)
         mask = valid.long()
         position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-        forward = dict(input_ids=ids, attention_mask=mask, position_ids=position_ids, use_cache=False,
-                       logits_to_keep=self.width + 1)
+        forward = dict(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=position_ids,
+            use_cache=False,
+            logits_to_keep=self.width + 1,
+        )
         if deltas is None:
             logits = self.model(**forward).logits
         else:
@@ -134,8 +144,12 @@ class TeacherBatch:
         return logits[:, :-1].float()
 
 
-def batches(model: nn.Module, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]],
-            budget: int = LOGIT_BUDGET) -> Iterator[tuple[list[int], TeacherBatch]]:
+def batches(
+    model: nn.Module,
+    prompts: Sequence[Sequence[int]],
+    continuations: Sequence[Sequence[int]],
+    budget: int = LOGIT_BUDGET,
+) -> Iterator[tuple[list[int], TeacherBatch]]:
     """(item indices, their batch) over all items, sorted by prompt so that prompts share prefixes."""
     vocab = int(architectures.text_config(model).vocab_size)
     width = max(1, max((len(c) for c in continuations), default=1))
@@ -146,8 +160,9 @@ def batches(model: nn.Module, prompts: Sequence[Sequence[int]], continuations: S
         yield index, TeacherBatch(model, [prompts[i] for i in index], [continuations[i] for i in index])
 
 
-def continuation_logprobs(model: nn.Module, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]],
-                          **steering) -> list[torch.Tensor]:
+def continuation_logprobs(
+    model: nn.Module, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]], **steering
+) -> list[torch.Tensor]:
     """Per item i, log p(continuations[i][j] | prompts[i], continuations[i][:j]) for every j (float32, CPU)."""
     results: list[torch.Tensor] = [torch.zeros(0)] * len(prompts)
     for index, batch in batches(model, prompts, continuations):
