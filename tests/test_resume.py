@@ -20,8 +20,12 @@ pytestmark = pytest.mark.workflow
 
 MODEL = "smollm2-135m"
 GENERATION = f"results/{MODEL}/generations/e1/L15/sentiment/in_distribution.jsonl"
-DOWNSTREAM = [f"results/{MODEL}/stats/e1/L15/sentiment.json", f"results/{MODEL}/stats/e3/L15/sentiment.json",
-              f"results/{MODEL}/stats/e4/L15/sentiment.json", "results/summary.md"]
+DOWNSTREAM = [
+    f"results/{MODEL}/stats/e1/L15/sentiment.json",
+    f"results/{MODEL}/stats/e3/L15/sentiment.json",
+    f"results/{MODEL}/stats/e4/L15/sentiment.json",
+    "results/summary.md",
+]
 CPUS = len(os.sched_getaffinity(0))
 
 
@@ -34,8 +38,12 @@ def dead_pid() -> int:
 def kill_when_running(workdir, rule: str, log) -> None:
     """Start the study's run, and kill -9 Snakemake and its jobs once a job of ``rule`` has started."""
     with open(log, "w") as stream:
-        process = subprocess.Popen(command(workdir, "--configfile", str(TEST_CONFIG), "--cores", "2"), stdout=stream,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            command(workdir, "--configfile", str(TEST_CONFIG), "--cores", "2"),
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + 600
     while f"rule {rule}:" not in log.read_text():
         assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
@@ -59,7 +67,14 @@ def test_killed_run_is_reported_unlocked_and_resumed_byte_for_byte(run, tmp_path
     assert dry.returncode != 0 and "StaleLockError" in dry.stderr and "snakemake --unlock" in dry.stderr
     assert "Nothing to be done" not in dry.stdout + dry.stderr
 
-    stale = workdir / "results" / MODEL / "activations" / "L15" / f".background.h5.partial-{socket.gethostname()}-{dead_pid()}"
+    stale = (
+        workdir
+        / "results"
+        / MODEL
+        / "activations"
+        / "L15"
+        / f".background.h5.partial-{socket.gethostname()}-{dead_pid()}"
+    )
     stale.write_bytes(b"half a file")
     assert snakemake(workdir, "--configfile", str(TEST_CONFIG), "--unlock").returncode == 0
     rerun = snakemake(workdir, "--configfile", str(TEST_CONFIG), "--cores", "2")
@@ -74,7 +89,7 @@ def peak_threads(output: str) -> int:
     """The most threads Snakemake's jobs held at once, from its log of job starts and ends."""
     running, peak = {}, 0
     for block in re.split(r"\n(?=\[\w{3} \w{3} +\d+ [\d:]+ \d{4}\]\n)", output):
-        if (started := re.search(r"^(?:local)?rule \w+:\n(?:    .*\n)*?    jobid: (\d+)", block + "\n", re.MULTILINE)):
+        if started := re.search(r"^(?:local)?rule \w+:\n(?:    .*\n)*?    jobid: (\d+)", block + "\n", re.MULTILINE):
             threads = re.search(r"^    threads: (\d+)$", block, re.MULTILINE)
             running[started[1]] = int(threads[1]) if threads else 1
             peak = max(peak, sum(running.values()))
@@ -88,8 +103,9 @@ def test_more_cores_than_cpus_never_run_more_threads_than_cpus(run, tmp_path):
     # every CPU: with --cores 4 x CPUs Snakemake alone would start both.
     workdir = copy_study(run, tmp_path / "study")
     base = yaml.safe_load(TEST_CONFIG.read_text())
-    config = write_config(tmp_path, background={**base["background"], "max_length": 40},
-                          runtime={**base["runtime"], "threads": CPUS})
+    config = write_config(
+        tmp_path, background={**base["background"], "max_length": 40}, runtime={**base["runtime"], "threads": CPUS}
+    )
     targets = [f"results/{MODEL}/activations/L{layer}/background.h5" for layer in (8, 15)]
     result = snakemake(workdir, "--configfile", str(config), "--cores", str(4 * CPUS), *targets)
     output = result.stdout + result.stderr
