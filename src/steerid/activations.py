@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
-from torch import nn
+from transformers import PreTrainedModel
 
 from steerid.engine import architectures
 from steerid.engine.decoder import decoder_for
@@ -42,7 +42,7 @@ def _batches(texts: Sequence[str], batch_size: int) -> Iterator[list[str]]:
 
 
 @torch.inference_mode()
-def _residuals(model: nn.Module, tokenizer, layer: int, texts: list[str], max_length: int | None):
+def _residuals(model: PreTrainedModel, tokenizer, layer: int, texts: list[str], max_length: int | None):
     """(hidden at the output of ``layer`` (B, T, d) in float32, attention mask (B, T))."""
     device = next(model.parameters()).device
     input_ids, mask = tokenize_prompts(tokenizer, texts, device, max_length)
@@ -57,11 +57,13 @@ def _residuals(model: nn.Module, tokenizer, layer: int, texts: list[str], max_le
     return captured[0].float(), mask
 
 
-def _rows(model: nn.Module, batch_size, tokens_per_row: int) -> int:
+def _rows(model: PreTrainedModel, batch_size, tokens_per_row: int) -> int:
     return rows_per_forward(batch_size, tokens_per_row, next(model.parameters()).device)
 
 
-def last_token(model: nn.Module, tokenizer, layer: int, texts: Sequence[str], batch_size: int | str) -> np.ndarray:
+def last_token(
+    model: PreTrainedModel, tokenizer, layer: int, texts: Sequence[str], batch_size: int | str
+) -> np.ndarray:
     """(n, d) float32 activations at the final prompt token (left padding keeps it at index -1)."""
     longest = max((len(tokenize_prompts(tokenizer, [t], torch.device("cpu"))[0][0]) for t in texts), default=1)
     rows = _rows(model, batch_size, longest)
@@ -70,7 +72,7 @@ def last_token(model: nn.Module, tokenizer, layer: int, texts: Sequence[str], ba
 
 
 def token_level(
-    model: nn.Module, tokenizer, layer: int, texts: Sequence[str], batch_size: int | str, max_length: int
+    model: PreTrainedModel, tokenizer, layer: int, texts: Sequence[str], batch_size: int | str, max_length: int
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per batch: activations of every real token (rows, d), its position in its sequence, and the text index."""
     rows = _rows(model, batch_size, max_length)

@@ -8,6 +8,7 @@ prompt means). These functions take grids and return JSON-able dicts; files are 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -122,7 +123,7 @@ def orthogonality_endpoints(
 def controls(per_condition: Mapping[str, dict], per_type: Mapping[str, dict]) -> dict:
     """Checks a working experiment must pass: v moves the score, −v moves it the other way, δ alone barely."""
     delta_v = per_type[REFERENCE]["delta"]
-    result = {"v_beats_baseline": significant(delta_v)}
+    result: dict[str, Any] = {"v_beats_baseline": significant(delta_v)}
     if "-v" in per_condition:
         negative = per_condition["-v"]["delta"]
         result["minus_v_opposite_sign"] = bool(np.sign(negative["value"]) == -np.sign(delta_v["value"]))
@@ -189,7 +190,7 @@ def alpha_curves(
     rows = []
     for alpha in alphas:
         tag = f"@{alpha:g}"
-        entry = {"alpha": alpha, "delta": {}, "median_perplexity": {}}
+        entry: dict[str, Any] = {"alpha": alpha, "delta": {}, "median_perplexity": {}}
         for label in ("v", *[f"v+{kind}" for kind in kinds]):
             entry["delta"][label] = effect_ci(scores[label + tag], scores[BASELINE], n_boot, seed).to_dict()
             entry["median_perplexity"][label] = float(np.nanmedian(perplexity[label + tag]))

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from transformers import PreTrainedModel
 
 from steerid.engine import architectures
 from steerid.engine.decoder import decoder_for
@@ -52,14 +53,14 @@ def prompt_token_ids(tokenizer, prompts: Sequence[str]) -> list[list[int]]:
     return [list(tokenizer(format_prompt(tokenizer, p), add_special_tokens=add_special)["input_ids"]) for p in prompts]
 
 
-def stop_ids(model: nn.Module, tokenizer) -> list[int]:
+def stop_ids(model: PreTrainedModel, tokenizer) -> list[int]:
     ids = model.generation_config.eos_token_id
     found = set(ids if isinstance(ids, list) else [ids]) | {tokenizer.eos_token_id}
     return sorted(i for i in found if i is not None)
 
 
 def generate_rows(
-    model: nn.Module,
+    model: PreTrainedModel,
     tokenizer,
     layer: int,
     prompts: Sequence[str],
@@ -120,7 +121,7 @@ def _batches_by_length(rows: Sequence[Row], lengths: Sequence[int], size: int) -
 
 @torch.inference_mode()
 def _hf_batch(
-    model: nn.Module,
+    model: PreTrainedModel,
     tokenizer,
     site: nn.Module,
     prompts: Sequence[str],
@@ -177,7 +178,7 @@ def _until_stop(row: list[int], stops: set[int]) -> list[int]:
 
 
 def generate_conditions(
-    model: nn.Module,
+    model: PreTrainedModel,
     tokenizer,
     layer: int,
     prompts: Sequence[str],
@@ -224,7 +225,7 @@ def generate_conditions(
 
 
 def perplexities(
-    model: nn.Module, tokenizer, prompts: Sequence[str], completions: Sequence[Sequence[int]]
+    model: PreTrainedModel, tokenizer, prompts: Sequence[str], completions: Sequence[Sequence[int]]
 ) -> list[float]:
     """Perplexity of each completion under the model with no steering: the fluency of steered text.
 

@@ -60,6 +60,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+from transformers import PreTrainedModel
 
 from steerid.engine import architectures
 from steerid.engine.decoder import decoder_for
@@ -93,7 +94,7 @@ Operator = Callable[[torch.Tensor], torch.Tensor]
 
 
 @contextlib.contextmanager
-def _differentiable_attention(model: nn.Module) -> Iterator[None]:
+def _differentiable_attention(model: PreTrainedModel) -> Iterator[None]:
     """Eager attention (restored afterwards) and the math SDPA kernel: both support forward AD."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -109,7 +110,7 @@ def _differentiable_attention(model: nn.Module) -> Iterator[None]:
         with sdpa_kernel([SDPBackend.MATH]):
             yield
     finally:
-        if switched:
+        if switched and original is not None:
             model.set_attn_implementation(original)
 
 
@@ -136,7 +137,7 @@ def _prompt_ids(tokenizer, prompt, device: torch.device) -> torch.Tensor:
     return ids.long()
 
 
-def _check_model(model: nn.Module, layer: int) -> tuple[nn.Module, int, torch.device]:
+def _check_model(model: PreTrainedModel, layer: int) -> tuple[nn.Module, int, torch.device]:
     layers = decoder_layers(model)
     if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < len(layers):
         raise ValueError(f"layer {layer!r} does not exist: expected an int with 0 <= layer < {len(layers)}")
@@ -146,12 +147,11 @@ def _check_model(model: nn.Module, layer: int) -> tuple[nn.Module, int, torch.de
             f"Jacobians are computed in float32, but the model's weights are {parameter.dtype}; "
             "load it with dtype='float32'"
         )
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    return layers[layer], int(config.hidden_size), parameter.device
+    return layers[layer], int(architectures.text_config(model).hidden_size), parameter.device
 
 
 def jacobian_operator(
-    model: nn.Module,
+    model: PreTrainedModel,
     tokenizer,
     layer: int,
     prompt,
@@ -245,7 +245,7 @@ def jacobian_operator(
                 vocab, pull = pullback[0]
             else:
                 # torch.func transforms ignore the outer no_grad; it only keeps the weights off the graph.
-                primal, pull = torch.func.vjp(log_probs, u0)
+                primal, pull = torch.func.vjp(log_probs, u0)[:2]
                 vocab = primal.shape[0]
                 if cache_pullback:
                     pullback.append((vocab, pull))
@@ -256,12 +256,12 @@ def jacobian_operator(
     return matvec, rmatvec
 
 
-def _on_engine(model: nn.Module, position: int, length: int, engine: bool | None) -> bool:
+def _on_engine(model: PreTrainedModel, position: int, length: int, engine: bool | None) -> bool:
     """Whether the closed-form last-position path applies (and is wanted)."""
     return engine is not False and position == length - 1 and architectures.supported(model)
 
 
-def _vocab(model: nn.Module) -> int:
+def _vocab(model: PreTrainedModel) -> int:
     return int(architectures.text_config(model).vocab_size)
 
 
@@ -419,7 +419,7 @@ class GramSpectrum:
 
 
 def stacked_gram_spectrum(
-    model: nn.Module,
+    model: PreTrainedModel,
     tokenizer,
     layer: int,
     prompts: Sequence,
@@ -459,8 +459,7 @@ def stacked_gram_spectrum(
     if len(prompts) == 0 or len(positions) == 0:
         raise ValueError("stacked_gram_spectrum needs at least one prompt and one position")
     _, d, device = _check_model(model, layer)
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    vocab = int(config.vocab_size)
+    vocab = int(architectures.text_config(model).vocab_size)
     operators, pairs = [], []
     for index, prompt in enumerate(prompts):
         ids = _prompt_ids(tokenizer, prompt, device)
@@ -525,13 +524,13 @@ def stacked_gram_spectrum(
     for _, position, ids in iterate:
         G_i = pair_gram(ids, position)
         G += G_i
-        values, vectors = _descending_eigh(G_i)
-        pair_values.append(np.sqrt(np.clip(values, 0.0, None)))
-        pair_vectors.append(vectors[:, :pair_top_k])
-    values, vectors = _descending_eigh(G)
+        pair_eigenvalues, pair_eigenvectors = _descending_eigh(G_i)
+        pair_values.append(np.sqrt(np.clip(pair_eigenvalues, 0.0, None)))
+        pair_vectors.append(pair_eigenvectors[:, :pair_top_k])
+    eigenvalues, eigenvectors = _descending_eigh(G)
     return GramSpectrum(
-        values,
-        vectors,
+        eigenvalues,
+        eigenvectors,
         d,
         method,
         True,

@@ -100,7 +100,7 @@ def _eigenvalues(values_or_matrix: ArrayLike, who: str = "numerical_rank") -> ND
     # and LAPACK cannot overflow on entries near the float64 limit.
     matrix = values.astype(np.float64, copy=False)
     scale = float(np.abs(matrix).max())
-    return np.linalg.eigvalsh(matrix / scale if scale > 0 else matrix)
+    return np.linalg.eigvalsh(matrix / scale if scale > 0 else matrix).astype(np.float64, copy=False)
 
 
 def numerical_rank(eigenvalues_or_matrix: ArrayLike, rtol: float) -> int:

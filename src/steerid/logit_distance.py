@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
-from torch import nn
+from transformers import PreTrainedModel
 
 from steerid.engine import architectures
 from steerid.engine.teacher import LOGIT_BUDGET, TeacherBatch, batches
@@ -97,7 +97,7 @@ def _check_inputs(prompts, continuations, conditions, pairs, batch_size) -> None
 
 
 def distances(
-    model: nn.Module,
+    model: PreTrainedModel,
     tokenizer,
     layer: int,
     prompts: Sequence[str],

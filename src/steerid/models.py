@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from transformers import PreTrainedModel
 
 from steerid.io import atomic_write_text
 from steerid.specs import spec_kind
@@ -143,7 +144,7 @@ def _convert_embedded(spec: str, out_dir: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # transformers de-quantizes GGUF weights into plain fp32 Linear layers; dropping the quantizer
     # marker lets them be saved as ordinary safetensors (bit-identical logits on reload).
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]  # nn.Module types every attribute as a submodule
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     tokenizer.save_pretrained(out_dir)
@@ -190,7 +191,7 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return names[dtype]
 
 
-def kv_cache_argument(model: nn.Module) -> str:
+def kv_cache_argument(model: PreTrainedModel) -> str:
     """The forward() keyword for the KV cache: ``cache`` from transformers 5.2x, ``past_key_values`` before."""
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
@@ -223,7 +224,7 @@ def _load_pretrained(load_from: str, revision: str | None, device: torch.device,
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return model.to(device).eval(), tokenizer
+    return model.to(device).eval(), tokenizer  # type: ignore[arg-type]  # transformers types .to by its wrapper
 
 
 _LAYER_PATHS = (
@@ -235,7 +236,7 @@ _LAYER_PATHS = (
 )
 
 
-def decoder_layers(model: nn.Module) -> nn.ModuleList:
+def decoder_layers(model: PreTrainedModel) -> nn.ModuleList:
     """The decoder blocks, in order, for llama / qwen2 / gemma3 / gpt2 / neox / opt style models."""
     for path in _LAYER_PATHS:
         module: object = model

@@ -416,7 +416,7 @@ class HFTextClassifier:
         self._pipe = pipeline(
             "text-classification", model=spec.model_id, revision=revision, device=device, top_k=None, truncation=True
         )
-        model_labels = {_label_key(v) for v in self._pipe.model.config.id2label.values()}
+        model_labels = {_label_key(v) for v in (self._pipe.model.config.id2label or {}).values()}
         for label in (*spec.positive_labels, *spec.negative_labels):
             if _label_key(label) not in model_labels:
                 raise ValueError(
@@ -425,7 +425,7 @@ class HFTextClassifier:
 
     def score(self, texts: Sequence[str]) -> np.ndarray:
         items = _text_list(texts, f"{self.name}.score")
-        outputs = self._pipe(items, batch_size=self.batch_size) if items else []
+        outputs: Sequence[Any] = self._pipe(items, batch_size=self.batch_size) if items else []
         return np.array(
             [signed_label_score(o, self.spec.positive_labels, self.spec.negative_labels) for o in outputs],
             dtype=np.float64,

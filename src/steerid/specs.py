@@ -60,9 +60,10 @@ def shape_from_config(config: Mapping, source: str) -> ModelShape:
     found = [
         next((text[key] for key in keys if isinstance(text.get(key), int)), None) for keys in (_DEPTH_KEYS, _WIDTH_KEYS)
     ]
-    if None in found:
+    depth, width = found
+    if depth is None or width is None:
         raise ValueError(
             f"{source} names no decoder depth ({' / '.join(_DEPTH_KEYS)}) or width "
             f"({' / '.join(_WIDTH_KEYS)}); expected a causal language model's config"
         )
-    return ModelShape(*found)
+    return ModelShape(depth, width)

@@ -318,6 +318,8 @@ def jacobian(
             gram = nullspace.gram_from_spectrum(result.eigenvalues, result.eigenvectors)
             pooled = gram if pooled is None else pooled + gram
             log.info("%s: %d Jacobians, σ_max = %.3g", environment, len(result.pairs), np.sqrt(result.eigenvalues[0]))
+        if pooled is None:
+            raise ValueError(f"{prompts}: the prompt set has no evaluation environments")
         values, vectors_ = np.linalg.eigh(pooled)
         handle.create_dataset("pooled/eigenvalues", data=values[::-1].copy())
         handle.create_dataset("pooled/eigenvectors", data=np.ascontiguousarray(vectors_[:, ::-1]))
@@ -396,10 +398,12 @@ def experiment_conditions(
             **{f"env:{name}": handle["environments"][name][()] for name in handle["environments"]},
         }
         residual_norm = float(handle.attrs["mean_residual_norm"])
-    if experiment == "e1":
-        named = conditions.e1_conditions(v, deltas, n_alone, directions, alpha)
-    elif experiment == "e2":
+    if experiment == "e2":
         named = conditions.e2_conditions(v, deltas, alphas, residual_norm)
+    elif alpha is None:
+        raise ValueError(f"experiment {experiment!r} needs a steering strength alpha, got None")
+    elif experiment == "e1":
+        named = conditions.e1_conditions(v, deltas, n_alone, directions, alpha)
     elif experiment == "e7":
         named = conditions.e7_conditions(v, spans, alpha)
     else:
@@ -470,7 +474,7 @@ def read_generations(path: str) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines()]
 
 
-def _grids(records: Sequence[dict], values: Sequence[float]) -> dict[str, np.ndarray]:
+def _grids(records: Sequence[dict], values: Sequence[float] | np.ndarray) -> dict[str, np.ndarray]:
     shape = (records[0]["n_prompts"], records[0]["n_samples"])
     grids: dict[str, np.ndarray] = {}
     for record, value in zip(records, values):
@@ -620,7 +624,8 @@ def _header(attrs: Mapping, vector: str, validation: str) -> dict:
 
 
 def _environment_scores(paths: Sequence[str]) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
-    by_environment, attrs = {}, {}
+    by_environment: dict[str, dict[str, np.ndarray]] = {}
+    attrs: dict = {}
     for path in paths:
         grids, attrs = read_scores(path)
         by_environment[attrs["environment"]] = grids

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from typing import TypeGuard
 
 import numpy as np
 from scipy import stats as sps
@@ -315,7 +316,7 @@ _CHI_TAIL = 1e-15  # chi mass left out at each end by tost_power's quadrature
 _GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(256)
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float | np.integer | np.floating]:
     """True for a real int/float (numpy included) that is not a bool."""
     return not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
 

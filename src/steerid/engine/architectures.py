@@ -13,10 +13,13 @@ tensors, so the model keeps working (hooks, ``generate``) and no weight is held 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 from torch import nn
+from transformers import PretrainedConfig, PreTrainedModel
 
 
 @dataclass(frozen=True)
@@ -76,20 +79,20 @@ class Weights:
     head_dim: int
     eps: float
     scale: float  # attention logit scale
-    activation: object
+    activation: Callable[[torch.Tensor], torch.Tensor]
     embed_multiplier: torch.Tensor  # a 0-d tensor in the weights' dtype, rounded as the model rounds it
 
 
-def text_config(model: nn.Module):
-    config = model.config
-    return config.get_text_config() if hasattr(config, "get_text_config") else config
+def text_config(model: PreTrainedModel) -> PretrainedConfig:
+    """The decoder's config (a multimodal model nests it)."""
+    return model.config.get_text_config()
 
 
-def family_name(model: nn.Module) -> str:
+def family_name(model: PreTrainedModel) -> str:
     return str(text_config(model).model_type)
 
 
-def _foreign_hooks(model: nn.Module) -> bool:
+def _foreign_hooks(model: PreTrainedModel) -> bool:
     """Whether any module carries a forward hook the engine would bypass.
 
     transformers installs its own output-capturing hooks once ``output_hidden_states`` has been
@@ -102,7 +105,7 @@ def _foreign_hooks(model: nn.Module) -> bool:
     return False
 
 
-def supported(model: nn.Module) -> bool:
+def supported(model: PreTrainedModel) -> bool:
     """Whether the engine runs this model natively (else callers use the Hugging Face forward).
 
     A model with forward hooks registered on it (someone else's steering, say) takes the
@@ -122,7 +125,7 @@ def supported(model: nn.Module) -> bool:
     return activation in ACTIVATIONS and _backbone(model) is not None
 
 
-def _backbone(model: nn.Module):
+def _backbone(model: PreTrainedModel):
     for path in ("model", "model.language_model"):
         module: object = model
         for attribute in path.split("."):
@@ -132,7 +135,7 @@ def _backbone(model: nn.Module):
     return None
 
 
-def rotary_module(model: nn.Module) -> nn.Module:
+def rotary_module(model: PreTrainedModel) -> nn.Module:
     return _backbone(model).rotary_emb
 
 
@@ -150,25 +153,30 @@ def _fuse(modules: list[nn.Linear], attribute: str = "weight") -> torch.Tensor |
     return fused
 
 
-def _norm(module) -> torch.Tensor | None:
-    return None if module is None else module.weight.detach()
+def _weight(module: nn.Module) -> torch.Tensor:
+    return cast(torch.Tensor, module.weight).detach()
 
 
-def _block(layer: nn.Module, index: int, config, family: Family) -> Block:
+def _norm(module: nn.Module | None) -> torch.Tensor | None:
+    return None if module is None else _weight(module)
+
+
+# A decoder layer's submodules are named by the architecture, not typed: `layer` is Any.
+def _block(layer: Any, index: int, config, family: Family) -> Block:
     attention, mlp = layer.self_attn, layer.mlp
     projections = [attention.q_proj, attention.k_proj, attention.v_proj]
     layer_type = (getattr(config, "layer_types", None) or ["full_attention"] * (index + 1))[index]
     windowed = family.window_on_every_layer or layer_type == "sliding_attention"
     return Block(
-        attn_norm=_norm(layer.input_layernorm),
-        qkv=_fuse(projections),
+        attn_norm=_weight(layer.input_layernorm),
+        qkv=cast(torch.Tensor, _fuse(projections)),
         qkv_bias=_fuse(projections, "bias"),
         q_norm=_norm(getattr(attention, "q_norm", None)) if family.qk_norm else None,
         k_norm=_norm(getattr(attention, "k_norm", None)) if family.qk_norm else None,
         out=attention.o_proj.weight.detach(),
         attn_out_norm=_norm(layer.post_attention_layernorm) if family.sandwich_norms else None,
-        mlp_norm=_norm(layer.pre_feedforward_layernorm if family.sandwich_norms else layer.post_attention_layernorm),
-        gate_up=_fuse([mlp.gate_proj, mlp.up_proj]),
+        mlp_norm=_weight(layer.pre_feedforward_layernorm if family.sandwich_norms else layer.post_attention_layernorm),
+        gate_up=cast(torch.Tensor, _fuse([mlp.gate_proj, mlp.up_proj])),
         down=mlp.down_proj.weight.detach(),
         mlp_out_norm=_norm(layer.post_feedforward_layernorm) if family.sandwich_norms else None,
         window=getattr(config, "sliding_window", None) if windowed else None,
@@ -176,7 +184,7 @@ def _block(layer: nn.Module, index: int, config, family: Family) -> Block:
     )
 
 
-def gather(model: nn.Module) -> Weights:
+def gather(model: PreTrainedModel) -> Weights:
     """The model's weights, fused; raises ValueError for a model :func:`supported` rejects."""
     if not supported(model):
         raise ValueError(f"the engine does not run {type(model).__name__} ({family_name(model)}) natively")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from transformers import PreTrainedModel
 
 from steerid.engine.architectures import Block, Weights, gather, rotary_module
 
@@ -61,7 +61,7 @@ class KVCache:
 class Decoder:
     """A Hugging Face causal LM of a supported family, run by the engine (see :mod:`architectures`)."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: PreTrainedModel):
         self.model = model
         self.weights: Weights = gather(model)
         parameter = self.weights.embedding
@@ -112,7 +112,7 @@ class Decoder:
         q = q.view(batch, length, w.n_heads, w.head_dim).transpose(1, 2)
         k = k.view(batch, length, w.n_kv_heads, w.head_dim).transpose(1, 2)
         v = v.view(batch, length, w.n_kv_heads, w.head_dim).transpose(1, 2)
-        if block.q_norm is not None:
+        if block.q_norm is not None and block.k_norm is not None:
             q, k = self._norm(q, block.q_norm), self._norm(k, block.k_norm)
         cos, sin = self.rope(block.rope_key, positions)
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
@@ -272,12 +272,12 @@ def left_padded(sequences: Sequence[Sequence[int]], width: int, device) -> tuple
     return ids.to(device), valid.to(device)
 
 
-def decoder_for(model: nn.Module) -> Decoder:
+def decoder_for(model: PreTrainedModel) -> Decoder:
     """The model's engine view, built once per device and dtype and kept on the model (fusing
     re-points the model's parameters, so building it twice would only cost time)."""
     parameter = next(model.parameters())
     decoder = getattr(model, "_steerid_decoder", None)
     if decoder is None or (decoder.device, decoder.dtype) != (parameter.device, parameter.dtype):
         decoder = Decoder(model)
-        model._steerid_decoder = decoder
+        model._steerid_decoder = decoder  # type: ignore[assignment]  # nn.Module types attributes as submodules
     return decoder

@@ -170,7 +170,9 @@ def _generate_batch(
             tokens = choose_tokens(logits, None, sampling)
         else:
             used = torch.unique(active.streams)  # sorted
-            table = torch.stack([gumbel_noise(seed, *streams[i], step, decoder.vocab) for i in used.tolist()])
+            table = torch.stack(
+                [gumbel_noise(seed, streams[i][0], streams[i][1], step, decoder.vocab) for i in used.tolist()]
+            )
             tokens = choose_tokens(logits, table, sampling, torch.searchsorted(used, active.streams))
         chosen[active.index, step] = tokens
         active.done |= torch.isin(tokens, stops)

@@ -23,6 +23,7 @@ matrix-free path comes from ``torch.func.vjp``. The Grams are accumulated in flo
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -169,7 +170,7 @@ class LastPositionPath:
 
     def cotangents(self, outputs: torch.Tensor) -> torch.Tensor:
         """``A^T Y`` for a (d, k) block of output directions, by batched reverse-mode AD."""
-        _, pull = torch.func.vjp(self, torch.zeros_like(self.hidden))
+        pull = torch.func.vjp(self, torch.zeros_like(self.hidden))[1]
         return torch.func.vmap(lambda y: pull(y)[0], in_dims=1, out_dims=1)(outputs)
 
 
@@ -221,11 +222,14 @@ class VocabularyGram:
         return self.outer + self.vocab * torch.outer(mean, mean)
 
 
+# One per decoder, dropped with it: the Gram of the unembedding costs a (V, d) pass to build.
+_VOCABULARY_GRAMS: weakref.WeakKeyDictionary[Decoder, VocabularyGram] = weakref.WeakKeyDictionary()
+
+
 def vocabulary_gram(decoder: Decoder) -> VocabularyGram:
-    cached = getattr(decoder, "_vocabulary_gram", None)
-    if cached is None:
-        cached = decoder._vocabulary_gram = VocabularyGram(decoder.weights.unembedding)
-    return cached
+    if decoder not in _VOCABULARY_GRAMS:
+        _VOCABULARY_GRAMS[decoder] = VocabularyGram(decoder.weights.unembedding)
+    return _VOCABULARY_GRAMS[decoder]
 
 
 def last_position_gram(decoder: Decoder, ids: torch.Tensor, layer: int) -> torch.Tensor:

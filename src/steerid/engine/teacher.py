@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
+from transformers import PreTrainedModel
 
 from steerid.engine import architectures
 from steerid.engine.decoder import KVCache, Steer, decoder_for, left_padded
@@ -44,7 +44,7 @@ def right_padded(sequences: Sequence[Sequence[int]], width: int, device) -> tupl
 class TeacherBatch:
     """Prompts (token ids, each non-empty) and the continuations (token ids) to score after them."""
 
-    model: nn.Module
+    model: PreTrainedModel
     prompts: Sequence[Sequence[int]]
     continuations: Sequence[Sequence[int]]
     engine: bool | None = None  # None: the engine whenever it runs the model; False: the Hugging Face forward
@@ -145,7 +145,7 @@ class TeacherBatch:
 
 
 def batches(
-    model: nn.Module,
+    model: PreTrainedModel,
     prompts: Sequence[Sequence[int]],
     continuations: Sequence[Sequence[int]],
     budget: int = LOGIT_BUDGET,
@@ -161,7 +161,7 @@ def batches(
 
 
 def continuation_logprobs(
-    model: nn.Module, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]], **steering
+    model: PreTrainedModel, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]], **steering
 ) -> list[torch.Tensor]:
     """Per item i, log p(continuations[i][j] | prompts[i], continuations[i][:j]) for every j (float32, CPU)."""
     results: list[torch.Tensor] = [torch.zeros(0)] * len(prompts)
