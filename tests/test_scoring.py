@@ -8,22 +8,38 @@ import sys
 import numpy as np
 import pytest
 import torch
+import yaml
+from snakemake_runner import REPO, TEST_CONFIG
 
 from steerid import scoring
 from steerid.prompts import load_trait
 from steerid.scoring import (
+    HF_CLASSIFIERS,
+    MODEL_SCORERS,
+    OFFLINE_SCORERS,
+    REGISTRY,
     SCORERS,
     TRAIT_SCORERS,
     MiniLMExemplars,
     MiniLMLabels,
+    ScorerRecord,
     TruthfulnessLikelihood,
     VaderSentiment,
     auroc,
+    default_scorer,
     get_scorer,
     median_split_accuracy,
+    register,
+    schema_enums,
+    scorer_record,
+    scorer_traits,
+    scorers_for,
     signed_label_score,
+    unregister,
     validate_scorer,
 )
+
+SCHEMA = yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text())
 
 MINILM_TRAITS = ("formality", "politeness", "sentiment", "agreeableness")
 MINILM_KINDS = ("minilm-labels", "minilm-exemplars")
@@ -255,6 +271,163 @@ def test_registry_is_consistent():
     for trait in ("formality", "politeness", "agreeableness"):
         assert TRAIT_SCORERS[trait][:2] == ("minilm-exemplars", "minilm-labels")
     assert TRAIT_SCORERS["truthfulness"] == ("likelihood",)
+
+
+def test_views_follow_the_records():
+    """Every derived table is what the records say, scorer by scorer."""
+    assert list(SCORERS) == list(REGISTRY)
+    assert list(TRAIT_SCORERS) == list(scorer_traits())
+    for name, record in REGISTRY.items():
+        assert record.name == name and SCORERS[name] is record.build
+        assert (name in MODEL_SCORERS) == record.needs_model
+        assert (name in OFFLINE_SCORERS) == (record.hub_model is None)
+        assert (name in HF_CLASSIFIERS) == (record.classifier is not None)
+        for trait in scorer_traits():
+            assert (name in TRAIT_SCORERS[trait]) == (trait in record.traits)
+        for trait in record.default_for:
+            assert default_scorer(trait) == name
+    assert set(MODEL_SCORERS) == {"likelihood"}
+    assert set(OFFLINE_SCORERS) == {"vader", "minilm-labels", "minilm-exemplars", "likelihood"}
+    assert HF_CLASSIFIERS["hf-formality"].model_id == "s-nlp/roberta-base-formality-ranker"
+    assert scorer_record("hf-zeroshot").hub_model == scoring.ZERO_SHOT_MODEL
+    assert scoring.hub_models() == {
+        "hf-sentiment": "cardiffnlp/twitter-roberta-base-sentiment-latest",
+        "hf-formality": "s-nlp/roberta-base-formality-ranker",
+        "hf-zeroshot": scoring.ZERO_SHOT_MODEL,
+    }
+    # the per-trait data tables are the traits of the scorers built from them
+    assert scorer_record("minilm-labels").traits == tuple(scoring.LABEL_DESCRIPTIONS)
+    assert scorer_record("minilm-exemplars").traits == scoring.MINILM_TRAITS
+    assert scorer_record("hf-zeroshot").traits == tuple(scoring.ZERO_SHOT_LABELS)
+    # the model's own likelihood is validated on statement pairs, everything else on instructed completions
+    assert {n for n, r in REGISTRY.items() if r.validation == "statement-pairs"} == {"likelihood"}
+
+
+def _schema_scorer_properties() -> dict[str, dict]:
+    properties = SCHEMA["properties"]["scoring"]["properties"]
+    return {key: value for key, value in properties.items() if "enum" in value}
+
+
+def test_schema_scorer_enums_equal_the_registry():
+    """schemas/config.schema.yaml is static (check_config and Snakemake read the file): its
+    scoring.<trait> enums (in order) and defaults, and its trait names, must be the registry's."""
+    from_schema = {
+        trait: {"enum": list(node["enum"]), "default": node["default"]}
+        for trait, node in _schema_scorer_properties().items()
+    }
+    assert from_schema == schema_enums()
+    assert set(SCHEMA["properties"]["traits"]["items"]["enum"]) == set(scorer_traits())
+    # the schema says hf-* scorers are the ones that need the network
+    assert {n for n in REGISTRY if n.startswith("hf-")} == set(REGISTRY) - set(OFFLINE_SCORERS)
+
+
+@pytest.mark.parametrize("path", [REPO / "config.yaml", TEST_CONFIG], ids=lambda p: p.name)
+def test_configs_name_registered_scorers(path):
+    config = yaml.safe_load(path.read_text())
+    scoring_ = config.get("scoring", {})
+    for trait in config["traits"]:
+        assert scoring_.get(trait, default_scorer(trait)) in scorers_for(trait), (path.name, trait)
+    for trait, name in scoring_.items():
+        if trait in _schema_scorer_properties():
+            assert name in scorers_for(trait), (path.name, trait, name)
+
+
+class WordCount:
+    """A toy scorer defined only here: the number of words."""
+
+    name = "word-count"
+
+    def score(self, texts):
+        return np.array([len(t.split()) for t in texts], dtype=np.float64)
+
+
+@pytest.fixture
+def toy_record():
+    def build(trait, **_):
+        return WordCount()
+
+    record = register(ScorerRecord("word-count", ("sentiment", "verbosity"), build, "Number of words."))
+    yield record
+    unregister("word-count")
+
+
+def test_a_registered_scorer_is_available_everywhere(toy_record):
+    """One register() call, no other edit: every lookup sees the new scorer."""
+    assert REGISTRY["word-count"] is toy_record and scorer_record("word-count") is toy_record
+    assert "word-count" in SCORERS and "word-count" in OFFLINE_SCORERS and "word-count" not in MODEL_SCORERS
+    assert "word-count" not in HF_CLASSIFIERS
+    assert "verbosity" in scorer_traits() and TRAIT_SCORERS["verbosity"] == ("word-count",)
+    assert default_scorer("verbosity") == "word-count"
+    # offered after the existing scorers of a trait, whose default stays
+    assert scorers_for("sentiment")[-1] == "word-count" and default_scorer("sentiment") == "vader"
+    assert schema_enums()["verbosity"] == {"enum": ["word-count"], "default": "word-count"}
+    scorer = get_scorer("verbosity", "word-count")
+    np.testing.assert_array_equal(scorer.score(["one two three", "four"]), [3.0, 1.0])
+    report = validate_scorer(scorer, ["a long long text", "another long text"], ["short", "tiny"])
+    assert report["scorer"] == "word-count" and report["auroc"] == 1.0
+    with pytest.raises(ValueError, match="'word-count'.*'formality'"):
+        get_scorer("formality", "word-count")
+
+
+def test_toy_scorer_is_gone_after_unregister(toy_record):
+    unregister("word-count")
+    try:
+        assert "word-count" not in SCORERS and "verbosity" not in TRAIT_SCORERS
+        with pytest.raises(ValueError, match="'verbosity'"):
+            get_scorer("verbosity", "word-count")
+    finally:
+        register(toy_record)  # the fixture unregisters it
+
+
+def test_a_model_scorer_gets_the_model_through_the_registry():
+    seen = {}
+
+    def build(trait, model=None, tokenizer=None, **options):
+        seen.update(model=model, tokenizer=tokenizer, options=options)
+        return WordCount()
+
+    register(ScorerRecord("toy-model", ("verbosity",), build, "Toy.", needs_model=True, validation="statement-pairs"))
+    try:
+        assert "toy-model" in MODEL_SCORERS
+        with pytest.raises(ValueError, match="'toy-model'.*model=.*tokenizer="):
+            get_scorer("verbosity", "toy-model")
+        get_scorer("verbosity", "toy-model", model="M", tokenizer="T", prefix="p")
+        assert seen == {"model": "M", "tokenizer": "T", "options": {"prefix": "p"}}
+    finally:
+        unregister("toy-model")
+    assert "toy-model" not in MODEL_SCORERS
+
+
+def test_register_rejects_conflicts_and_bad_records():
+    def build(trait, **_):
+        return WordCount()
+
+    with pytest.raises(ValueError, match="'vader' is already registered"):
+        register(ScorerRecord("vader", ("sentiment",), build, "Toy."))
+    with pytest.raises(ValueError, match=r"claims the default for \['sentiment'\], already 'vader'"):
+        register(ScorerRecord("toy", ("sentiment",), build, "Toy.", default_for=("sentiment",)))
+    assert "toy" not in REGISTRY
+    with pytest.raises(ValueError, match="default for"):
+        ScorerRecord("toy", ("sentiment",), build, "Toy.", default_for=("formality",))
+    with pytest.raises(ValueError, match="no traits"):
+        ScorerRecord("toy", (), build, "Toy.")
+    with pytest.raises(ValueError, match="validation"):
+        ScorerRecord("toy", ("sentiment",), build, "Toy.", validation="vibes")
+    with pytest.raises(ValueError, match="hub_model"):
+        ScorerRecord("toy", ("sentiment",), build, "Toy.", classifier=scoring.ClassifierSpec("a/b", ("x",), ("y",)))
+    with pytest.raises(TypeError):
+        register({"name": "toy"})
+    with pytest.raises(ValueError, match="unknown scorer 'toy'"):
+        scorer_record("toy")
+    # replacing a record keeps its place in the order
+    original = scorer_record("minilm-labels")
+    try:
+        register(ScorerRecord("minilm-labels", original.traits, build, "Toy."), replace=True)
+        assert list(REGISTRY) == list(SCORERS) and list(REGISTRY).index("minilm-labels") == 1
+        assert isinstance(get_scorer("politeness", "minilm-labels"), WordCount)
+    finally:
+        register(original, replace=True)
+    assert scorer_record("minilm-labels") is original
 
 
 def test_unknown_trait_and_scorer_are_named():
