@@ -1,6 +1,6 @@
 """Tests of steerid.jacobian: the JVP/VJP operators against a full autograd Jacobian, the
-matrix-free randomized SVD against LAPACK, the pooled gain spectrum, rank summaries and
-principal angles.
+matrix-free randomized SVD against LAPACK, and the pooled gain spectrum with its summary and
+stability (rank summaries and principal angles themselves are tested in tests/test_linalg.py).
 
 The exactness tests run on a tiny randomly initialised LlamaForCausalLM (a real architecture:
 RoPE, GQA, RMSNorm, SwiGLU, KV cache) because its full Jacobian costs milliseconds; the
@@ -12,23 +12,19 @@ the only exact reference for its top singular values, and the VJPs are checked a
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
 
+from steerid import jacobian, linalg
 from steerid.jacobian import (
     GramSpectrum,
-    effective_rank,
     full_jacobian,
     jacobian_operator,
-    principal_angles,
     randomized_svd,
-    rank_summary,
     stacked_gram_spectrum,
-    subspace_overlap,
 )
+from steerid.linalg import principal_angles
 from steerid.models import decoder_layers
 
 D, VOCAB, LAYER = 32, 64, 1
@@ -210,48 +206,6 @@ def test_stacked_gram_spectrum_exact_and_randomized(tiny):
         stacked_gram_spectrum(model, None, LAYER, prompts, positions=(-7,))
 
 
-# -- ranks and angles -----------------------------------------------------------------------------
-
-
-def test_rank_summary_counts_relative_to_sigma_max_and_d():
-    sigma = np.array([10.0, 5.0, 1.0, 0.5, 0.2, 0.05, 0.0, 0.0])
-    assert effective_rank(sigma, 0.01) == 5  # 0.1 < 0.2
-    assert effective_rank(torch.tensor(sigma), 0.05) == 3  # strictly above 0.5
-    assert effective_rank(sigma, 0.10) == 2  # strictly above 1.0
-    summary = rank_summary(sigma, d=16)
-    assert summary["rank_at_0.05_of_max"] == 3
-    assert summary["fraction_of_d_at_0.05_of_max"] == 3 / 16
-    assert summary["null_fraction_at_0.05_of_max"] == 1 - 3 / 16
-    energy = sigma**2
-    assert summary["rank_for_0.99_of_variance"] == 3  # (100 + 25) / 126.29 = 0.9898 < 0.99
-    assert summary["participation_ratio"] == pytest.approx(energy.sum() ** 2 / (energy**2).sum())
-    assert summary["stable_rank"] == pytest.approx(energy.sum() / 100.0)
-    with pytest.raises(ValueError, match="at most d"):
-        rank_summary(sigma, d=4)
-
-
-def test_principal_angles():
-    rng = np.random.default_rng(0)
-    A = rng.standard_normal((20, 4))
-    assert np.abs(principal_angles(A, A @ rng.standard_normal((4, 4)))).max() < 1e-7  # same span, any basis
-    Q = np.linalg.qr(rng.standard_normal((20, 8)))[0]
-    angles = principal_angles(Q[:, :4], Q[:, 4:])
-    assert np.allclose(angles, math.pi / 2, atol=1e-12)
-    for theta in (1e-9, 0.3, 1.2):
-        e = np.eye(6)
-        B = np.stack([e[0], math.cos(theta) * e[1] + math.sin(theta) * e[2]], axis=1)
-        angles = principal_angles(e[:, :2], B)
-        assert angles[0] == pytest.approx(0.0, abs=1e-15)
-        assert angles[1] == pytest.approx(theta, rel=1e-9)  # sines keep tiny angles accurate
-    assert principal_angles(Q[:, :2], Q[:, :5]).shape == (2,)
-    assert subspace_overlap(Q[:, :2], Q[:, :5]) == pytest.approx(1.0)
-    assert subspace_overlap(Q[:, :4], Q[:, 4:]) == pytest.approx(0.0, abs=1e-12)
-    with pytest.raises(ValueError, match="rank 1 < 2"):
-        principal_angles(np.ones((5, 2)), A[:5])
-    with pytest.raises(ValueError, match="different spaces"):
-        principal_angles(A, A[:10])
-
-
 # -- the real model -------------------------------------------------------------------------------
 
 
@@ -334,3 +288,10 @@ def test_the_engine_and_the_hugging_face_path_give_the_same_pooled_spectrum(tiny
     fast = stacked_gram_spectrum(model, None, LAYER, prompts, (-1,))
     slow = stacked_gram_spectrum(model, None, LAYER, prompts, (-1,), engine=False)
     assert np.abs(fast.eigenvalues - slow.eigenvalues).max() < 1e-5 * slow.eigenvalues[0]
+
+
+def test_moved_helpers_stay_importable_from_jacobian():
+    """stages.py and older callers import these from steerid.jacobian; their one home is steerid.linalg."""
+    assert jacobian.rank_summary is linalg.singular_value_rank_summary
+    for name in ("DEFAULT_RTOLS", "effective_rank", "principal_angles", "subspace_overlap"):
+        assert getattr(jacobian, name) is getattr(linalg, name)

@@ -5,6 +5,7 @@ fuzzing of the native bindings (only documented exception types, never a crash).
 from __future__ import annotations
 
 import contextlib
+import math
 import pickle
 import re
 import threading
@@ -19,12 +20,21 @@ from steerid import _native
 from steerid.linalg import (
     StreamingCovariance,
     covariance_from_hdf5,
+    descending_eigh,
+    effective_rank,
+    eigenvalue_rank_summary,
     explained_variance_rank,
+    fix_signs,
     numerical_rank,
     participation_ratio,
+    principal_angles,
     randomized_eigh,
     randomized_eigh_adaptive,
+    singular_value_rank_summary,
+    singular_values_from_eigenvalues,
     spectrum_eigvalsh,
+    subspace_overlap,
+    symmetrised,
     top_eigenpairs,
 )
 
@@ -1042,3 +1052,93 @@ def test_fuzz_from_state_raises_only_documented_errors(
     except ALLOWED:
         return
     assert acc.count >= 0 and np.isfinite(acc.mean).all()
+
+
+# -- ranks of singular values and subspace angles (moved from steerid.jacobian) --------------------
+
+
+def test_rank_summary_counts_relative_to_sigma_max_and_d():
+    sigma = np.array([10.0, 5.0, 1.0, 0.5, 0.2, 0.05, 0.0, 0.0])
+    assert effective_rank(sigma, 0.01) == 5  # 0.1 < 0.2
+    torch = pytest.importorskip("torch")
+    assert effective_rank(torch.tensor(sigma), 0.05) == 3  # strictly above 0.5, from a tensor too
+    assert effective_rank(sigma, 0.10) == 2  # strictly above 1.0
+    summary = singular_value_rank_summary(sigma, d=16)
+    assert summary["rank_at_0.05_of_max"] == 3
+    assert summary["fraction_of_d_at_0.05_of_max"] == 3 / 16
+    assert summary["null_fraction_at_0.05_of_max"] == 1 - 3 / 16
+    energy = sigma**2
+    assert summary["rank_for_0.99_of_variance"] == 3  # (100 + 25) / 126.29 = 0.9898 < 0.99
+    assert summary["participation_ratio"] == pytest.approx(energy.sum() ** 2 / (energy**2).sum())
+    assert summary["stable_rank"] == pytest.approx(energy.sum() / 100.0)
+    with pytest.raises(ValueError, match="at most d"):
+        singular_value_rank_summary(sigma, d=4)
+
+
+def test_principal_angles():
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((20, 4))
+    assert np.abs(principal_angles(A, A @ rng.standard_normal((4, 4)))).max() < 1e-7  # same span, any basis
+    Q = np.linalg.qr(rng.standard_normal((20, 8)))[0]
+    angles = principal_angles(Q[:, :4], Q[:, 4:])
+    assert np.allclose(angles, math.pi / 2, atol=1e-12)
+    for theta in (1e-9, 0.3, 1.2):
+        e = np.eye(6)
+        B = np.stack([e[0], math.cos(theta) * e[1] + math.sin(theta) * e[2]], axis=1)
+        angles = principal_angles(e[:, :2], B)
+        assert angles[0] == pytest.approx(0.0, abs=1e-15)
+        assert angles[1] == pytest.approx(theta, rel=1e-9)  # sines keep tiny angles accurate
+    assert principal_angles(Q[:, :2], Q[:, :5]).shape == (2,)
+    assert subspace_overlap(Q[:, :2], Q[:, :5]) == pytest.approx(1.0)
+    assert subspace_overlap(Q[:, :4], Q[:, 4:]) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="rank 1 < 2"):
+        principal_angles(np.ones((5, 2)), A[:5])
+    with pytest.raises(ValueError, match="different spaces"):
+        principal_angles(A, A[:10])
+
+
+def test_rank_summaries_with_the_same_keys_threshold_different_bases():
+    """Spectra files count lambda > t lambda_max, E6 counts sigma > t sigma_max: same key, different rank."""
+    eigenvalues = np.array([100.0, 4.0, 0.25, 0.01])  # sigma = 10, 2, 0.5, 0.1
+    by_lambda = eigenvalue_rank_summary(eigenvalues, [0.05], [0.99])
+    by_sigma = singular_value_rank_summary(singular_values_from_eigenvalues(eigenvalues), 4, [0.05], [0.99])
+    assert by_lambda["rank_at_0.05_of_max"] == 1  # only 100 > 5
+    assert by_sigma["rank_at_0.05_of_max"] == 2  # 10 and 2 > 0.5 (0.5 itself is not strictly above)
+    assert by_lambda["fraction_of_d_at_0.05_of_max"] == 1 / 4
+    assert by_lambda["rank_for_0.99_of_variance"] == by_sigma["rank_for_0.99_of_variance"] == 2
+    assert list(by_lambda) == [
+        "rank_at_0.05_of_max",
+        "fraction_of_d_at_0.05_of_max",
+        "rank_for_0.99_of_variance",
+        "fraction_of_d_for_0.99_of_variance",
+    ]
+
+
+def test_descending_eigh_orders_and_optionally_fixes_signs():
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((9, 9))
+    C = A @ A.T
+    values, vectors = descending_eigh(C, fixed_signs=False)
+    lapack_values, lapack_vectors = np.linalg.eigh(C)
+    assert np.array_equal(values, lapack_values[::-1]) and np.array_equal(vectors, lapack_vectors[:, ::-1])
+    assert vectors.flags.c_contiguous and values.flags.owndata
+    fixed_values, fixed = descending_eigh(C, fixed_signs=True)
+    assert np.array_equal(fixed_values, values) and np.array_equal(fixed, fix_signs(vectors))
+    assert np.array_equal(np.abs(fixed), np.abs(vectors))
+    largest = fixed[np.argmax(np.abs(fixed), axis=0), np.arange(9)]
+    assert (largest > 0).all()
+
+
+def test_fix_signs_leaves_zero_columns_and_flips_only_signs():
+    vectors = np.array([[0.0, -3.0, 1.0], [0.0, 2.0, -1.0]])
+    assert np.array_equal(fix_signs(vectors), [[0.0, 3.0, 1.0], [0.0, -2.0, -1.0]])  # ties: the first entry
+
+
+def test_singular_values_from_eigenvalues_clips_round_off():
+    assert np.array_equal(singular_values_from_eigenvalues(np.array([4.0, 0.0, -1e-17])), [2.0, 0.0, 0.0])
+
+
+def test_symmetrised_is_the_symmetric_part():
+    M = np.arange(9.0).reshape(3, 3)
+    S = symmetrised(M)
+    assert np.array_equal(S, S.T) and np.array_equal(S, 0.5 * (M + M.T))

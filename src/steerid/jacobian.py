@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -66,9 +65,23 @@ from steerid.engine import architectures
 from steerid.engine.decoder import decoder_for
 from steerid.engine.linearize import last_position_gram, last_position_operators
 from steerid.hooks import add_to_residual
-from steerid.linalg import explained_variance_rank, numerical_rank, participation_ratio
+from steerid.linalg import (
+    DEFAULT_RTOLS,
+    DEFAULT_VARIANCE_FRACTIONS,
+    descending_eigh,
+    effective_rank,
+    fix_signs,
+    principal_angles,
+    singular_value_rank_summary,
+    singular_values_from_eigenvalues,
+    subspace_overlap,
+    symmetrised,
+)
+from steerid.linalg import singular_value_rank_summary as rank_summary
 from steerid.models import decoder_layers, kv_cache_argument, tokenize_prompts
 
+# DEFAULT_RTOLS, effective_rank, principal_angles, rank_summary and subspace_overlap live in
+# steerid.linalg; they stay importable from here for the callers that predate the move.
 __all__ = [
     "DEFAULT_RTOLS",
     "GramSpectrum",
@@ -81,9 +94,6 @@ __all__ = [
     "stacked_gram_spectrum",
     "subspace_overlap",
 ]
-
-DEFAULT_RTOLS = (0.01, 0.05, 0.10)
-DEFAULT_VARIANCE_FRACTIONS = (0.99, 0.999)
 
 Operator = Callable[[torch.Tensor], torch.Tensor]
 
@@ -344,15 +354,8 @@ def randomized_svd(
         Q = _orthonormal(matvec(Z))
     Bt = rmatvec(Q).double()  # (d, l) = (Q^T A)^T
     U, S, _ = torch.linalg.svd(Bt, full_matrices=False)
-    U = _fix_signs(U[:, :k])
+    U = torch.from_numpy(fix_signs(U[:, :k].cpu().numpy())).to(U.device)
     return S[:k].to(torch.float32), U.to(torch.float32)
-
-
-def _fix_signs(vectors: torch.Tensor) -> torch.Tensor:
-    index = vectors.abs().argmax(dim=0)
-    signs = torch.sign(vectors[index, torch.arange(vectors.shape[1])])
-    signs[signs == 0] = 1
-    return vectors * signs
 
 
 # ----------------------------------------------------------------------------------------------
@@ -382,15 +385,17 @@ class GramSpectrum:
     @property
     def singular_values(self) -> np.ndarray:
         """Singular values of the stacked Jacobian: sqrt of the eigenvalues clipped at 0."""
-        return np.sqrt(np.clip(self.eigenvalues, 0.0, None))
+        return singular_values_from_eigenvalues(self.eigenvalues)
 
     def summary(
         self,
         rtols: Sequence[float] = DEFAULT_RTOLS,
         variance_fractions: Sequence[float] = DEFAULT_VARIANCE_FRACTIONS,
     ) -> dict:
-        """:func:`rank_summary` of the stacked singular values (ranks are lower bounds if not complete)."""
-        summary = rank_summary(self.singular_values, self.d, rtols, variance_fractions if self.complete else ())
+        """:func:`~steerid.linalg.singular_value_rank_summary` of the stacked σ (lower bounds if not complete)."""
+        summary = singular_value_rank_summary(
+            self.singular_values, self.d, rtols, variance_fractions if self.complete else ()
+        )
         summary |= {"n_pairs": len(self.pairs), "method": self.method, "complete": self.complete}
         return summary
 
@@ -492,7 +497,7 @@ def stacked_gram_spectrum(
                 G_i += rows.T @ rows
             return G_i
         G_i = torch.cat([rmatvec(matvec(block)).double() for block in torch.eye(d).split(chunk_size, dim=1)], 1)
-        return 0.5 * (G_i + G_i.T)
+        return symmetrised(G_i)
 
     iterate = pairs
     if progress:
@@ -524,10 +529,10 @@ def stacked_gram_spectrum(
     for _, position, ids in iterate:
         G_i = pair_gram(ids, position)
         G += G_i
-        pair_eigenvalues, pair_eigenvectors = _descending_eigh(G_i)
-        pair_values.append(np.sqrt(np.clip(pair_eigenvalues, 0.0, None)))
+        pair_eigenvalues, pair_eigenvectors = descending_eigh(G_i.cpu().numpy(), fixed_signs=True)
+        pair_values.append(singular_values_from_eigenvalues(pair_eigenvalues))
         pair_vectors.append(pair_eigenvectors[:, :pair_top_k])
-    eigenvalues, eigenvectors = _descending_eigh(G)
+    eigenvalues, eigenvectors = descending_eigh(G.cpu().numpy(), fixed_signs=True)
     return GramSpectrum(
         eigenvalues,
         eigenvectors,
@@ -538,107 +543,3 @@ def stacked_gram_spectrum(
         np.stack(pair_values),
         np.stack(pair_vectors),
     )
-
-
-def _descending_eigh(G: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    values, vectors = np.linalg.eigh(G.cpu().numpy())
-    vectors = _fix_signs(torch.from_numpy(np.ascontiguousarray(vectors[:, ::-1]))).numpy()
-    return values[::-1].copy(), vectors
-
-
-# ----------------------------------------------------------------------------------------------
-# Ranks and subspace geometry
-# ----------------------------------------------------------------------------------------------
-
-
-def effective_rank(singular_values, rtol: float) -> int:
-    """Number of singular values strictly above ``rtol * sigma_max`` (the paper's code used 0.05).
-
-    Thresholds are on singular values of J (or of the stacked Jacobian), i.e. on the square root
-    of G's eigenvalues: ``sigma_i > rtol sigma_max`` iff ``lambda_i > rtol^2 lambda_max``.
-    """
-    return numerical_rank(_as_numpy(singular_values), rtol)
-
-
-def rank_summary(
-    singular_values,
-    d: int,
-    rtols: Sequence[float] = DEFAULT_RTOLS,
-    variance_fractions: Sequence[float] = DEFAULT_VARIANCE_FRACTIONS,
-) -> dict:
-    """Effective ranks of a Jacobian spectrum, each also as a fraction of d (never of probes).
-
-    Keys: ``rank_at_{rtol}_of_max`` (sigma > rtol sigma_max) and ``rank_for_{f}_of_variance``
-    (the fewest directions carrying f of sum sigma^2, the Frobenius "energy"), each with a
-    ``fraction_of_d_*`` twin and a ``null_fraction_*`` = 1 - fraction; ``participation_ratio``
-    of sigma^2 and ``stable_rank`` = sum sigma^2 / sigma_max^2. Only meaningful for a complete
-    spectrum of d values; a partial (top-k) spectrum gives lower bounds.
-    """
-    sigma = _as_numpy(singular_values)
-    if sigma.ndim != 1 or sigma.size == 0 or not np.isfinite(sigma).all():
-        raise ValueError(f"singular values must be a finite, non-empty 1-D array, got shape {sigma.shape}")
-    if sigma.size > d:
-        raise ValueError(f"{sigma.size} singular values for d={d}: expected at most d")
-    energy = np.square(np.clip(sigma, 0.0, None))
-    summary: dict = {"d": int(d), "n_values": int(sigma.size), "sigma_max": float(sigma.max())}
-    ranks = {f"rank_at_{rtol:g}_of_max": effective_rank(sigma, rtol) for rtol in rtols}
-    ranks |= {f"rank_for_{f:g}_of_variance": explained_variance_rank(energy, f) for f in variance_fractions}
-    for name, rank in ranks.items():
-        summary[name] = rank
-        summary[name.replace("rank", "fraction_of_d", 1)] = rank / d
-        summary[name.replace("rank", "null_fraction", 1)] = 1.0 - rank / d
-    summary["participation_ratio"] = participation_ratio(energy)
-    summary["stable_rank"] = float(energy.sum() / energy.max()) if energy.max() > 0 else 0.0
-    return summary
-
-
-def _as_numpy(values) -> np.ndarray:
-    if isinstance(values, torch.Tensor):
-        values = values.detach().cpu().double().numpy()
-    return np.asarray(values, dtype=np.float64)
-
-
-def _orthonormal_basis(A, name: str) -> np.ndarray:
-    A = _as_numpy(A)
-    if A.ndim == 1:
-        A = A[:, None]
-    if A.ndim != 2 or A.shape[1] == 0 or not np.isfinite(A).all():
-        raise ValueError(f"{name} must be a finite (d, p) matrix with p >= 1, got shape {A.shape}")
-    U, s, _ = np.linalg.svd(A, full_matrices=False)
-    rank = int(np.count_nonzero(s > s.max() * max(A.shape) * np.finfo(np.float64).eps)) if s.max() > 0 else 0
-    if rank < A.shape[1]:
-        raise ValueError(f"{name} has rank {rank} < {A.shape[1]} columns: it does not span a {A.shape[1]}-dim subspace")
-    return U
-
-
-def principal_angles(A, B) -> np.ndarray:
-    """Principal angles (radians, ascending) between the column spans of A (d, p) and B (d, q).
-
-    Both are orthonormalised (SVD; rank-deficient input raises). Cosines are the singular values
-    of Qa^T Qb; angles below pi/4 are taken from the sines (singular values of Qb - Qa Qa^T Qb,
-    Knyazev and Argentati 2002), which stay accurate where arccos of a cosine near 1 does not.
-    Returns min(p, q) angles: 0 for a shared direction, pi/2 for an orthogonal one.
-    """
-    Qa, Qb = _orthonormal_basis(A, "A"), _orthonormal_basis(B, "B")
-    if Qa.shape[0] != Qb.shape[0]:
-        raise ValueError(f"A and B live in different spaces: d={Qa.shape[0]} vs d={Qb.shape[0]}")
-    if Qa.shape[1] > Qb.shape[1]:
-        Qa, Qb = Qb, Qa
-    m = Qa.shape[1]
-    cosines = np.clip(np.linalg.svd(Qa.T @ Qb, compute_uv=False), 0.0, 1.0)  # descending
-    sines = np.clip(np.linalg.svd(Qa - Qb @ (Qb.T @ Qa), compute_uv=False), 0.0, 1.0)[::-1]  # ascending
-    from_cos = np.arccos(cosines[:m])
-    from_sin = np.arcsin(sines[:m])
-    return np.where(from_cos < math.pi / 4, from_sin, from_cos)
-
-
-def subspace_overlap(A, B) -> float:
-    """Mean squared cosine of the principal angles: ||Qa^T Qb||_F^2 / min(p, q), in [0, 1].
-
-    1 when one span contains the other, 0 when they are orthogonal; a uniformly random
-    q-subspace has expected overlap q / d with a fixed one, the chance level to compare with.
-    """
-    Qa, Qb = _orthonormal_basis(A, "A"), _orthonormal_basis(B, "B")
-    if Qa.shape[0] != Qb.shape[0]:
-        raise ValueError(f"A and B live in different spaces: d={Qa.shape[0]} vs d={Qb.shape[0]}")
-    return float(np.square(Qa.T @ Qb).sum() / min(Qa.shape[1], Qb.shape[1]))

@@ -18,6 +18,14 @@ The heavy kernels live in the C++ extension ``steerid._native`` (pybind11 + Eige
 ``numerical_rank``, ``explained_variance_rank``, ``participation_ratio``
     Rank summaries of a spectrum: relative to the largest eigenvalue, to the trace, and the
     effective number of directions.
+``eigenvalue_rank_summary`` / ``singular_value_rank_summary``, ``effective_rank``
+    The same ranks under the keys the results files use. The keys are the same in both, their
+    basis is not: ``rank_at_{t}_of_max`` counts ``lambda > t lambda_max`` in the first (the
+    spectra files) and ``sigma > t sigma_max`` in the second (E6, where sigma = sqrt(lambda)).
+``descending_eigh``, ``fix_signs``, ``singular_values_from_eigenvalues``, ``symmetrised``
+    Small spectral helpers every stage shares, so that all of them order, sign and clip alike.
+``principal_angles``, ``subspace_overlap``
+    Geometry of two column spans.
 ``covariance_from_hdf5``
     Streams an HDF5 dataset into a ``StreamingCovariance`` with a prefetching reader thread
     (defined in :mod:`steerid.streaming`).
@@ -35,6 +43,8 @@ can run alongside them. Bad input raises ``TypeError``/``ValueError`` naming the
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -43,18 +53,32 @@ from steerid._native import StreamingCovariance, randomized_eigh, randomized_eig
 from steerid.streaming import covariance_from_hdf5
 
 __all__ = [
+    "DEFAULT_RTOLS",
+    "DEFAULT_VARIANCE_FRACTIONS",
     "EXACT_SPECTRUM_MAX_D",
     "RANDOMIZED_MAX_FRACTION",
     "StreamingCovariance",
     "covariance_from_hdf5",
+    "descending_eigh",
+    "effective_rank",
+    "eigenvalue_rank_summary",
     "explained_variance_rank",
+    "fix_signs",
     "numerical_rank",
     "participation_ratio",
+    "principal_angles",
     "randomized_eigh",
     "randomized_eigh_adaptive",
+    "singular_value_rank_summary",
+    "singular_values_from_eigenvalues",
     "spectrum_eigvalsh",
+    "subspace_overlap",
+    "symmetrised",
     "top_eigenpairs",
 ]
+
+DEFAULT_RTOLS = (0.01, 0.05, 0.10)
+DEFAULT_VARIANCE_FRACTIONS = (0.99, 0.999)
 
 # Relative asymmetry tolerated in a matrix passed as symmetric: about sqrt(machine epsilon).
 _SYMMETRY_RTOL = {np.dtype(np.float32): 3.5e-4, np.dtype(np.float64): 1.5e-8}
@@ -99,8 +123,7 @@ def _eigenvalues(values_or_matrix: ArrayLike, who: str = "numerical_rank") -> ND
     # Eigenvalues of the matrix scaled to max |entry| = 1: the rank summaries are scale-invariant,
     # and LAPACK cannot overflow on entries near the float64 limit.
     matrix = values.astype(np.float64, copy=False)
-    scale = float(np.abs(matrix).max())
-    return np.linalg.eigvalsh(matrix / scale if scale > 0 else matrix).astype(np.float64, copy=False)
+    return np.linalg.eigvalsh(matrix / _unit_scale(matrix)).astype(np.float64, copy=False)
 
 
 def numerical_rank(eigenvalues_or_matrix: ArrayLike, rtol: float) -> int:
@@ -186,6 +209,161 @@ def participation_ratio(eigenvalues: ArrayLike) -> float:
     return float(scaled.sum() ** 2 / np.square(scaled).sum())
 
 
+def _float64_array(values: Any) -> NDArray[np.float64]:
+    """``values`` as a float64 NumPy array; a torch tensor is detached and copied to the CPU first."""
+    # Duck-typed so that this module never imports torch.
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().double().numpy()
+    return np.asarray(values, dtype=np.float64)
+
+
+def _rank_counts(
+    thresholded: ArrayLike, energy: ArrayLike, rtols: Sequence[float], variance_fractions: Sequence[float]
+) -> dict[str, int]:
+    """``rank_at_{t}_of_max`` of ``thresholded`` and ``rank_for_{f}_of_variance`` of ``energy``, by key."""
+    ranks = {f"rank_at_{rtol:g}_of_max": numerical_rank(thresholded, rtol) for rtol in rtols}
+    ranks |= {f"rank_for_{f:g}_of_variance": explained_variance_rank(energy, f) for f in variance_fractions}
+    return ranks
+
+
+def eigenvalue_rank_summary(
+    eigenvalues: ArrayLike, rtols: Sequence[float], variance_fractions: Sequence[float]
+) -> dict[str, float]:
+    """Ranks of a covariance spectrum thresholded on its eigenvalues, each with a ``fraction_of_d_*`` twin.
+
+    ``rank_at_{t}_of_max`` counts ``lambda > t lambda_max`` (not sigma, unlike
+    :func:`singular_value_rank_summary` under the same key) and ``rank_for_{f}_of_variance`` the
+    fewest eigenvalues carrying f of the trace; d is the number of eigenvalues.
+    """
+    values = np.asarray(eigenvalues)
+    d = values.size
+    summary: dict[str, float] = {}
+    for name, rank in _rank_counts(values, values, rtols, variance_fractions).items():
+        summary[name] = rank
+        summary[name.replace("rank", "fraction_of_d", 1)] = rank / d
+    return summary
+
+
+def effective_rank(singular_values: Any, rtol: float) -> int:
+    """Number of singular values strictly above ``rtol * sigma_max`` (the paper's code used 0.05).
+
+    Thresholds are on singular values of J (or of the stacked Jacobian), i.e. on the square root
+    of G's eigenvalues: ``sigma_i > rtol sigma_max`` iff ``lambda_i > rtol^2 lambda_max``.
+    Accepts NumPy arrays and torch tensors.
+    """
+    return numerical_rank(_float64_array(singular_values), rtol)
+
+
+def singular_value_rank_summary(
+    singular_values: Any,
+    d: int,
+    rtols: Sequence[float] = DEFAULT_RTOLS,
+    variance_fractions: Sequence[float] = DEFAULT_VARIANCE_FRACTIONS,
+) -> dict:
+    """Effective ranks of a spectrum of singular values, each also as a fraction of d (never of probes).
+
+    Keys: ``rank_at_{rtol}_of_max`` (sigma > rtol sigma_max, not lambda as in
+    :func:`eigenvalue_rank_summary`) and ``rank_for_{f}_of_variance`` (the fewest directions
+    carrying f of sum sigma^2, the Frobenius "energy"), each with a ``fraction_of_d_*`` twin and
+    a ``null_fraction_*`` = 1 - fraction; ``participation_ratio`` of sigma^2 and ``stable_rank``
+    = sum sigma^2 / sigma_max^2. Only meaningful for a complete spectrum of d values; a partial
+    (top-k) spectrum gives lower bounds. Accepts NumPy arrays and torch tensors.
+    """
+    sigma = _float64_array(singular_values)
+    if sigma.ndim != 1 or sigma.size == 0 or not np.isfinite(sigma).all():
+        raise ValueError(f"singular values must be a finite, non-empty 1-D array, got shape {sigma.shape}")
+    if sigma.size > d:
+        raise ValueError(f"{sigma.size} singular values for d={d}: expected at most d")
+    energy = np.square(np.clip(sigma, 0.0, None))
+    summary: dict = {"d": int(d), "n_values": int(sigma.size), "sigma_max": float(sigma.max())}
+    for name, rank in _rank_counts(sigma, energy, rtols, variance_fractions).items():
+        summary[name] = rank
+        summary[name.replace("rank", "fraction_of_d", 1)] = rank / d
+        summary[name.replace("rank", "null_fraction", 1)] = 1.0 - rank / d
+    summary["participation_ratio"] = participation_ratio(energy)
+    summary["stable_rank"] = float(energy.sum() / energy.max()) if energy.max() > 0 else 0.0
+    return summary
+
+
+def singular_values_from_eigenvalues(eigenvalues: ArrayLike) -> NDArray[np.float64]:
+    """sigma = sqrt(max(lambda, 0)): the singular values of A from the eigenvalues of A^T A (or of a covariance)."""
+    # Rounding leaves tiny negative eigenvalues of a PSD matrix; they are zero singular values.
+    return np.sqrt(np.clip(eigenvalues, 0.0, None))
+
+
+def symmetrised(matrix: Any) -> Any:
+    """The symmetric part (M + M^T) / 2 of a square NumPy array or torch tensor, same type and dtype."""
+    # Products like A^T M A are symmetric only up to rounding, and the eigensolvers check symmetry.
+    return 0.5 * (matrix + matrix.T)
+
+
+def fix_signs(vectors: np.ndarray) -> np.ndarray:
+    """The columns of ``vectors`` each multiplied by +-1 so that its largest-magnitude entry is positive."""
+    # Eigen/singular vectors are defined up to sign; fixing it makes stored vectors deterministic.
+    idx = np.argmax(np.abs(vectors), axis=0)
+    signs = np.sign(vectors[idx, np.arange(vectors.shape[1])])
+    signs[signs == 0] = 1.0
+    return vectors * signs
+
+
+def descending_eigh(matrix: np.ndarray, *, fixed_signs: bool) -> tuple[np.ndarray, np.ndarray]:
+    """All eigenpairs of a symmetric matrix (``numpy.linalg.eigh``), eigenvalues descending, vectors contiguous columns.
+
+    ``fixed_signs=True`` applies :func:`fix_signs`; it is a required choice because files
+    written without it must keep LAPACK's signs.
+    """
+    values, vectors = np.linalg.eigh(matrix)
+    values, vectors = values[::-1].copy(), np.ascontiguousarray(vectors[:, ::-1])
+    return values, fix_signs(vectors) if fixed_signs else vectors
+
+
+def _orthonormal_basis(A: Any, name: str) -> NDArray[np.float64]:
+    A = _float64_array(A)
+    if A.ndim == 1:
+        A = A[:, None]
+    if A.ndim != 2 or A.shape[1] == 0 or not np.isfinite(A).all():
+        raise ValueError(f"{name} must be a finite (d, p) matrix with p >= 1, got shape {A.shape}")
+    U, s, _ = np.linalg.svd(A, full_matrices=False)
+    rank = int(np.count_nonzero(s > s.max() * max(A.shape) * np.finfo(np.float64).eps)) if s.max() > 0 else 0
+    if rank < A.shape[1]:
+        raise ValueError(f"{name} has rank {rank} < {A.shape[1]} columns: it does not span a {A.shape[1]}-dim subspace")
+    return U
+
+
+def principal_angles(A: Any, B: Any) -> NDArray[np.float64]:
+    """Principal angles (radians, ascending) between the column spans of A (d, p) and B (d, q).
+
+    Both are orthonormalised (SVD; rank-deficient input raises). Cosines are the singular values
+    of Qa^T Qb; angles below pi/4 are taken from the sines (singular values of Qb - Qa Qa^T Qb,
+    Knyazev and Argentati 2002), which stay accurate where arccos of a cosine near 1 does not.
+    Returns min(p, q) angles: 0 for a shared direction, pi/2 for an orthogonal one. A and B may
+    be NumPy arrays or torch tensors; a 1-D input is one column.
+    """
+    Qa, Qb = _orthonormal_basis(A, "A"), _orthonormal_basis(B, "B")
+    if Qa.shape[0] != Qb.shape[0]:
+        raise ValueError(f"A and B live in different spaces: d={Qa.shape[0]} vs d={Qb.shape[0]}")
+    if Qa.shape[1] > Qb.shape[1]:
+        Qa, Qb = Qb, Qa
+    m = Qa.shape[1]
+    cosines = np.clip(np.linalg.svd(Qa.T @ Qb, compute_uv=False), 0.0, 1.0)  # descending
+    sines = np.clip(np.linalg.svd(Qa - Qb @ (Qb.T @ Qa), compute_uv=False), 0.0, 1.0)[::-1]  # ascending
+    from_cos = np.arccos(cosines[:m])
+    from_sin = np.arcsin(sines[:m])
+    return np.where(from_cos < math.pi / 4, from_sin, from_cos)
+
+
+def subspace_overlap(A: Any, B: Any) -> float:
+    """Mean squared cosine of the principal angles: ||Qa^T Qb||_F^2 / min(p, q), in [0, 1].
+
+    1 when one span contains the other, 0 when they are orthogonal; a uniformly random
+    q-subspace has expected overlap q / d with a fixed one, the chance level to compare with.
+    """
+    Qa, Qb = _orthonormal_basis(A, "A"), _orthonormal_basis(B, "B")
+    if Qa.shape[0] != Qb.shape[0]:
+        raise ValueError(f"A and B live in different spaces: d={Qa.shape[0]} vs d={Qb.shape[0]}")
+    return float(np.square(Qa.T @ Qb).sum() / min(Qa.shape[1], Qb.shape[1]))
+
+
 def _symmetric_matrix(C: ArrayLike, who: str) -> NDArray[np.float64]:
     arr = np.asarray(C)
     if arr.ndim != 2:
@@ -218,8 +396,8 @@ def spectrum_eigvalsh(C: ArrayLike) -> NDArray[np.float64]:
     """All eigenvalues of a real symmetric matrix, descending, from LAPACK.
 
     Uses ``numpy.linalg.eigvalsh`` (LAPACK ``dsyevd`` values only, i.e. tridiagonalisation and
-    ``dsterf``), the fastest exact route measured here: about 11 ms / 0.34 s / 3.4 s at
-    d = 576 / 2048 / 4096 on 2 cores. Eigen's own eigensolver is 2-4x slower and is not used.
+    ``dsterf``), the fastest exact route measured (``benchmarks/README.md``); Eigen's own
+    eigensolver is slower and is not used.
 
     Raises:
         TypeError: non-real input.
@@ -248,13 +426,6 @@ def _require_finite_spectrum(values: np.ndarray, who: str) -> None:
 # solver from d = 1024 on when k + oversample <= d / 4, and loses below that size.
 EXACT_SPECTRUM_MAX_D = 1023
 RANDOMIZED_MAX_FRACTION = 0.25
-
-
-def _sign_normalise(vectors: np.ndarray) -> np.ndarray:
-    idx = np.argmax(np.abs(vectors), axis=0)
-    signs = np.sign(vectors[idx, np.arange(vectors.shape[1])])
-    signs[signs == 0] = 1.0
-    return vectors * signs
 
 
 def top_eigenpairs(
@@ -318,5 +489,5 @@ def top_eigenpairs(
     with np.errstate(over="ignore"):
         values = np.ascontiguousarray(values[::-1] * scale)
     _require_finite_spectrum(values, "top_eigenpairs")
-    vectors = _sign_normalise(np.ascontiguousarray(vectors[:, ::-1]))
+    vectors = fix_signs(np.ascontiguousarray(vectors[:, ::-1]))
     return values, vectors

@@ -12,7 +12,7 @@ most sensitive direction, so a set (or a deeper layer) whose Jacobians are large
 not decide alone which directions count. A direction counts as sensitive when a singular value
 of the normalised stacked Jacobian exceeds ``rtol``, that is rtol x every set's own largest
 singular value (1 after normalisation). For one set this is exactly
-:func:`steerid.jacobian.effective_rank`; for several it makes intersecting monotone (adding a
+:func:`steerid.linalg.effective_rank`; for several it makes intersecting monotone (adding a
 PSD Gram never lowers an eigenvalue, by Weyl). Thresholding at rtol x the *stacked* sigma_max
 instead would raise the bar as sets are added (that sigma_max grows up to sqrt(m)), and the
 inert dimension could then grow with m: on SmolLM2 (layer 26, last token of two prompts,
@@ -31,8 +31,13 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from steerid.jacobian import principal_angles, subspace_overlap
-from steerid.linalg import spectrum_eigvalsh
+from steerid.linalg import (
+    principal_angles,
+    singular_values_from_eigenvalues,
+    spectrum_eigvalsh,
+    subspace_overlap,
+    symmetrised,
+)
 
 __all__ = ["gram_from_spectrum", "inert_dimension", "recovery_curve", "subspace_overlap_vs_random"]
 
@@ -46,9 +51,7 @@ def gram_from_spectrum(eigenvalues: np.ndarray, eigenvectors: np.ndarray) -> np.
     values, vectors = np.asarray(eigenvalues, np.float64), np.asarray(eigenvectors, np.float64)
     if values.ndim != 1 or vectors.ndim != 2 or vectors.shape[1] != values.size:
         raise ValueError(f"need eigenvalues (m,) and eigenvectors (d, m); got {values.shape} and {vectors.shape}")
-    gram = (vectors * values) @ vectors.T
-    # The product is symmetric only up to rounding; the eigensolvers downstream check symmetry.
-    return 0.5 * (gram + gram.T)
+    return symmetrised((vectors * values) @ vectors.T)
 
 
 def _normalised(gram: np.ndarray) -> np.ndarray:
@@ -67,7 +70,7 @@ def _inert_of_sum(normalised: Sequence[np.ndarray], rtol: float) -> int:
     if not 0 <= rtol < math.inf:
         raise ValueError(f"rtol must be a finite number >= 0, got {rtol!r}")
     total = np.sum(normalised, axis=0)
-    singular_values = np.sqrt(np.clip(spectrum_eigvalsh(total), 0.0, None))
+    singular_values = singular_values_from_eigenvalues(spectrum_eigvalsh(total))
     # Absolute, not relative to the stack's own σ_max: each set's largest gain is already 1.
     return total.shape[0] - int(np.count_nonzero(singular_values > rtol))
 
@@ -125,13 +128,13 @@ def recovery_curve(grams: Mapping[str, np.ndarray], rtol: float) -> list[dict]:
 def subspace_overlap_vs_random(A: np.ndarray, B: np.ndarray) -> dict:
     """Overlap of the column spans of A (d, p) and B (d, q), beside its chance level.
 
-    ``overlap`` is :func:`steerid.jacobian.subspace_overlap` (||Qa^T Qb||_F^2 / min(p, q)).
+    ``overlap`` is :func:`steerid.linalg.subspace_overlap` (||Qa^T Qb||_F^2 / min(p, q)).
     ``random_overlap`` is its expectation when one of the subspaces is uniformly random:
     E||Qa^T Qb||_F^2 = p q / d, so max(p, q) / d (= q / d, B's dimension, when B is the wider
     one). ``max_angle_deg``/``min_angle_deg`` are the extreme principal angles in degrees.
 
     Raises:
-        ValueError: as :func:`steerid.jacobian.principal_angles` (different d, rank-deficient).
+        ValueError: as :func:`steerid.linalg.principal_angles` (different d, rank-deficient).
     """
     angles = np.degrees(principal_angles(A, B))
     d = np.shape(A)[0]

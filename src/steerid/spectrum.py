@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from steerid.linalg import explained_variance_rank, numerical_rank, participation_ratio, randomized_eigh
+from steerid.linalg import descending_eigh, eigenvalue_rank_summary, participation_ratio, randomized_eigh
 
 VIEWS = ("all_tokens", "excluding_sinks")
 # Largest relative difference between a randomized and the exact top-k eigenvalue that is accepted.
@@ -39,30 +39,24 @@ class Spectrum:
     randomized_max_rel_error: float
 
     def summary(self, rank_thresholds: Sequence[float], variance_fractions: Sequence[float]) -> dict:
-        """Ranks by every definition, each also as a fraction of d."""
-        d = self.eigenvalues.size
-        ranks = {f"rank_at_{rtol:g}_of_max": numerical_rank(self.eigenvalues, rtol) for rtol in rank_thresholds}
-        ranks |= {
-            f"rank_for_{fraction:g}_of_variance": explained_variance_rank(self.eigenvalues, fraction)
-            for fraction in variance_fractions
-        }
+        """Ranks by every definition, each also as a fraction of d, thresholded on eigenvalues λ.
+
+        ``rank_at_{t}_of_max`` here counts λ > t·λ_max (:func:`steerid.linalg.eigenvalue_rank_summary`);
+        E6 writes the same key for σ > t·σ_max of the same covariance.
+        """
         summary = {
-            "d": d,
+            "d": self.eigenvalues.size,
             "participation_ratio": participation_ratio(self.eigenvalues),
             "top_eigenvalue_ratio": float(self.eigenvalues[0] / self.eigenvalues[1]),
             "randomized_top_k": self.randomized_top_k,
             "randomized_max_rel_error": self.randomized_max_rel_error,
         }
-        for name, rank in ranks.items():
-            summary[name] = rank
-            summary[name.replace("rank", "fraction_of_d", 1)] = rank / d
-        return summary
+        return summary | eigenvalue_rank_summary(self.eigenvalues, rank_thresholds, variance_fractions)
 
 
 def analyse(covariance: np.ndarray, top_k: int, seed: int, power_iters: int = 4) -> Spectrum:
     """Exact spectrum of ``covariance`` and the native randomized top-k as a cross-check."""
-    values, vectors = np.linalg.eigh(covariance)
-    values, vectors = values[::-1].copy(), np.ascontiguousarray(vectors[:, ::-1])
+    values, vectors = descending_eigh(covariance, fixed_signs=False)
     k = min(top_k, values.size)
     approx, _ = randomized_eigh(np.ascontiguousarray(covariance), k, power_iters=power_iters, seed=seed)
     error = float(np.max(np.abs(approx - values[:k]) / np.abs(values[:k])))

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from steerid.engine.decoder import Decoder
+from steerid.linalg import symmetrised
 
 Operator = Callable[[torch.Tensor], torch.Tensor]
 
@@ -90,7 +91,7 @@ class LastPositionPath:
         fixed earlier keys and values enter per head as (k, head_dim) x (head_dim, s) products; the
         elementwise derivatives (norms, softmax, activation) are the exact closed forms. torch.func
         gives the same numbers (tests/test_jacobian.py) but, under vmap, copies the fixed keys once
-        per tangent, which made it 3x slower.
+        per tangent, which made it slower (``benchmarks/README.md``).
         """
         decoder = self.decoder
         hidden, tangent = self.hidden.view(1, -1), directions.T.to(self.hidden.dtype)  # (1, d), (k, d)
@@ -238,8 +239,7 @@ def last_position_gram(decoder: Decoder, ids: torch.Tensor, layer: int) -> torch
     d = path.hidden.numel()
     A = path.tangents(torch.eye(d, device=decoder.device, dtype=path.hidden.dtype)).double()
     M = vocabulary_gram(decoder).at(path.probabilities())
-    gram = A.T @ M @ A
-    return 0.5 * (gram + gram.T)
+    return symmetrised(A.T @ M @ A)
 
 
 def last_position_operators(decoder: Decoder, ids: torch.Tensor, layer: int) -> tuple[Operator, Operator]:
