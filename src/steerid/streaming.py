@@ -14,11 +14,8 @@ Two read paths:
   main thread only needs the GIL for the microseconds between two ``update`` calls.
 
 The optional row mask (``where``) is handed to the native ``update``, which skips the masked
-rows without copying the slab. Measured on the 2-core development machine (see
-``benchmarks/README.md``), page cache hot: at d = 576 on an idle machine the pass over an
-uncompressed dataset took 1.04x the in-memory pass and over an lzf one 1.12x (the lzf decode
-competes with the two BLAS threads for the cores); at d = 2048, 1.07x and 1.04x. gzip is
-decompression-bound and is not recommended.
+rows without copying the slab. Either path comes close to the in-memory pass over the same rows
+(measurements in ``benchmarks/README.md``); gzip is decompression-bound and is not recommended.
 
 Sharding (``background.shards``): each shard of the background texts is dumped and accumulated by
 its own job; :func:`write_accumulator` keeps an accumulator's exact state (count, mean, scatter in
@@ -35,12 +32,13 @@ import os
 import queue
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from steerid._native import StreamingCovariance
+if TYPE_CHECKING:
+    from steerid.linalg import StreamingCovariance
 
 __all__ = ["covariance_from_hdf5", "merged", "read_accumulator", "shard_slice", "write_accumulator"]
 
@@ -120,6 +118,9 @@ def covariance_from_hdf5(
         KeyError / OSError: from h5py, for a missing dataset or file.
     """
     import h5py  # deferred: only this function needs it
+
+    # steerid.linalg re-exports this function, so importing it at module level would be circular.
+    from steerid.linalg import StreamingCovariance
 
     with h5py.File(path, "r") as handle:
         dset = handle[dataset]
@@ -271,6 +272,8 @@ def write_accumulator(group: Any, accumulator: StreamingCovariance) -> None:
 
 def read_accumulator(group: Any) -> StreamingCovariance:
     """The accumulator :func:`write_accumulator` stored in ``group``."""
+    from steerid.linalg import StreamingCovariance  # deferred: see covariance_from_hdf5
+
     attrs = group.attrs
     return StreamingCovariance.from_state(
         {
@@ -285,6 +288,8 @@ def read_accumulator(group: Any) -> StreamingCovariance:
 
 def merged(accumulators: Iterable[StreamingCovariance]) -> StreamingCovariance:
     """One accumulator holding every row the given ones saw (merged in order)."""
+    from steerid.linalg import StreamingCovariance  # deferred: see covariance_from_hdf5
+
     parts = iter(accumulators)
     first = next(parts, None)
     if first is None:
