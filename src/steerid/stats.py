@@ -43,11 +43,9 @@ __all__ = [
     "paired_cohens_dz",
     "permutation_null_d",
     "power_report",
-    "prompt_differences",
     "required_n",
     "tost_paired",
     "tost_power",
-    "tost_power_nct",
     "verdict",
 ]
 
@@ -359,12 +357,6 @@ def _check_finite(name: str, value: object) -> float:
 # --------------------------------------------------------------------------- equivalence: TOST
 
 
-def prompt_differences(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Prompt-level paired differences: the mean over samples of ``b − a`` per row, shape (n_prompts,)."""
-    a, b = _validate({"a": a, "b": b})
-    return (b - a).mean(axis=1)
-
-
 def _one_sided(numerator: float, se: float, df: int, greater: bool) -> tuple[float, float]:
     """t = numerator / se and its one-sided p (H1: true value > 0 if ``greater``, else < 0).
 
@@ -487,7 +479,6 @@ def tost_power(n: int, margin: float, sd_diff: float, alpha: float = 0.05, true_
     ``power = E_u[max(0, Φ(h − c·u) − Φ(l + c·u))]`` with ``h = √n(m − δ)/σ``, ``l = √n(−m − δ)/σ``.
     The integral is a 256-node Gauss–Legendre rule over the window holding all but 2e-15 of
     the chi mass (cut where the interval empties), accurate to ~1e-9 for any ``n``.
-    :func:`tost_power_nct` is the usual lower bound built from the two marginal noncentral t's.
     """
     n, margin, sd_diff, alpha, delta = _power_args(n, margin, sd_diff, alpha, true_difference)
     if sd_diff == 0.0:
@@ -521,22 +512,6 @@ def _chi_window(df: int) -> tuple[float, float]:
 def _chi_pdf(u: np.ndarray, df: int) -> np.ndarray:
     """Density of ``u = sqrt(χ²_df / df)`` (the sample SD over the true SD) at ``u > 0``."""
     return np.exp(sps.chi2.logpdf(df * u * u, df)) * 2.0 * df * u
-
-
-def tost_power_nct(n: int, margin: float, sd_diff: float, alpha: float = 0.05, true_difference: float = 0.0) -> float:
-    """Noncentral-t approximation of the paired TOST power (a lower bound of :func:`tost_power`).
-
-    ``P(t_lower > c) + P(t_upper < −c) − 1 = F(−c; ncp_U) − F(c; ncp_L)`` with F the noncentral
-    t CDF (df = n − 1), ``ncp_L = √n(δ + m)/σ`` and ``ncp_U = √n(δ − m)/σ``, clipped at 0.
-    Close to the exact power when the power is high; too low (often 0) when it is small.
-    """
-    n, margin, sd_diff, alpha, delta = _power_args(n, margin, sd_diff, alpha, true_difference)
-    if sd_diff == 0.0:
-        return _noiseless_power(margin, delta)
-    df, crit, root = n - 1, float(sps.t.ppf(1.0 - alpha, n - 1)), math.sqrt(n)
-    upper = sps.nct.cdf(-crit, df, root * (delta - margin) / sd_diff)
-    lower = sps.nct.cdf(crit, df, root * (delta + margin) / sd_diff)
-    return float(max(0.0, upper - lower))
 
 
 def required_n(
