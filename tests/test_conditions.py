@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -64,7 +66,7 @@ def test_e2_strengths_are_in_units_of_the_residual_norm(v, deltas):
 
 
 def test_e7_names_carry_source_end_and_k(v):
-    spans = {"jacobian-top-8": perturb.orthogonal_draws(v, 1, 4)[0]}
+    spans = {conditions.Span("jacobian", "top", 8): perturb.orthogonal_draws(v, 1, 4)[0]}
     named = conditions.e7_conditions(v, spans, alpha=1.0)
     assert set(named) == {"baseline", "v", "span:jacobian-top-8"}
 
@@ -82,3 +84,43 @@ def test_other_trait_vector_is_orthogonalised_at_the_norm_of_v(v):
     assert delta @ u > 0  # it keeps the part of u that is not v
     with pytest.raises(ValueError, match="parallel"):
         perturb.orthogonalised(2.0 * v, v)
+
+
+def test_every_name_a_condition_set_writes_parses_back_to_itself(v, deltas):
+    spans = {conditions.Span("covariance", "bottom", 8): deltas["null"][0]}
+    environments = {conditions.Condition(environment="topic_shift").name: deltas["null"][0]}
+    names = [
+        *conditions.e1_conditions(v, deltas, 1, {"pca": v, "probe": v, **environments}, alpha=1.0),
+        *conditions.e2_conditions(v, deltas, [0.025, 0.4], residual_norm=10.0),
+        *conditions.e7_conditions(v, spans, alpha=1.0),
+        *[conditions.pooled(kind) for kind in conditions.PERTURBATION_TYPES],
+    ]
+    for name in names:
+        assert conditions.Condition.parse(name).name == name
+    assert conditions.Condition.parse("v+top_gain-3") == conditions.Condition("v", "top_gain", 3)
+    assert conditions.Condition.parse("orthogonal-0").base is None
+    assert conditions.Condition.parse("env:topic_shift").environment == "topic_shift"
+    assert conditions.Condition.parse("span:jacobian-top-256").span == conditions.Span("jacobian", "top", 256)
+    assert conditions.Condition.parse("v+null@0.4") == conditions.Condition(kind="null", alpha=0.4)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("", "empty"),
+        ("v+bogus-1", "perturbation kind 'bogus'"),
+        ("w+null-0", "'w' is not one of"),
+        ("v+", "did you mean 'v'"),
+        ("v@0.10", "did you mean 'v@0.1'"),
+    ],
+)
+def test_a_name_no_condition_has_is_refused_by_name(name, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        conditions.Condition.parse(name)
+
+
+def test_perturbation_registry_names_its_controls_and_seed_streams():
+    kinds = conditions.PERTURBATION_KINDS
+    assert conditions.POSITIVE_CONTROLS == ("top_variance", "top_gain")
+    offsets = [kind.draw.seed_offset for kind in kinds.values() if kind.draw]
+    assert len(set(offsets)) == len(offsets) and max(offsets) < conditions.SPAN_SEED_OFFSET

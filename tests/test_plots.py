@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from steerid import analysis, nullspace, plots
-from steerid.jacobian import rank_summary
+from steerid.conditions import Condition
+from steerid.linalg import singular_value_rank_summary as rank_summary
 from steerid.spectrum import Spectrum
 
 N_BOOT = N_PERM = 100  # the statistics' minimum: the figures need the keys, not precise intervals
@@ -60,7 +61,7 @@ def _e1(rng, trait):
 
 def _e2(rng, trait):
     alphas = [0.05, 0.1, 0.2]
-    names = [f"{label}@{alpha:g}" for alpha in alphas for label in plots.E2_LABELS]
+    names = [Condition(kind=kind, alpha=alpha).name for alpha in alphas for kind in (None, "orthogonal", "null")]
     scores = _grids(rng, names)
     perplexity = {name: np.abs(rng.normal(10.0, 2.0, SHAPE)) for name in scores}
     curves = analysis.alpha_curves(scores, perplexity, alphas, ("orthogonal", "null"), 2.0, N_BOOT, 0)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from steerid.conditions import BASELINE, PERTURBATION_TYPES, POSITIVE_CONTROLS, REFERENCE, members
+from steerid.conditions import BASELINE, PERTURBATION_TYPES, POSITIVE_CONTROLS, REFERENCE, Condition, members, pooled
 from steerid.stats import (
     compare_conditions,
     effect_ci,
@@ -39,12 +39,12 @@ def pool_environments(by_environment: Mapping[str, Grids]) -> dict[str, np.ndarr
 
 def pooled_by_type(scores: Grids) -> dict[str, np.ndarray]:
     """Per δ-type, the cell-wise mean over its draws: one paired condition ``v+<type>`` per type."""
-    pooled = {}
+    by_type = {}
     for kind in PERTURBATION_TYPES:
         names = members(list(scores), kind)
         if names:
-            pooled[f"v+{kind}"] = np.mean([scores[name] for name in names], axis=0)
-    return pooled
+            by_type[pooled(kind)] = np.mean([scores[name] for name in names], axis=0)
+    return by_type
 
 
 def margins(scores: Grids, margin_sd: float, margin_effect: float) -> dict[str, dict]:
@@ -128,25 +128,26 @@ def controls(per_condition: Mapping[str, dict], per_type: Mapping[str, dict]) ->
         negative = per_condition["-v"]["delta"]
         result["minus_v_opposite_sign"] = bool(np.sign(negative["value"]) == -np.sign(delta_v["value"]))
         result["minus_v_delta"] = negative
-    alone = [entry["delta"] for name, entry in per_condition.items() if name.startswith("orthogonal-")]
+    alone = [entry["delta"] for name, entry in per_condition.items() if Condition.parse(name).base is None]
     if alone:
         result["delta_alone"] = alone
     result["positive_controls"] = {
-        kind: per_type[f"v+{kind}"]["cohens_d"] for kind in POSITIVE_CONTROLS if f"v+{kind}" in per_type
+        kind: per_type[pooled(kind)]["cohens_d"] for kind in POSITIVE_CONTROLS if pooled(kind) in per_type
     }
     return result
 
 
 def cross_application(by_environment: Mapping[str, Grids], n_boot: int, seed: int) -> dict[str, dict[str, dict]]:
-    """E3: Δ of each environment's vector (``env:<e>``) in every evaluation environment, with R vs v there."""
+    """E3: Δ of each environment's vector in every evaluation environment, with R vs v there."""
     table: dict[str, dict[str, dict]] = {}
     for evaluated, grids in by_environment.items():
-        vectors = {name: grid for name, grid in grids.items() if name.startswith("env:")}
+        extracted = {name: Condition.parse(name).environment for name in grids}
+        vectors = {name: grid for name, grid in grids.items() if extracted[name] is not None}
         compared = compare_conditions(
             {BASELINE: grids[BASELINE], REFERENCE: grids[REFERENCE], **vectors}, BASELINE, REFERENCE, n_boot, seed
         )
         table[evaluated] = {
-            name.removeprefix("env:"): {"delta": entry["delta"], "efficacy_ratio": entry["efficacy_ratio"]}
+            str(extracted[name]): {"delta": entry["delta"], "efficacy_ratio": entry["efficacy_ratio"]}
             for name, entry in compared.items()
             if name != REFERENCE
         }
@@ -189,11 +190,11 @@ def alpha_curves(
     base_ppl = float(np.nanmedian(perplexity[BASELINE]))
     rows = []
     for alpha in alphas:
-        tag = f"@{alpha:g}"
         entry: dict[str, Any] = {"alpha": alpha, "delta": {}, "median_perplexity": {}}
-        for label in ("v", *[f"v+{kind}" for kind in kinds]):
-            entry["delta"][label] = effect_ci(scores[label + tag], scores[BASELINE], n_boot, seed).to_dict()
-            entry["median_perplexity"][label] = float(np.nanmedian(perplexity[label + tag]))
+        for kind in (None, *kinds):
+            label, name = Condition(kind=kind).name, Condition(kind=kind, alpha=alpha).name
+            entry["delta"][label] = effect_ci(scores[name], scores[BASELINE], n_boot, seed).to_dict()
+            entry["median_perplexity"][label] = float(np.nanmedian(perplexity[name]))
         entry["fluent"] = entry["median_perplexity"]["v"] <= max_perplexity_ratio * base_ppl
         entry["v_significant"] = significant(entry["delta"]["v"])
         entry["operational"] = bool(entry["fluent"] and entry["v_significant"])
@@ -214,12 +215,12 @@ def spanning_curves(scores: Grids, n_boot: int, margin: float, seed: int) -> dic
     delta_v = compared[REFERENCE]["delta"]
     curves: dict[str, list[dict]] = {}
     for name in scores:
-        if not name.startswith("span:"):
+        span = Condition.parse(name).span
+        if span is None:
             continue
-        source, end, k = name.removeprefix("span:").rsplit("-", 2)
-        curves.setdefault(f"{source}-{end}", []).append(
+        curves.setdefault(f"{span.source}-{span.end}", []).append(
             {
-                "k": int(k),
+                "k": span.k,
                 "efficacy_ratio": compared[name]["efficacy_ratio"],
                 "cohens_d": compared[name]["cohens_d"],
                 "delta": compared[name]["delta"],

@@ -1,47 +1,219 @@
-"""Steering conditions of each generation experiment: a name and the vector added to the residual.
+"""Steering conditions: what is added to the residual, and the one place their names are made and read.
 
-Every experiment evaluates a set of named additions on the same prompts with the same sampling
-noise, so any two conditions of a set form a paired comparison. ``baseline`` (the zero vector)
-is in every set: effects are measured against it, never assumed.
+Every experiment evaluates a *condition set* — named additions on the same prompts with the same
+sampling noise — so any two conditions of a set form a paired comparison. ``baseline`` (the zero
+vector) is in every set: effects are measured against it, never assumed.
 
-Naming: ``v`` is the steering vector at strength α; ``v+<kind>-<i>`` adds the i-th perturbation
-of a kind; ``<kind>-<i>`` alone is the perturbation without v; ``-v`` flips the sign; ``pca`` and
-``probe`` are other estimates of the direction (E5); ``env:<environment>`` is the vector
-extracted in that environment (E3); E2 names carry ``@<alpha>``, E7 names ``span:<source>-<end>-<k>``.
+A :class:`Condition` encodes and decodes its name; nothing else builds or parses condition names.
+The kinds of perturbation δ live in :data:`PERTURBATION_KINDS`: a new kind is one entry there.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
+__all__ = [
+    "BASELINE",
+    "EXPERIMENTS",
+    "PERTURBATION_KINDS",
+    "PERTURBATION_TYPES",
+    "POSITIVE_CONTROLS",
+    "REFERENCE",
+    "Condition",
+    "PerturbationKind",
+    "RandomDraw",
+    "Span",
+    "Subspace",
+    "at_norm",
+    "e1_conditions",
+    "e2_conditions",
+    "e7_conditions",
+    "members",
+    "perturbed",
+    "pooled",
+]
+
 BASELINE, REFERENCE = "baseline", "v"
-# δ-types judged for equivalence with v; each is drawn orthogonal to v with ‖δ‖ = ‖v‖.
-PERTURBATION_TYPES = ("orthogonal", "null", "top_variance", "top_gain", "other")
-# Perturbations that must break equivalence if the test can detect anything at all.
-POSITIVE_CONTROLS = ("top_gain", "top_variance")
 EXPERIMENTS = ("e1", "e2", "e7")
 
 
+@dataclass(frozen=True)
+class Subspace:
+    """Where a kind's δ is drawn: the ``end`` eigenvectors of ``basis``, as many as ``size`` says
+    (``"null"``: the low-variance fraction of d, ``"top"``: ``perturbations.top_k``)."""
+
+    basis: str  # "covariance" (of the background activations) or "jacobian" (pooled Gram)
+    end: str  # "bottom" or "top"
+    size: str  # "null" or "top"
+
+
+@dataclass(frozen=True)
+class RandomDraw:
+    """How a kind's δ are drawn: ``perturbations.<count_key>`` mutually orthogonal directions ⟂ v,
+    seeded with ``seed + seed_offset``, inside ``subspace`` (None: all of v's orthogonal complement)."""
+
+    count_key: str
+    seed_offset: int
+    subspace: Subspace | None = None
+
+
+@dataclass(frozen=True)
+class PerturbationKind:
+    """A kind of δ ⟂ v with ‖δ‖ = ‖v‖, judged for equivalence with v (E1)."""
+
+    name: str
+    figure_label: str
+    report_label: str
+    positive_control: bool  # must break equivalence if the test can detect anything at all
+    draw: RandomDraw | None  # None: not drawn at random (the other traits' vectors, orthogonalised)
+
+
+PERTURBATION_KINDS: dict[str, PerturbationKind] = {
+    kind.name: kind
+    for kind in (
+        PerturbationKind("orthogonal", "random ⊥ v", "random ⟂ v", False, RandomDraw("n_orthogonal", 0)),
+        PerturbationKind(
+            "null",
+            "low-variance",
+            "low-variance ⟂ v",
+            False,
+            RandomDraw("n_null", 1, Subspace("covariance", "bottom", "null")),
+        ),
+        PerturbationKind(
+            "top_variance",
+            "top-variance",
+            "top-variance ⟂ v",
+            True,
+            RandomDraw("n_top_variance", 2, Subspace("covariance", "top", "top")),
+        ),
+        PerturbationKind(
+            "top_gain",
+            "top-gain (control)",
+            "top-gain ⟂ v (positive control)",
+            True,
+            RandomDraw("n_top_gain", 3, Subspace("jacobian", "top", "top")),
+        ),
+        PerturbationKind("other", "other traits", "other trait's vector ⟂ v", False, None),
+    )
+}
+PERTURBATION_TYPES = tuple(PERTURBATION_KINDS)
+POSITIVE_CONTROLS = tuple(kind.name for kind in PERTURBATION_KINDS.values() if kind.positive_control)
+# The first random draws of these kinds are also applied without v (δ alone must do little).
+ALONE_KIND = "orthogonal"
+# Seeds of the E7 span draws start here, past every kind's offset.
+SPAN_SEED_OFFSET = 10
+
+
+@dataclass(frozen=True)
+class Span:
+    """E7: one δ drawn from the ``end``-``k`` eigenvectors of ``source``."""
+
+    source: str
+    end: str
+    k: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.source}-{self.end}-{self.k}"
+
+    @classmethod
+    def parse(cls, key: str) -> Span:
+        source, end, k = key.rsplit("-", 2)
+        return cls(source, end, int(k))
+
+
+# Directions an addition can start from; every other name is a δ, an environment or a span.
+BASES = (BASELINE, REFERENCE, "-v", "pca", "probe")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One steering condition, by what it adds.
+
+    ``base`` is the direction the addition starts from (``"v"``, ``"-v"``, ``"baseline"``, or another
+    estimate of it: ``"pca"``, ``"probe"``); ``None`` for a δ applied alone. ``kind``/``index`` name the
+    δ added (``index`` None: the δ-type pooled over its draws); ``alpha`` is an E2 strength;
+    ``environment`` names the vector extracted in that environment (E3); ``span`` an E7 draw.
+    """
+
+    base: str | None = REFERENCE
+    kind: str | None = None
+    index: int | None = None
+    alpha: float | None = None
+    environment: str | None = None
+    span: Span | None = None
+
+    @property
+    def name(self) -> str:
+        if self.span is not None:
+            return f"span:{self.span.key}"
+        if self.environment is not None:
+            return f"env:{self.environment}"
+        parts = [self.base or ""]
+        if self.kind is not None:
+            delta = self.kind if self.index is None else f"{self.kind}-{self.index}"
+            parts.append(f"+{delta}" if self.base else delta)
+        if self.alpha is not None:
+            parts.append(f"@{self.alpha:g}")
+        return "".join(parts)
+
+    @classmethod
+    def parse(cls, name: str) -> Condition:
+        """The condition a name denotes; ValueError for a name no condition has."""
+        if not name:
+            raise ValueError("an empty string is not a condition name")
+        if name.startswith("span:"):
+            return cls(span=Span.parse(name.removeprefix("span:")))
+        if name.startswith("env:"):
+            return cls(environment=name.removeprefix("env:"))
+        body, at, alpha = name.partition("@")
+        before, plus, delta = body.partition("+")
+        base: str | None = before
+        if not plus:
+            base, delta = (body, "") if body in BASES else (None, body)
+        if base is not None and base not in BASES:
+            raise ValueError(f"{name!r} is not a condition name: {base!r} is not one of {BASES}")
+        kind, dash, index = delta.rpartition("-") if re.fullmatch(r".+-\d+", delta) else (delta, "", "")
+        if kind and kind not in PERTURBATION_KINDS:
+            raise ValueError(f"{name!r} names perturbation kind {kind!r}; expected one of {PERTURBATION_TYPES}")
+        condition = cls(base, kind or None, int(index) if dash else None, float(alpha) if at else None)
+        if condition.name != name:  # the one spelling of each condition is the one .name writes
+            raise ValueError(f"{name!r} is not a condition name (did you mean {condition.name!r}?)")
+        return condition
+
+
 def perturbed(kind: str, index: int) -> str:
-    return f"v+{kind}-{index}"
+    """``v`` plus the ``index``-th draw of ``kind``."""
+    return Condition(kind=kind, index=index).name
+
+
+def pooled(kind: str) -> str:
+    """``v`` plus a δ-type, pooled over its draws (the unit E1 judges)."""
+    return Condition(kind=kind).name
 
 
 def e1_conditions(
-    v: np.ndarray, deltas: Mapping[str, np.ndarray], n_alone: int, directions: Mapping[str, np.ndarray], alpha: float
+    v: np.ndarray,
+    deltas: Mapping[str, np.ndarray],
+    n_alone: int,
+    directions: Mapping[str, np.ndarray],
+    alpha: float,
 ) -> dict[str, np.ndarray]:
     """E1/E3/E5: baseline, ±v, v + every δ, the first ``n_alone`` random δ alone, and other directions.
 
-    ``directions`` (PCA, probe, per-environment vectors) are applied at ‖v‖ so that only their
-    direction differs from v.
+    ``directions`` (PCA, probe, per-environment vectors, keyed by condition name) are applied at ‖v‖
+    so that only their direction differs from v.
     """
-    conditions = {BASELINE: np.zeros_like(v), REFERENCE: alpha * v, "-v": -alpha * v}
+    conditions = {BASELINE: np.zeros_like(v), REFERENCE: alpha * v, Condition("-v").name: -alpha * v}
     for kind in PERTURBATION_TYPES:
         for index, delta in enumerate(deltas.get(kind, ())):
             conditions[perturbed(kind, index)] = alpha * (v + delta)
-    for index, delta in enumerate(deltas["orthogonal"][:n_alone]):
-        conditions[f"orthogonal-{index}"] = alpha * delta
+    for index, delta in enumerate(deltas[ALONE_KIND][:n_alone]):
+        conditions[Condition(None, ALONE_KIND, index).name] = alpha * delta
     for name, direction in directions.items():
         conditions[name] = alpha * at_norm(direction, float(np.linalg.norm(v)))
     return conditions
@@ -62,17 +234,17 @@ def e2_conditions(
     conditions = {BASELINE: np.zeros_like(v)}
     for alpha in alphas:
         scale = alpha * residual_norm / float(np.linalg.norm(v))
-        conditions[f"v@{alpha:g}"] = scale * v
+        conditions[Condition(alpha=alpha).name] = scale * v
         for kind in kinds:
-            conditions[f"v+{kind}@{alpha:g}"] = scale * (v + deltas[kind][0])
+            conditions[Condition(kind=kind, alpha=alpha).name] = scale * (v + deltas[kind][0])
     return conditions
 
 
-def e7_conditions(v: np.ndarray, span_deltas: Mapping[str, np.ndarray], alpha: float) -> dict[str, np.ndarray]:
-    """E7: v + δ with δ drawn from the bottom-k / top-k subspaces (``span_deltas`` keyed ``<source>-<end>-<k>``)."""
+def e7_conditions(v: np.ndarray, span_deltas: Mapping[Span, np.ndarray], alpha: float) -> dict[str, np.ndarray]:
+    """E7: v + δ with δ drawn from the bottom-k / top-k subspaces of each source."""
     conditions = {BASELINE: np.zeros_like(v), REFERENCE: alpha * v}
-    for name, delta in span_deltas.items():
-        conditions[f"span:{name}"] = alpha * (v + delta)
+    for span, delta in span_deltas.items():
+        conditions[Condition(span=span).name] = alpha * (v + delta)
     return conditions
 
 
@@ -85,5 +257,8 @@ def at_norm(direction: np.ndarray, norm: float) -> np.ndarray:
 
 
 def members(names: Sequence[str], kind: str) -> list[str]:
-    """Conditions ``v+<kind>-<i>`` of one δ-type, in seed order."""
-    return [name for name in names if name.startswith(f"v+{kind}-")]
+    """Conditions v + (a draw of ``kind``), in seed order."""
+    found = [(name, Condition.parse(name)) for name in names]
+    return [
+        name for name, c in found if c.base == REFERENCE and c.kind == kind and c.index is not None and c.alpha is None
+    ]

@@ -20,17 +20,13 @@ import matplotlib.ticker
 import numpy as np
 from matplotlib.figure import Figure
 
+from steerid.conditions import PERTURBATION_KINDS, pooled
 from steerid.io import atomic_path
+from steerid.linalg import singular_values_from_eigenvalues
 from steerid.stats import MARGIN_TOO_WIDE
 
 # δ-types in the order they are drawn; a result shows the ones it has (e.g. "v+other" needs several traits).
-TYPE_LABELS = {
-    "v+orthogonal": "random ⊥ v",
-    "v+null": "low-variance",
-    "v+top_variance": "top-variance",
-    "v+top_gain": "top-gain (control)",
-    "v+other": "other traits",
-}
+TYPE_LABELS = {pooled(kind.name): kind.figure_label for kind in PERTURBATION_KINDS.values()}
 # Verdicts are long sentences; bars only have room for a word.
 SHORT_VERDICTS = {
     "equivalent": "equiv.",
@@ -40,7 +36,6 @@ SHORT_VERDICTS = {
     MARGIN_TOO_WIDE: "margin ≥ Δ(v)",
     "no effect of v": "no effect",
 }
-E2_LABELS = ("v", "v+orthogonal", "v+null")
 # E6 sweeps relative rank thresholds over this range to show how arbitrary a single cut-off is.
 THRESHOLD_GRID = np.logspace(-4, np.log10(0.5), 60)
 PANEL_WIDTH, PANEL_HEIGHT = 4.6, 3.3
@@ -200,7 +195,7 @@ def e2_alpha(results: Sequence[dict]) -> Figure:
     for (delta_axis, fluency_axis), result in zip(axes, results):
         rows = result["by_alpha"]
         alphas = [row["alpha"] for row in rows]
-        for label in E2_LABELS:
+        for label in rows[0]["delta"]:  # v, then v + each δ-type E2 swept
             _interval_curve(delta_axis, alphas, [row["delta"][label] for row in rows], label)
             fluency_axis.plot(alphas, [row["median_perplexity"][label] for row in rows], marker="o", ms=4, label=label)
         if result["operational_range"] is not None:
@@ -261,7 +256,7 @@ def e4_logit_distance(results: Sequence[dict]) -> Figure:
         bars = {
             "baseline vs v": "baseline vs v",
             **{
-                f"v vs {name}": f"v vs {TYPE_LABELS.get('v+' + kind, kind)}"
+                f"v vs {name}": f"v vs {TYPE_LABELS.get(pooled(kind), kind)}"
                 for kind, name in result["conditions"].items()
             },
             "v vs -v": "v vs −v",
@@ -329,7 +324,9 @@ def e6_null_space(results: Sequence[dict]) -> Figure:
         for layer in result["layers"]:
             d = layer["d"]
             spectra = {
-                "covariance": np.sqrt(np.clip(np.asarray(layer["covariance_eigenvalues"], dtype=float), 0, None)),
+                "covariance": singular_values_from_eigenvalues(
+                    np.asarray(layer["covariance_eigenvalues"], dtype=float)
+                ),
                 "Jacobian": np.asarray(layer["jacobian_singular_values"], dtype=float),
             }
             colour = None

@@ -10,16 +10,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from steerid.analysis import holm_verdicts
+from steerid.conditions import PERTURBATION_KINDS, pooled
 from steerid.io import atomic_write_text
 
 MARGIN = "baseline_sd"
-TYPE_NAMES = {
-    "v+orthogonal": "random ⟂ v",
-    "v+null": "low-variance ⟂ v",
-    "v+top_variance": "top-variance ⟂ v",
-    "v+top_gain": "top-gain ⟂ v (positive control)",
-    "v+other": "other trait's vector ⟂ v",
-}
+TYPE_NAMES = {pooled(kind.name): kind.report_label for kind in PERTURBATION_KINDS.values()}
+# The paper's E1 claims: δ-types that should steer like v, and the controls that must not.
+NEUTRAL_TYPES = [pooled(kind.name) for kind in PERTURBATION_KINDS.values() if not kind.positive_control]
+CONTROL_TYPES = [pooled(kind.name) for kind in PERTURBATION_KINDS.values() if kind.positive_control]
+# Efficacy (R ≈ 1) is claimed for the δ drawn at random, not for other traits' vectors.
+RANDOM_TYPES = [pooled(kind.name) for kind in PERTURBATION_KINDS.values() if kind.draw and not kind.positive_control]
 E1_INTRO = (
     "Δ is the mean trait score minus the α = 0 baseline; R = Δ(v+δ)/Δ(v); d is the paired Cohen's d (d_av) of "
     "v+δ against v; every δ is ⟂ v with ‖δ‖ = ‖v‖. Intervals are 95% cluster-bootstrap CIs over prompts (all "
@@ -119,18 +119,18 @@ def claims(results: Mapping[str, Sequence[Mapping]], corrected: Mapping[str, dic
     lines = ["## The paper's claims, tested", ""]
     lines += _claim(
         "Orthogonal perturbations are behaviourally equivalent to v (E1)",
-        _verdicts(e1, ["v+orthogonal", "v+null", "v+other"], corrected),
+        _verdicts(e1, NEUTRAL_TYPES, corrected),
     )
     lines += _claim(
         "Positive control: a δ in the high-gain subspace must break equivalence (E1)",
-        _verdicts(e1, ["v+top_gain", "v+top_variance"], corrected),
+        _verdicts(e1, CONTROL_TYPES, corrected),
     )
     lines += _claim(
         "Efficacy is retained: R = Δ(v+δ)/Δ(v) ≈ 1 (E1)",
         [
             f"{_cell(r)} {TYPE_NAMES[k]}: R = {_ci(r['by_type'][k]['efficacy_ratio'])}"
             for r in e1
-            for k in ("v+orthogonal", "v+null")
+            for k in RANDOM_TYPES
             if k in r["by_type"]
         ],
     )
@@ -163,7 +163,7 @@ def _e2_line(result: Mapping) -> str:
     rows = result["by_alpha"]
     curve = "; ".join(
         f"α={row['alpha']:g} ({row['alpha_in_v_norms']:.2f}‖v‖): Δ(v) {_ci(row['delta']['v'], 3)}, "
-        f"Δ(v+δ⟂) {_ci(row['delta']['v+orthogonal'], 3)}, ppl {row['median_perplexity']['v']:.1f}"
+        f"Δ(v+δ⟂) {_ci(row['delta'][pooled('orthogonal')], 3)}, ppl {row['median_perplexity']['v']:.1f}"
         for row in rows
     )
     span = result["operational_range"]
@@ -188,7 +188,7 @@ def _e3_line(result: Mapping) -> str:
 
 def _e4_line(result: Mapping) -> str:
     relative = ", ".join(
-        f"{TYPE_NAMES.get('v+' + kind, kind).split(' (')[0]}: KL {ratios['kl']:.2f}, JS {ratios['js']:.2f}"
+        f"{TYPE_NAMES.get(pooled(kind), kind).split(' (')[0]}: KL {ratios['kl']:.2f}, JS {ratios['js']:.2f}"
         for kind, ratios in result["relative_to_0_vs_v"].items()
     )
     return (
