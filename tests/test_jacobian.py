@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 import torch
 
-from steerid import jacobian, linalg
 from steerid.jacobian import (
     GramSpectrum,
     full_jacobian,
@@ -288,10 +287,3 @@ def test_the_engine_and_the_hugging_face_path_give_the_same_pooled_spectrum(tiny
     fast = stacked_gram_spectrum(model, None, LAYER, prompts, (-1,))
     slow = stacked_gram_spectrum(model, None, LAYER, prompts, (-1,), engine=False)
     assert np.abs(fast.eigenvalues - slow.eigenvalues).max() < 1e-5 * slow.eigenvalues[0]
-
-
-def test_moved_helpers_stay_importable_from_jacobian():
-    """stages.py and older callers import these from steerid.jacobian; their one home is steerid.linalg."""
-    assert jacobian.rank_summary is linalg.singular_value_rank_summary
-    for name in ("DEFAULT_RTOLS", "effective_rank", "principal_angles", "subspace_overlap"):
-        assert getattr(jacobian, name) is getattr(linalg, name)

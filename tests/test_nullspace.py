@@ -3,7 +3,8 @@ import itertools
 import numpy as np
 import pytest
 
-from steerid.jacobian import effective_rank, stacked_gram_spectrum
+from steerid.jacobian import stacked_gram_spectrum
+from steerid.linalg import effective_rank
 from steerid.nullspace import gram_from_spectrum, inert_dimension, recovery_curve, subspace_overlap_vs_random
 
 

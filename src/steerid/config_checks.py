@@ -38,7 +38,7 @@ from typing import Any
 import yaml
 
 from steerid.prompts import load_background, load_trait
-from steerid.scoring import HF_CLASSIFIERS, MODEL_SCORERS, ZERO_SHOT_MODEL
+from steerid.scoring import OFFLINE_SCORERS, hub_models, scorers_for
 from steerid.specs import EMBEDDED_MODULES, EMBEDDED_NAMES, EMBEDDED_SHAPES, ModelShape, shape_from_config, spec_kind
 
 __all__ = ["ConfigError", "RunContext", "StaleLockError", "check_config", "check_lock"]
@@ -458,19 +458,20 @@ def _device_missing(torch, device) -> str:
 
 
 def _check_scorers(config: dict, findings: _Findings) -> None:
-    """Hub classifiers of hf-* scorers must be available like hub models."""
-    hub_models = {**{name: spec.model_id for name, spec in HF_CLASSIFIERS.items()}, "hf-zeroshot": ZERO_SHOT_MODEL}
+    """Scorers whose weights come from the hub must be available like hub models."""
+    needed = hub_models()
     for trait in config["traits"]:
         scorer = config["scoring"][trait]
-        if scorer in MODEL_SCORERS or scorer not in hub_models:
+        if scorer not in needed:
             continue
-        found = hub_config(hub_models[scorer], None)
+        found = hub_config(needed[scorer], None)
+        offline = [name for name in scorers_for(trait) if name in OFFLINE_SCORERS]
         if isinstance(found, str):
             findings.unavailable(
                 f"scoring.{trait}",
                 scorer,
-                f"its classifier {hub_models[scorer]!r} is {found}",
-                "an offline scorer (vader, minilm-labels, minilm-exemplars) or a cached classifier",
+                f"its classifier {needed[scorer]!r} is {found}",
+                f"an offline scorer ({', '.join(offline)}) or a cached classifier",
             )
 
 

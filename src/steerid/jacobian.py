@@ -69,7 +69,6 @@ from steerid.linalg import (
     DEFAULT_RTOLS,
     DEFAULT_VARIANCE_FRACTIONS,
     descending_eigh,
-    effective_rank,
     fix_signs,
     principal_angles,
     singular_value_rank_summary,
@@ -77,22 +76,14 @@ from steerid.linalg import (
     subspace_overlap,
     symmetrised,
 )
-from steerid.linalg import singular_value_rank_summary as rank_summary
 from steerid.models import decoder_layers, kv_cache_argument, tokenize_prompts
 
-# DEFAULT_RTOLS, effective_rank, principal_angles, rank_summary and subspace_overlap live in
-# steerid.linalg; they stay importable from here for the callers that predate the move.
 __all__ = [
-    "DEFAULT_RTOLS",
     "GramSpectrum",
-    "effective_rank",
     "full_jacobian",
     "jacobian_operator",
-    "principal_angles",
     "randomized_svd",
-    "rank_summary",
     "stacked_gram_spectrum",
-    "subspace_overlap",
 ]
 
 Operator = Callable[[torch.Tensor], torch.Tensor]

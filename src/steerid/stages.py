@@ -20,6 +20,7 @@ from steerid import (
     activations,
     analysis,
     conditions,
+    linalg,
     nullspace,
     perturb,
     plots,
@@ -36,7 +37,7 @@ from steerid.io import atomic_path, atomic_write_json
 from steerid.logs import log
 from steerid.models import check_layer, load_model, prepare_model
 from steerid.prompts import instructed, load_background, read_prompt_set, write_prompt_set
-from steerid.scoring import MODEL_SCORERS, get_scorer, validate_scorer
+from steerid.scoring import get_scorer, scorer_record, validate_scorer
 from steerid.stats import effect_ci
 from steerid.streaming import covariance_from_hdf5, merged, read_accumulator, shard_slice, write_accumulator
 
@@ -320,9 +321,9 @@ def jacobian(
             log.info("%s: %d Jacobians, σ_max = %.3g", environment, len(result.pairs), np.sqrt(result.eigenvalues[0]))
         if pooled is None:
             raise ValueError(f"{prompts}: the prompt set has no evaluation environments")
-        values, vectors_ = np.linalg.eigh(pooled)
-        handle.create_dataset("pooled/eigenvalues", data=values[::-1].copy())
-        handle.create_dataset("pooled/eigenvectors", data=np.ascontiguousarray(vectors_[:, ::-1]))
+        values, vectors_ = linalg.descending_eigh(pooled, fixed_signs=False)
+        handle.create_dataset("pooled/eigenvalues", data=values)
+        handle.create_dataset("pooled/eigenvectors", data=vectors_)
 
 
 def perturbations(
@@ -330,10 +331,6 @@ def perturbations(
     spectrum: str,
     jacobian: str,
     others: Sequence[str],
-    n_orthogonal: int,
-    n_null: int,
-    n_top_variance: int,
-    n_top_gain: int,
     null_fraction: float,
     top_k: int,
     span_ks: Sequence[int],
@@ -341,32 +338,31 @@ def perturbations(
     params: Mapping,
     output: str,
 ) -> None:
-    """Every δ (⟂ v, ‖δ‖ = ‖v‖): random; low-variance and top-variance (covariance eigenvectors); top-gain
-    (Jacobian eigenvectors, the positive control); other traits' vectors; and the E7 bottom/top-k draws."""
+    """Every δ (⟂ v, ‖δ‖ = ‖v‖) of each kind in :data:`conditions.PERTURBATION_KINDS` — as many random
+    draws as ``params[kind.count_key]``, from the kind's subspace — other traits' vectors, and the E7
+    bottom/top-k draws."""
     (v,) = store.read(vector, "mean_difference")
     (covariance_basis,) = store.read(spectrum, f"{PERTURBATION_VIEW}/eigenvectors")
     (gain_basis,) = store.read(jacobian, "pooled/eigenvectors")
     bases = {"covariance": covariance_basis.astype(np.float64), "jacobian": gain_basis}
-    null_k = max(n_null + 1, round(null_fraction * v.size))
-    draws = {
-        "orthogonal": perturb.orthogonal_draws(v, n_orthogonal, seed),
-        "null": perturb.orthogonal_draws(
-            v, n_null, seed + 1, perturb.eigen_subspace(bases["covariance"], null_k, "bottom")
-        ),
-        "top_variance": perturb.orthogonal_draws(
-            v, n_top_variance, seed + 2, perturb.eigen_subspace(bases["covariance"], top_k, "top")
-        ),
-        "top_gain": perturb.orthogonal_draws(
-            v, n_top_gain, seed + 3, perturb.eigen_subspace(bases["jacobian"], top_k, "top")
-        ),
-    }
+    random = {kind.name: kind.draw for kind in conditions.PERTURBATION_KINDS.values() if kind.draw is not None}
+    counts = {name: int(params[draw.count_key]) for name, draw in random.items()}
+    null_k = max(counts["null"] + 1, round(null_fraction * v.size))
+    sizes = {"null": null_k, "top": top_k}
+    draws = {}
+    for name, draw in random.items():
+        where = draw.subspace
+        basis = None if where is None else perturb.eigen_subspace(bases[where.basis], sizes[where.size], where.end)
+        draws[name] = perturb.orthogonal_draws(v, counts[name], seed + draw.seed_offset, basis)
     if others:
         draws["other"] = np.stack(
             [perturb.orthogonalised(store.read(path, "mean_difference")[0], v) for path in others]
         )
-    for offset, (source, end, k) in enumerate((s, e, k) for s in bases for e in ("bottom", "top") for k in span_ks):
-        subspace = perturb.eigen_subspace(bases[source], k, end)
-        draws[f"span/{source}-{end}-{k}"] = perturb.orthogonal_draws(v, 1, seed + 10 + offset, subspace)[0]
+    spans = [conditions.Span(s, e, k) for s in bases for e in ("bottom", "top") for k in span_ks]
+    for offset, span in enumerate(spans):
+        subspace = perturb.eigen_subspace(bases[span.source], span.k, span.end)
+        seed_of_span = seed + conditions.SPAN_SEED_OFFSET + offset
+        draws[f"span/{span.key}"] = perturb.orthogonal_draws(v, 1, seed_of_span, subspace)[0]
     attrs = store.provenance(
         params,
         **{k: a for k, a in store.read_attrs(vector).items() if k in ("model", "layer")},
@@ -390,12 +386,15 @@ def experiment_conditions(
     with store.open_complete(perturbations_file) as handle:
         v = handle["v"][()]
         deltas = {kind: handle[kind][()] for kind in conditions.PERTURBATION_TYPES if kind in handle}
-        spans = {name: handle["span"][name][()] for name in handle["span"]}
+        spans = {conditions.Span.parse(key): handle["span"][key][()] for key in handle["span"]}
     with store.open_complete(vector_file) as handle:
         directions = {
             "pca": handle["pca"][()],
             "probe": handle["probe"][()],
-            **{f"env:{name}": handle["environments"][name][()] for name in handle["environments"]},
+            **{
+                conditions.Condition(environment=name).name: handle["environments"][name][()]
+                for name in handle["environments"]
+            },
         }
         residual_norm = float(handle.attrs["mean_residual_norm"])
     if experiment == "e2":
@@ -577,7 +576,7 @@ def validate(
     """Scorer validation before it judges anything: the unsteered model answers the contrast pairs'
     explicit positive and negative instructions, and the scorer must separate the completions (AUROC)."""
     model_, tokenizer, manifest = _open_model(model, 0, runtime)
-    if scorer in MODEL_SCORERS:
+    if scorer_record(scorer).validation == "statement-pairs":
         _validate_likelihood(model_, tokenizer, manifest, prompts, trait, min_auroc, output)
         return
     pairs = read_prompt_set(prompts)["pairs"][:n_texts]
@@ -852,11 +851,6 @@ def logit_distance(
     )
 
 
-def _singular_values(eigenvalues: np.ndarray) -> np.ndarray:
-    """σ = √λ of a Gram (or covariance) spectrum; rounding can leave tiny negative λ."""
-    return np.sqrt(np.clip(eigenvalues, 0.0, None))
-
-
 def _layer_null_space(
     cov,
     jac,
@@ -866,10 +860,10 @@ def _layer_null_space(
     stability_k: int,
 ) -> dict:
     """E6 for one layer from its open spectrum and Jacobian files."""
-    from steerid.jacobian import rank_summary
 
     def ranks(eigenvalues):
-        return rank_summary(_singular_values(eigenvalues), d, rank_thresholds, variance_fractions)
+        singular_values = linalg.singular_values_from_eigenvalues(eigenvalues)
+        return linalg.singular_value_rank_summary(singular_values, d, rank_thresholds, variance_fractions)
 
     d = cov[PERTURBATION_VIEW]["eigenvectors"].shape[0]
     k = max(1, round(null_fraction * d))
@@ -889,7 +883,7 @@ def _layer_null_space(
         },
         "covariance_eigenvalues": cov[PERTURBATION_VIEW]["eigenvalues"][()].tolist(),
         "jacobian": ranks(jac["pooled/eigenvalues"][()]),
-        "jacobian_singular_values": _singular_values(jac["pooled/eigenvalues"][()]).tolist(),
+        "jacobian_singular_values": linalg.singular_values_from_eigenvalues(jac["pooled/eigenvalues"][()]).tolist(),
         "jacobian_by_environment": {
             name: ranks(group["eigenvalues"][()]) for name, group in jac["environments"].items()
         },
@@ -939,14 +933,13 @@ def null_space(
 
 def _prompt_stability(jacobian_file, k: int) -> dict:
     """Per environment: overlap of each single prompt's top-k gain subspace with the pooled one (chance: k/d)."""
-    from steerid.jacobian import subspace_overlap
 
     pooled = jacobian_file["pooled/eigenvectors"][()]
     result = {}
     for name, group in jacobian_file["environments"].items():
         per_prompt = group["pair_top_vectors"][()]
         width = min(k, per_prompt.shape[2])
-        overlaps = [subspace_overlap(vectors[:, :width], pooled[:, :width]) for vectors in per_prompt]
+        overlaps = [linalg.subspace_overlap(vectors[:, :width], pooled[:, :width]) for vectors in per_prompt]
         result[name] = {
             "k": width,
             "mean_overlap": float(np.mean(overlaps)),
