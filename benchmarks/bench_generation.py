@@ -253,9 +253,15 @@ def autograd_gram_seconds(model, tokenizer, layer: int, prompt: str) -> float:
             return torch.log_softmax(model(input_ids=ids, logits_to_keep=1).logits[0, -1], dim=-1)
 
     d = int(model.config.hidden_size)
+    zero, tangents = torch.zeros(d), torch.eye(d)
+
+    def directional(t):
+        return torch.func.jvp(f, (zero,), (t,))[1]
+
     started = time.perf_counter()
     with _differentiable_attention(model), torch.no_grad():
-        J = torch.func.jacfwd(f, chunk_size=64)(torch.zeros(d)).double()
+        # 64 tangents per batched JVP: all 576 at once would hold 576 copies of every activation.
+        J = torch.cat([torch.func.vmap(directional)(tangents[i : i + 64]) for i in range(0, d, 64)]).T.double()
     _ = J.T @ J
     return time.perf_counter() - started
 
