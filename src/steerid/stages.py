@@ -85,9 +85,9 @@ def _model_fields(model, manifest, layer: int) -> dict:
     }
 
 
-def prepare(spec: str, revision: str | None, model_dir: str) -> None:
-    """Resolve a model spec into ``model_dir`` (model.json and, for embedded models, the weights)."""
-    manifest = prepare_model(spec, Path(model_dir), revision)
+def prepare(spec: str, revision: str | None, output: str) -> None:
+    """Resolve a model spec into the folder ``output`` (model.json and, for embedded models, the weights)."""
+    manifest = prepare_model(spec, Path(output), revision)
     log.info("prepared %s: %s", spec, manifest)
 
 
@@ -96,23 +96,23 @@ def prompts(trait: str, n_pairs: int, n_eval: int, environments: Sequence[str], 
     write_prompt_set(output, trait=trait, n_pairs=n_pairs, n_eval=n_eval, environments=environments, seed=seed)
 
 
-def dump_contrast(model_dir: str, prompt_set: str, layer: int, runtime: Runtime, params: Mapping, output: str) -> None:
+def dump_contrast(model: str, prompts: str, layer: int, runtime: Runtime, params: Mapping, output: str) -> None:
     """Last-prompt-token activations of the contrast pairs, and of each environment's prompts
     under explicit instructions for either pole (the per-environment vectors of E3)."""
-    model, tokenizer, manifest = _open_model(model_dir, layer, runtime)
-    prompt_set_ = read_prompt_set(prompt_set)
+    model_, tokenizer, manifest = _open_model(model, layer, runtime)
+    prompt_set_ = read_prompt_set(prompts)
     pairs = prompt_set_["pairs"]
     arrays = {
-        pole: activations.last_token(model, tokenizer, layer, [p[pole] for p in pairs], runtime.batch_size)
+        pole: activations.last_token(model_, tokenizer, layer, [p[pole] for p in pairs], runtime.batch_size)
         for pole in ("positive", "negative")
     }
     for environment, texts in prompt_set_["eval"].items():
         for pole in ("positive", "negative"):
             prompts_ = [instructed(text, prompt_set_[f"{pole}_pole"]) for text in texts]
             arrays[f"environments/{environment}/{pole}"] = activations.last_token(
-                model, tokenizer, layer, prompts_, runtime.batch_size
+                model_, tokenizer, layer, prompts_, runtime.batch_size
             )
-    attrs = store.provenance(params, positions="last prompt token", **_model_fields(model, manifest, layer))
+    attrs = store.provenance(params, positions="last prompt token", **_model_fields(model_, manifest, layer))
     store.write(output, arrays, attrs)
     log.info(
         "wrote %d contrast pairs of d=%d and %d environments",
@@ -123,7 +123,7 @@ def dump_contrast(model_dir: str, prompt_set: str, layer: int, runtime: Runtime,
 
 
 def dump_background(
-    model_dir: str,
+    model: str,
     layer: int,
     n_texts: int,
     max_length: int,
@@ -138,16 +138,16 @@ def dump_background(
     With ``shards`` > 1, only shard ``shard`` of the first ``n_texts`` texts (a contiguous slice);
     ``text_index`` stays the index among all texts, so the shards' rows, in order, are the whole dump's.
     """
-    model, tokenizer, manifest = _open_model(model_dir, layer, runtime)
+    model_, tokenizer, manifest = _open_model(model, layer, runtime)
     part = shard_slice(n_texts, shard, shards)
     texts = load_background()[:n_texts][part]
     attrs = store.provenance(
-        params, positions="all prompt tokens", shard=shard, shards=shards, **_model_fields(model, manifest, layer)
+        params, positions="all prompt tokens", shard=shard, shards=shards, **_model_fields(model_, manifest, layer)
     )
-    rows = activations.rows_per_forward(runtime.batch_size, max_length, next(model.parameters()).device)
+    rows = activations.rows_per_forward(runtime.batch_size, max_length, next(model_.parameters()).device)
     with store.create(output, attrs) as handle:
         writer = store.RowWriter(handle)
-        batches = activations.token_level(model, tokenizer, layer, texts, rows, max_length)
+        batches = activations.token_level(model_, tokenizer, layer, texts, rows, max_length)
         for hidden, position, text_index in tqdm(batches, desc="background", total=-(-len(texts) // rows)):
             writer.append("activations", hidden.astype(np.float32))
             writer.append("position", position.astype(np.int32))
@@ -264,7 +264,7 @@ def merge_covariance(shards: Sequence[str], params: Mapping, output: str) -> Non
 
 
 def spectrum_stage(
-    covariance_file: str,
+    covariance: str,
     top_k: int,
     rank_thresholds: Sequence[float],
     variance_fractions: Sequence[float],
@@ -273,11 +273,11 @@ def spectrum_stage(
     output: str,
 ) -> None:
     """Spectra of both covariances with every rank definition; eigenvectors of the sink-free one."""
-    source = store.read_attrs(covariance_file)
+    source = store.read_attrs(covariance)
     attrs = store.provenance(
         params, model=source["model"], layer=int(source["layer"]), sink_positions=source["sink_positions"]
     )
-    with store.open_complete(covariance_file) as covariances, store.create(output, attrs) as handle:
+    with store.open_complete(covariance) as covariances, store.create(output, attrs) as handle:
         for view in spectrum.VIEWS:
             result = spectrum.analyse(covariances[view]["covariance"][()], top_k, seed)
             summary = {
@@ -992,10 +992,10 @@ def recovery(
     )
 
 
-def figure(kind: str, stats_files: Sequence[str], dpi: int, outputs: Sequence[str]) -> None:
-    """One experiment's figure from its stats JSONs (``kind`` names the plot, e.g. ``e1``), saved to every output."""
-    results = [json.loads(Path(path).read_text()) for path in stats_files]
-    plots.save(plots.FIGURES[kind](results), outputs, dpi)
+def figure(figure: str, stats: Sequence[str], dpi: int, outputs: Sequence[str]) -> None:
+    """One experiment's figure from its stats JSONs (``figure`` names the plot, e.g. ``e1``), saved to every output."""
+    results = [json.loads(Path(path).read_text()) for path in stats]
+    plots.save(plots.FIGURES[figure](results), outputs, dpi)
 
 
 def spectrum_summaries(path: str) -> dict:

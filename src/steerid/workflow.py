@@ -23,15 +23,18 @@ def runtime(snakemake) -> Runtime:
 def call(stage: Callable, snakemake) -> None:
     """Call ``stage`` with the rule's named inputs, params and wildcards as keyword arguments.
 
-    ``output`` is the rule's single output, ``params`` (when the stage takes it) all params for
-    the provenance digest, and ``runtime`` the job's :class:`Runtime`. A stage argument the rule
-    does not provide is an error naming it, not a silent default.
+    ``output`` is the rule's first output and ``outputs`` all of them, ``params`` (when the stage
+    takes it) all params for the provenance digest, and ``runtime`` the job's :class:`Runtime`. A
+    stage with ``**inputs`` also gets every named input no other argument takes. A stage argument
+    the rule does not provide is an error naming it, not a silent default.
     """
+    inputs = dict(snakemake.input.items())
     available = {
         **dict(snakemake.wildcards.items()),
-        **dict(snakemake.input.items()),
+        **inputs,
         **params(snakemake),
         "output": snakemake.output[0],
+        "outputs": list(snakemake.output),
         "params": params(snakemake),
     }
     if "runtime" in available:
@@ -39,7 +42,11 @@ def call(stage: Callable, snakemake) -> None:
     if "layer" in available:
         available["layer"] = int(available["layer"])
     accepted = inspect.signature(stage).parameters
-    missing = [name for name, p in accepted.items() if name not in available and p.default is inspect.Parameter.empty]
+    named = {name: p for name, p in accepted.items() if p.kind is not inspect.Parameter.VAR_KEYWORD}
+    missing = [name for name, p in named.items() if name not in available and p.default is inspect.Parameter.empty]
     if missing:
         raise TypeError(f"stage {stage.__name__} needs {missing}, which rule {snakemake.rule!r} does not provide")
-    stage(**{name: available[name] for name in accepted if name in available})
+    arguments = {name: available[name] for name in named if name in available}
+    if len(named) < len(accepted):
+        arguments |= {name: value for name, value in inputs.items() if name not in named}
+    stage(**arguments)
