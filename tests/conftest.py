@@ -41,7 +41,7 @@ def run(tmp_path_factory, output_cache):
 
     It runs with --cache, so the cacheable stages also populate ``output_cache``.
     """
-    from snakemake_runner import TEST_CONFIG, snakemake
+    from snakemake_runner import TEST_CONFIG, printed, snakemake
 
     workdir = tmp_path_factory.mktemp("workflow")
     result = snakemake(
@@ -53,5 +53,5 @@ def run(tmp_path_factory, output_cache):
         "--cache",
         env={"SNAKEMAKE_OUTPUT_CACHE": str(output_cache)},
     )
-    assert result.returncode == 0, result.stderr[-5000:]
+    assert result.returncode == 0, printed(result)[-5000:]
     return workdir

@@ -27,6 +27,11 @@ def snakemake(workdir: Path, *args: str, timeout: int = 1500, env: dict | None =
     return subprocess.run(command(workdir, *args), capture_output=True, text=True, timeout=timeout, env=environment)
 
 
+def printed(result: subprocess.CompletedProcess) -> str:
+    """Everything a run printed: Snakemake 9.2x logs its errors to stdout, earlier releases to stderr."""
+    return result.stdout + result.stderr
+
+
 def write_config(directory: Path, name: str = "config.yaml", **changes) -> Path:
     """The test config with top-level keys replaced, written to ``directory/name``."""
     config = yaml.safe_load(TEST_CONFIG.read_text())

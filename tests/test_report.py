@@ -6,7 +6,7 @@ import shutil
 import subprocess
 
 import pytest
-from snakemake_runner import TEST_CONFIG, snakemake
+from snakemake_runner import TEST_CONFIG, printed, snakemake
 
 pytestmark = pytest.mark.workflow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -16,7 +16,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 def report(run, tmp_path_factory):
     path = tmp_path_factory.mktemp("report") / "report.html"
     result = snakemake(run, "--configfile", str(TEST_CONFIG), "--report", str(path), timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, printed(result)[-3000:]
     return path
 
 

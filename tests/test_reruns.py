@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import yaml
-from snakemake_runner import TEST_CONFIG, executed_rules, link_or_copy, planned_jobs, snakemake, write_config
+from snakemake_runner import TEST_CONFIG, executed_rules, link_or_copy, planned_jobs, printed, snakemake, write_config
 
 from steerid.prompts import load_trait
 from steerid.stages import read_scores
@@ -84,7 +84,7 @@ def test_dry_run_plans_exactly_the_dependent_stages(run, tmp_path, change):
     changes, expected = CHANGES[change]
     config = write_config(tmp_path, **changes)
     result = snakemake(run, "--configfile", str(config), "--cores", "2", "-n")
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, printed(result)[-3000:]
     assert planned_jobs(result.stdout + result.stderr) == expected
 
 
@@ -93,7 +93,7 @@ def test_real_rerun_after_alpha_change_runs_only_the_generations_that_use_it(run
     shutil.copytree(run, workdir, copy_function=link_or_copy)
     config = write_config(tmp_path, **with_change("steering", "alpha", 2.0))
     result = snakemake(workdir, "--configfile", str(config), "--cores", "2")
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, printed(result)[-3000:]
     executed = executed_rules(result.stdout + result.stderr)
     assert {rule: executed.count(rule) for rule in set(executed)} == AFTER_ALPHA
     again = snakemake(workdir, "--configfile", str(config), "--cores", "2", "-n")
@@ -128,7 +128,7 @@ def test_adding_truthfulness_runs_its_likelihood_chain_only(run, tmp_path):
         tmp_path, traits=[*BASE["traits"], "truthfulness"], scoring={**BASE["scoring"], "truthfulness": "likelihood"}
     )
     result = snakemake(workdir, "--configfile", str(config), "--cores", "2")
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, printed(result)[-3000:]
     executed = executed_rules(result.stdout + result.stderr)
     assert {rule: executed.count(rule) for rule in set(executed)} == AFTER_TRUTHFULNESS
 

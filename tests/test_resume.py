@@ -14,7 +14,16 @@ import time
 
 import pytest
 import yaml
-from snakemake_runner import TEST_CONFIG, command, copy_study, executed_rules, planned_jobs, snakemake, write_config
+from snakemake_runner import (
+    TEST_CONFIG,
+    command,
+    copy_study,
+    executed_rules,
+    planned_jobs,
+    printed,
+    snakemake,
+    write_config,
+)
 
 pytestmark = pytest.mark.workflow
 
@@ -64,7 +73,7 @@ def test_killed_run_is_reported_unlocked_and_resumed_byte_for_byte(run, tmp_path
     kill_when_running(workdir, "evaluate", tmp_path / "killed.log")
     assert list((workdir / ".snakemake" / "locks").iterdir())
     dry = snakemake(workdir, "--configfile", str(TEST_CONFIG), "--cores", "2", "-n")
-    assert dry.returncode != 0 and "StaleLockError" in dry.stderr and "snakemake --unlock" in dry.stderr
+    assert dry.returncode != 0 and "StaleLockError" in printed(dry) and "snakemake --unlock" in printed(dry)
     assert "Nothing to be done" not in dry.stdout + dry.stderr
 
     stale = (
@@ -78,7 +87,7 @@ def test_killed_run_is_reported_unlocked_and_resumed_byte_for_byte(run, tmp_path
     stale.write_bytes(b"half a file")
     assert snakemake(workdir, "--configfile", str(TEST_CONFIG), "--unlock").returncode == 0
     rerun = snakemake(workdir, "--configfile", str(TEST_CONFIG), "--cores", "2")
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert rerun.returncode == 0, printed(rerun)[-3000:]
     assert "evaluate" in executed_rules(rerun.stdout + rerun.stderr)
     assert not stale.exists()
     for path, content in originals.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import yaml
-from snakemake_runner import TEST_CONFIG, copy_study, executed_rules, snakemake, write_config
+from snakemake_runner import TEST_CONFIG, copy_study, executed_rules, printed, snakemake, write_config
 
 from steerid import store
 from steerid.linalg import StreamingCovariance
@@ -68,7 +68,7 @@ def test_shards_run_as_separate_jobs_and_merge_to_the_covariance_of_their_rows(r
     config = write_config(tmp_path, background={**base["background"], "shards": 3})
     target = f"results/{MODEL}/covariance/L{LAYER}.h5"
     result = snakemake(workdir, "--configfile", str(config), "--cores", "2", target)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, printed(result)[-3000:]
     executed = executed_rules(result.stdout + result.stderr)
     assert {rule: executed.count(rule) for rule in set(executed)} == {
         "dump_background_shard": 3,

@@ -8,7 +8,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from snakemake_runner import TEST_CONFIG, snakemake, write_config
+from snakemake_runner import TEST_CONFIG, printed, snakemake, write_config
 
 from steerid import store
 from steerid.stats import VERDICTS
@@ -316,7 +316,7 @@ def test_second_run_has_nothing_to_do(run):
 
 def test_default_config_lists_the_whole_chain(tmp_path):
     result = snakemake(tmp_path, "-n", "--cores", "8", "--quiet", "rules")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, printed(result)[-3000:]
     for rule in (
         "prepare_model",
         "prompts",
@@ -377,7 +377,7 @@ def test_unavailable_hub_model_fails_at_parse_time_before_any_rule(tmp_path):
     config = write_config(tmp_path, models={"ghost": {"spec": "steerid-test/no-such-model", "layer": 1}})
     result = snakemake(tmp_path, "--configfile", str(config), "--cores", "1", "resources/models/ghost")
     assert result.returncode != 0
-    assert "config models.ghost.spec = 'steerid-test/no-such-model': not in the Hugging Face cache" in result.stderr
+    assert "config models.ghost.spec = 'steerid-test/no-such-model': not in the Hugging Face cache" in printed(result)
     assert not (tmp_path / "logs").exists() and not (tmp_path / "resources").exists()
 
 
@@ -394,7 +394,7 @@ def test_second_workflow_takes_cacheable_stages_from_the_cache(run, output_cache
         env={"SNAKEMAKE_OUTPUT_CACHE": str(output_cache)},
         timeout=300,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, printed(result)[-3000:]
     output = result.stdout + result.stderr
     cached = [
         f"resources/models/{MODEL}/model.json",
