@@ -74,4 +74,4 @@ rule dump_background_shard:
         max_length=config["background"]["max_length"],
         runtime=runtime_params(),
     script:
-        "../workflow_scripts/dump_background_shard.py"
+        "../workflow_scripts/dump_background.py"

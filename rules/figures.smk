@@ -1,6 +1,6 @@
 rule figure:
     input:
-        lambda w: STATS[w.figure],
+        stats=lambda w: STATS[w.figure],
     output:
         png=report(
             "results/figures/{figure}.png", caption="../report/figure.rst", category="Figures", subcategory="{figure}"

@@ -1,6 +1,6 @@
 rule covariance:
     input:
-        "results/{model}/activations/L{layer}/background.h5",
+        background="results/{model}/activations/L{layer}/background.h5",
     output:
         "results/{model}/covariance/L{layer}.h5",
     log:
@@ -24,7 +24,7 @@ rule covariance:
 
 rule merge_covariance:
     input:
-        expand(
+        shards=expand(
             "results/{{model}}/covariance/L{{layer}}/{shard}-of-{shards}.h5",
             shard=range(BACKGROUND_SHARDS),
             shards=BACKGROUND_SHARDS,
@@ -48,7 +48,7 @@ rule merge_covariance:
 
 rule covariance_shard:
     input:
-        "results/{model}/activations/L{layer}/background/{shard}-of-{shards}.h5",
+        background="results/{model}/activations/L{layer}/background/{shard}-of-{shards}.h5",
     output:
         "results/{model}/covariance/L{layer}/{shard}-of-{shards}.h5",
     log:
@@ -70,7 +70,7 @@ rule covariance_shard:
 
 rule spectrum:
     input:
-        "results/{model}/covariance/L{layer}.h5",
+        covariance="results/{model}/covariance/L{layer}.h5",
     output:
         "results/{model}/spectra/L{layer}.h5",
     log:

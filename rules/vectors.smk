@@ -1,6 +1,6 @@
 rule steering_vectors:
     input:
-        "results/{model}/activations/L{layer}/contrast-{trait}.h5",
+        contrast="results/{model}/activations/L{layer}/contrast-{trait}.h5",
     output:
         "results/{model}/vectors/L{layer}/{trait}.h5",
     log:

@@ -1,13 +1,5 @@
-from steerid import workflow
+from steerid import stages, workflow
 from steerid.logs import logged
-from steerid.stages import dump_contrast
 
 with logged(snakemake.log[0]):
-    dump_contrast(
-        snakemake.input.model,
-        snakemake.input.prompts,
-        int(snakemake.wildcards.layer),
-        workflow.runtime(snakemake),
-        workflow.params(snakemake),
-        snakemake.output[0],
-    )
+    workflow.call(stages.dump_contrast, snakemake)

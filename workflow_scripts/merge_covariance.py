@@ -1,6 +1,5 @@
-from steerid import workflow
+from steerid import stages, workflow
 from steerid.logs import logged
-from steerid.stages import merge_covariance
 
 with logged(snakemake.log[0]):
-    merge_covariance(list(snakemake.input), workflow.params(snakemake), snakemake.output[0])
+    workflow.call(stages.merge_covariance, snakemake)

@@ -1,5 +1,5 @@
+from steerid import stages, workflow
 from steerid.logs import logged
-from steerid.stages import prepare
 
 with logged(snakemake.log[0]):
-    prepare(snakemake.params.spec, snakemake.params.revision, snakemake.output[0])
+    workflow.call(stages.prepare, snakemake)

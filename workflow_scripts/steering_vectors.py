@@ -1,6 +1,5 @@
-from steerid import workflow
+from steerid import stages, workflow
 from steerid.logs import logged
-from steerid.stages import steering_vector
 
 with logged(snakemake.log[0]):
-    steering_vector(snakemake.input[0], workflow.params(snakemake), snakemake.output[0])
+    workflow.call(stages.steering_vector, snakemake)

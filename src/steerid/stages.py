@@ -1006,13 +1006,10 @@ def spectrum_summaries(path: str) -> dict:
 
 
 def summary(
-    stats: Mapping[str, Sequence[str]],
-    validations: Sequence[str],
-    spectra: Sequence[str],
-    figures: Sequence[str],
-    output: str,
+    validations: Sequence[str], spectra: Sequence[str], figures: Sequence[str], output: str, **stats: Sequence[str]
 ) -> None:
-    """results/summary.md: each claim of the paper with this run's verdict and numbers (Holm across cells)."""
+    """results/summary.md: each claim of the paper with this run's verdict and numbers (Holm across cells);
+    ``stats`` maps each experiment to its stats JSONs."""
     results = {name: [json.loads(Path(f).read_text()) for f in files] for name, files in stats.items()}
     checks = [json.loads(Path(f).read_text()) for f in validations]
     report.write_summary(results, checks, [spectrum_summaries(f) for f in spectra], figures, output)
