@@ -162,7 +162,7 @@ BAD_DATA = {
         "L15/covariance.log",
         [
             "slab starting at row 0 of 'activations'",
-            "1 non-finite values (NaN or Inf); the first is at (row 300, col 2)",
+            "1 non-finite value (NaN or Inf); the first is at (row 300, col 2)",
         ],
     ),
 }

@@ -1,5 +1,0 @@
-from steerid import stages, workflow
-from steerid.logs import logged
-
-with logged(snakemake.log[0]):
-    workflow.call(stages.logit_distance, snakemake)
