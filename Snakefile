@@ -6,6 +6,7 @@ from pathlib import Path
 from snakemake.logging import logger
 from snakemake.utils import min_version
 
+from steerid import experiments
 from steerid.config_checks import RunContext, check_config, check_lock
 from steerid.io import remove_stale_partials
 
@@ -31,6 +32,8 @@ RUN = RunContext(
 )
 for warning in check_config(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml", RUN):
     logger.warning(f"Warning: {warning}")
+# A researcher's own experiments register themselves before the rules that iterate the registry exist.
+experiments.load(config["experiment_modules"])
 # A dry run ignores Snakemake's lock; it must not answer "all is well" for a directory that a
 # killed run left locked (a real run refuses to start there).
 if RUN.dry_run and RUN.main_process:

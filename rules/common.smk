@@ -3,7 +3,8 @@
 
 import os
 
-from steerid.conditions import EXPERIMENTS
+from steerid.conditions import CONDITION_SETS
+from steerid.experiments import EXPERIMENTS, scored
 from steerid.scoring import MODEL_SCORERS
 
 ENVIRONMENTS = config["prompts"]["environments"]
@@ -19,9 +20,9 @@ wildcard_constraints:
     model="|".join(config["models"]),
     trait="|".join(ALL_TRAITS),
     layer=r"\d+",
-    experiment="|".join(EXPERIMENTS),
+    condition_set="|".join(CONDITION_SETS),
     environment="|".join(ENVIRONMENTS),
-    figure=r"e[1-8]",
+    figure="|".join(EXPERIMENTS),
     shard=r"\d+",
     shards=r"\d+",
 
@@ -90,39 +91,43 @@ def model_mem_mb(wildcards):
     return config["models"][wildcards.model]["mem_mb"]
 
 
-# Stats JSONs behind each figure; E6 and E8 are per model (they span layers), the others per steering layer.
-STATS = {
-    **{e: steering_targets(f"results/{{model}}/stats/{e}/L{{layer}}/{{trait}}.json") for e in ("e1", "e5", "e7")},
-    **{
-        e: steering_targets(f"results/{{model}}/stats/{e}/L{{layer}}/{{trait}}.json", GENERATION_TRAITS)
-        for e in ("e2", "e3", "e4")
-    },
-    "e6": model_targets("results/{model}/stats/e6/{trait}.json"),
-    "e8": model_targets("results/{model}/stats/e8/{trait}.json"),
-}
+def experiment_targets(experiment):
+    """Every stats JSON of ``experiment``: per model at its steering layer (or per model when it spans
+    layers), per trait it applies to."""
+    traits = GENERATION_TRAITS if experiment.generated_only else config["traits"]
+    if experiment.per_layer:
+        return steering_targets(experiment.target, traits)
+    return [experiment.target.format(model=model, trait=trait) for model in config["models"] for trait in traits]
+
+
+# Stats JSONs behind each experiment's figure and the summary.
+STATS = {name: experiment_targets(experiment) for name, experiment in EXPERIMENTS.items()}
 FIGURES = [f"results/figures/{name}.{ext}" for name in sorted(STATS) if STATS[name] for ext in ("png", "pdf")]
 VALIDATIONS = model_targets("results/{model}/validation/{trait}.json")
 
 
-# Inputs and params shared by the statistics rules (rules/stats.smk).
-STATS_PARAMS = dict(
-    n_boot=config["stats"]["n_boot"],
-    margin_sd=config["stats"]["equivalence_margin_sd"],
-    margin_effect=config["stats"]["equivalence_margin_effect"],
-    n_perm=config["stats"]["n_perm"],
-    seed=config["seed"],
-)
+def config_value(key):
+    """The config value at a dotted key ("stats.n_boot")."""
+    value = config
+    for part in key.split("."):
+        value = value[part]
+    return value
 
 
-def pooled_scores(experiment):
-    """Input function: the score files of ``experiment`` in every environment (E1/E3/E5 and E7 pool them);
-    for a likelihood-scored trait, its one statement-pair file."""
+def experiment_settings(experiment):
+    """The params of an experiment's stats rule: the config values its stage takes."""
+    return {argument: config_value(key) for argument, key in experiment.settings.items()}
+
+
+def pooled_scores(condition_set):
+    """Input function: the score files of ``condition_set`` in every environment; for a likelihood-scored
+    trait, its one statement-pair file."""
 
     def inputs(wildcards):
         if wildcards.trait in LIKELIHOOD_TRAITS:
-            return expand(f"results/{{model}}/scores/{experiment}/L{{layer}}/{{trait}}/statements.h5", **wildcards)
+            return expand(f"results/{{model}}/scores/{condition_set}/L{{layer}}/{{trait}}/statements.h5", **wildcards)
         return expand(
-            f"results/{{model}}/scores/{experiment}/L{{layer}}/{{trait}}/{{environment}}.h5",
+            f"results/{{model}}/scores/{condition_set}/L{{layer}}/{{trait}}/{{environment}}.h5",
             environment=ENVIRONMENTS,
             **wildcards,
         )
@@ -130,18 +135,26 @@ def pooled_scores(experiment):
     return inputs
 
 
-def main_scores(experiment):
-    return f"results/{{model}}/scores/{experiment}/L{{layer}}/{{trait}}/{MAIN_ENVIRONMENT}.h5"
+def main_scores(condition_set):
+    return f"results/{{model}}/scores/{condition_set}/L{{layer}}/{{trait}}/{MAIN_ENVIRONMENT}.h5"
+
+
+def experiment_scores(experiment):
+    """The score files a score-reading experiment takes: its condition set's, pooled or main environment."""
+    source = experiment.scores
+    if source.environments == "all":
+        return pooled_scores(source.condition_set)
+    return main_scores(source.condition_set)
 
 
 # The raw completions are targets too: a researcher reads them, so a deleted one is generated
 # again (deterministically: the same seeds give the same text) even when its scores still exist.
 GENERATIONS = [
     path
-    for experiment, environments in (("e1", ENVIRONMENTS), ("e2", [MAIN_ENVIRONMENT]), ("e7", ENVIRONMENTS))
+    for condition_set, environments in (("e1", ENVIRONMENTS), ("e2", [MAIN_ENVIRONMENT]), ("e7", ENVIRONMENTS))
     for environment in environments
     for path in steering_targets(
-        f"results/{{model}}/generations/{experiment}/L{{layer}}/{{trait}}/{environment}.jsonl", GENERATION_TRAITS
+        f"results/{{model}}/generations/{condition_set}/L{{layer}}/{{trait}}/{environment}.jsonl", GENERATION_TRAITS
     )
 ]
 

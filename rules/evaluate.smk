@@ -34,11 +34,11 @@ rule evaluate:
         vector="results/{model}/vectors/L{layer}/{trait}.h5",
         perturbations="results/{model}/perturbations/L{layer}/{trait}.h5",
     output:
-        "results/{model}/generations/{experiment}/L{layer}/{trait}/{environment}.jsonl",
+        "results/{model}/generations/{condition_set}/L{layer}/{trait}/{environment}.jsonl",
     log:
-        "logs/{model}/L{layer}/evaluate-{experiment}-{trait}-{environment}.log",
+        "logs/{model}/L{layer}/evaluate-{condition_set}-{trait}-{environment}.log",
     benchmark:
-        "logs/{model}/L{layer}/evaluate-{experiment}-{trait}-{environment}.benchmark.tsv"
+        "logs/{model}/L{layer}/evaluate-{condition_set}-{trait}-{environment}.benchmark.tsv"
     conda:
         "../envs/steerid.yaml"
     threads: MODEL_THREADS
@@ -48,11 +48,11 @@ rule evaluate:
         gpu=MODEL_GPUS,
         runtime=480,
     params:
-        # Each experiment sees only the settings it uses, so changing one reruns only its generations.
-        alpha=lambda w: None if w.experiment == "e2" else config["steering"]["alpha"],
+        # Each condition set sees only the settings it uses, so changing one reruns only its generations.
+        alpha=lambda w: None if w.condition_set == "e2" else config["steering"]["alpha"],
         positions=config["steering"]["positions"],
-        n_alone=lambda w: config["perturbations"]["n_alone"] if w.experiment == "e1" else 0,
-        alphas=lambda w: config["alpha_sweep"]["alphas"] if w.experiment == "e2" else [],
+        n_alone=lambda w: config["perturbations"]["n_alone"] if w.condition_set == "e1" else 0,
+        alphas=lambda w: config["alpha_sweep"]["alphas"] if w.condition_set == "e2" else [],
         sampling={k: v for k, v in config["generation"].items() if k != "samples_per_prompt"},
         n_samples=config["generation"]["samples_per_prompt"],
         seed=config["seed"],
@@ -63,13 +63,13 @@ rule evaluate:
 
 rule score:
     input:
-        generations="results/{model}/generations/{experiment}/L{layer}/{trait}/{environment}.jsonl",
+        generations="results/{model}/generations/{condition_set}/L{layer}/{trait}/{environment}.jsonl",
     output:
-        "results/{model}/scores/{experiment}/L{layer}/{trait}/{environment}.h5",
+        "results/{model}/scores/{condition_set}/L{layer}/{trait}/{environment}.h5",
     log:
-        "logs/{model}/L{layer}/score-{experiment}-{trait}-{environment}.log",
+        "logs/{model}/L{layer}/score-{condition_set}-{trait}-{environment}.log",
     benchmark:
-        "logs/{model}/L{layer}/score-{experiment}-{trait}-{environment}.benchmark.tsv"
+        "logs/{model}/L{layer}/score-{condition_set}-{trait}-{environment}.benchmark.tsv"
     conda:
         "../envs/steerid.yaml"
     resources:
@@ -89,11 +89,11 @@ rule score_statements:
         vector="results/{model}/vectors/L{layer}/{trait}.h5",
         perturbations="results/{model}/perturbations/L{layer}/{trait}.h5",
     output:
-        "results/{model}/scores/{experiment}/L{layer}/{trait}/statements.h5",
+        "results/{model}/scores/{condition_set}/L{layer}/{trait}/statements.h5",
     log:
-        "logs/{model}/L{layer}/score_statements-{experiment}-{trait}.log",
+        "logs/{model}/L{layer}/score_statements-{condition_set}-{trait}.log",
     benchmark:
-        "logs/{model}/L{layer}/score_statements-{experiment}-{trait}.benchmark.tsv"
+        "logs/{model}/L{layer}/score_statements-{condition_set}-{trait}.benchmark.tsv"
     conda:
         "../envs/steerid.yaml"
     threads: MODEL_THREADS
@@ -105,7 +105,7 @@ rule score_statements:
     params:
         # Likelihood-scored traits (truthfulness): no generation; every position is steered.
         alpha=config["steering"]["alpha"],
-        n_alone=lambda w: config["perturbations"]["n_alone"] if w.experiment == "e1" else 0,
+        n_alone=lambda w: config["perturbations"]["n_alone"] if w.condition_set == "e1" else 0,
         scorer=lambda w: config["scoring"][w.trait],
         runtime=runtime_params(),
     script:

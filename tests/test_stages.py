@@ -128,7 +128,7 @@ def test_a_kind_drawn_from_a_subspace_needs_its_count_in_the_params(inputs, tmp_
         _perturbations(paths, str(tmp_path / "out.h5"), params)
 
 
-def test_experiment_conditions_read_back_every_named_addition(inputs, tmp_path):
+def test_condition_sets_read_back_every_named_addition(inputs, tmp_path):
     paths, v, *_ = inputs
     output = str(tmp_path / "perturbations.h5")
     _perturbations(paths, output)
@@ -139,13 +139,13 @@ def test_experiment_conditions_read_back_every_named_addition(inputs, tmp_path):
         {"mean_difference": v, **directions, **environments},
         {"model": "toy", "layer": 3, "mean_residual_norm": 10.0},
     )
-    named = stages.experiment_conditions("e7", paths["vector"], output, 1.0, 1, ())
+    named = stages.read_condition_set("e7", paths["vector"], output, 1.0, 1, ())
     assert set(named) == {"baseline", "v", *(f"span:{key}" for key in _perturbations(paths, output)[1])}
-    e1 = stages.experiment_conditions("e1", paths["vector"], output, 2.0, 1, ())
+    e1 = stages.read_condition_set("e1", paths["vector"], output, 2.0, 1, ())
     assert "env:in_distribution" in e1 and "orthogonal-0" in e1
     np.testing.assert_allclose(e1["v"].numpy(), 2.0 * v, rtol=1e-6)
     with pytest.raises(ValueError, match="needs a steering strength alpha"):
-        stages.experiment_conditions("e1", paths["vector"], output, None, 1, ())
+        stages.read_condition_set("e1", paths["vector"], output, None, 1, ())
 
 
 def test_steering_vector_is_the_mean_difference_of_the_contrast_dump(tmp_path):

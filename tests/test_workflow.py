@@ -182,8 +182,8 @@ def test_jacobian_pools_the_environments(run):
     assert pooled.min() > -1e-9 * pooled.max() and np.all(np.diff(pooled) <= 1e-9 * pooled.max())
 
 
-def generations(run: Path, experiment: str, environment: str = "in_distribution") -> list[dict]:
-    path = results(run, f"{MODEL}/generations/{experiment}/L{LAYER}/{TRAIT}/{environment}.jsonl")
+def generations(run: Path, condition_set: str, environment: str = "in_distribution") -> list[dict]:
+    path = results(run, f"{MODEL}/generations/{condition_set}/L{LAYER}/{TRAIT}/{environment}.jsonl")
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
@@ -208,20 +208,20 @@ def test_generations_cover_every_condition_of_every_experiment(run):
     e7 = {"baseline", "v"} | {
         f"span:{s}-{e}-{k}" for s in ("covariance", "jacobian") for e in ("bottom", "top") for k in (4, 32)
     }
-    for experiment, names, environments in (
+    for condition_set, names, environments in (
         ("e1", e1, ENVIRONMENTS),
         ("e2", e2, ENVIRONMENTS[:1]),
         ("e7", e7, ENVIRONMENTS),
     ):
         for environment in environments:
-            records = generations(run, experiment, environment)
+            records = generations(run, condition_set, environment)
             assert {r["condition"] for r in records} == names
             assert len(records) == len(names) * 4 * 2
             assert all(r["n_tokens"] <= 8 for r in records)
             # Fluency (perplexity under the unsteered model) is measured where it is an endpoint: E2.
             assert (
                 all(r["perplexity"] > 1 or r["n_tokens"] == 0 for r in records)
-                if experiment == "e2"
+                if condition_set == "e2"
                 else all("perplexity" not in r for r in records)
             )
 

@@ -1,5 +1,5 @@
-from steerid import stages, workflow
+from steerid import report, workflow
 from steerid.logs import logged
 
 with logged(snakemake.log[0]):
-    workflow.call(stages.figure, snakemake)
+    workflow.call(report.figure, snakemake)

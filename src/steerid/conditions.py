@@ -1,6 +1,6 @@
 """Steering conditions: what is added to the residual, and the one place their names are made and read.
 
-Every experiment evaluates a *condition set* — named additions on the same prompts with the same
+Every generation run evaluates a *condition set* — named additions on the same prompts with the same
 sampling noise — so any two conditions of a set form a paired comparison. ``baseline`` (the zero
 vector) is in every set: effects are measured against it, never assumed.
 
@@ -18,7 +18,7 @@ import numpy as np
 
 __all__ = [
     "BASELINE",
-    "EXPERIMENTS",
+    "CONDITION_SETS",
     "PERTURBATION_KINDS",
     "PERTURBATION_TYPES",
     "POSITIVE_CONTROLS",
@@ -38,7 +38,8 @@ __all__ = [
 ]
 
 BASELINE, REFERENCE = "baseline", "v"
-EXPERIMENTS = ("e1", "e2", "e7")
+# The condition sets the model is run under; the experiments (steerid.experiments) read their scores.
+CONDITION_SETS = ("e1", "e2", "e7")
 
 
 @dataclass(frozen=True)

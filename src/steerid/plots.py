@@ -2,14 +2,14 @@
 
 Every figure function takes the parsed stats JSONs of one experiment and returns a matplotlib
 Figure with one row of panels per result, so a figure never depends on files or on the workflow;
-:func:`save` writes it atomically to every requested path. ``FIGURES`` maps the workflow's figure
-names ("e1".."e8") to the functions.
+:func:`save` writes it atomically to every requested path. Each experiment's record
+(:mod:`steerid.experiments`) names its figure function.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -409,18 +409,6 @@ def e8_recovery(results: Sequence[dict]) -> Figure:
             f"{_title(result)}: d = {result['d']}, inert below {result['rank_threshold']:g}·σ_max", fontsize=9
         )
     return figure
-
-
-FIGURES: dict[str, Callable[[Sequence[dict]], Figure]] = {
-    "e1": e1_orthogonal,
-    "e2": e2_alpha,
-    "e3": e3_environments,
-    "e4": e4_logit_distance,
-    "e5": e5_vector_equivalence,
-    "e6": e6_null_space,
-    "e7": e7_spanning,
-    "e8": e8_recovery,
-}
 
 
 def save(figure: Figure, outputs: Sequence[str], dpi: int) -> None:

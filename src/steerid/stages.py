@@ -18,19 +18,16 @@ from tqdm import tqdm
 
 from steerid import (
     activations,
-    analysis,
     conditions,
     linalg,
     nullspace,
     perturb,
-    plots,
-    report,
     spectrum,
     store,
     truthfulness,
     vectors,
 )
-from steerid.conditions import BASELINE, REFERENCE
+from steerid.conditions import BASELINE
 from steerid.engine import architectures
 from steerid.generate import Sampling, generate_conditions
 from steerid.io import atomic_path, atomic_write_json
@@ -38,7 +35,6 @@ from steerid.logs import log
 from steerid.models import check_layer, load_model, prepare_model
 from steerid.prompts import instructed, load_background, read_prompt_set, write_prompt_set
 from steerid.scoring import get_scorer, scorer_record, validate_scorer
-from steerid.stats import effect_ci
 from steerid.streaming import covariance_from_hdf5, merged, read_accumulator, shard_slice, write_accumulator
 
 # Perturbation subspaces come from the data manifold without the attention-sink outliers.
@@ -55,7 +51,7 @@ class Runtime:
     batch_size: int = 16
 
 
-def _open_model(model_dir: str, layer: int, runtime: Runtime):
+def open_model(model_dir: str, layer: int, runtime: Runtime):
     torch.set_num_threads(runtime.threads)
     model, tokenizer, manifest = load_model(Path(model_dir), runtime.device, runtime.dtype)
     check_layer(manifest, layer)
@@ -99,7 +95,7 @@ def prompts(trait: str, n_pairs: int, n_eval: int, environments: Sequence[str], 
 def dump_contrast(model: str, prompts: str, layer: int, runtime: Runtime, params: Mapping, output: str) -> None:
     """Last-prompt-token activations of the contrast pairs, and of each environment's prompts
     under explicit instructions for either pole (the per-environment vectors of E3)."""
-    model_, tokenizer, manifest = _open_model(model, layer, runtime)
+    model_, tokenizer, manifest = open_model(model, layer, runtime)
     prompt_set_ = read_prompt_set(prompts)
     pairs = prompt_set_["pairs"]
     arrays = {
@@ -138,7 +134,7 @@ def dump_background(
     With ``shards`` > 1, only shard ``shard`` of the first ``n_texts`` texts (a contiguous slice);
     ``text_index`` stays the index among all texts, so the shards' rows, in order, are the whole dump's.
     """
-    model_, tokenizer, manifest = _open_model(model, layer, runtime)
+    model_, tokenizer, manifest = open_model(model, layer, runtime)
     part = shard_slice(n_texts, shard, shards)
     texts = load_background()[:n_texts][part]
     attrs = store.provenance(
@@ -304,7 +300,7 @@ def jacobian(
     from steerid.jacobian import stacked_gram_spectrum
 
     float32 = Runtime(runtime.device, "float32", runtime.threads, runtime.batch_size)
-    model_, tokenizer, manifest = _open_model(model, layer, float32)
+    model_, tokenizer, manifest = open_model(model, layer, float32)
     environments = read_prompt_set(prompts)["eval"]
     attrs = store.provenance(params, positions="last prompt token", **_model_fields(model_, manifest, layer))
     pooled = None
@@ -374,15 +370,15 @@ def perturbations(
     store.write(output, {"v": v, **draws}, attrs)
 
 
-def experiment_conditions(
-    experiment: str,
+def read_condition_set(
+    condition_set: str,
     vector_file: str,
     perturbations_file: str,
     alpha: float | None,
     n_alone: int,
     alphas: Sequence[float],
 ) -> dict[str, torch.Tensor]:
-    """The named steering additions of one generation experiment (see :mod:`steerid.conditions`)."""
+    """The named steering additions of one condition set (see :mod:`steerid.conditions`)."""
     with store.open_complete(perturbations_file) as handle:
         v = handle["v"][()]
         deltas = {kind: handle[kind][()] for kind in conditions.PERTURBATION_TYPES if kind in handle}
@@ -397,16 +393,16 @@ def experiment_conditions(
             },
         }
         residual_norm = float(handle.attrs["mean_residual_norm"])
-    if experiment == "e2":
+    if condition_set == "e2":
         named = conditions.e2_conditions(v, deltas, alphas, residual_norm)
     elif alpha is None:
-        raise ValueError(f"experiment {experiment!r} needs a steering strength alpha, got None")
-    elif experiment == "e1":
+        raise ValueError(f"condition set {condition_set!r} needs a steering strength alpha, got None")
+    elif condition_set == "e1":
         named = conditions.e1_conditions(v, deltas, n_alone, directions, alpha)
-    elif experiment == "e7":
+    elif condition_set == "e7":
         named = conditions.e7_conditions(v, spans, alpha)
     else:
-        raise ValueError(f"experiment {experiment!r} has no condition set; expected one of {conditions.EXPERIMENTS}")
+        raise ValueError(f"no condition set {condition_set!r}; expected one of {conditions.CONDITION_SETS}")
     return {name: torch.from_numpy(np.asarray(vector)).float() for name, vector in named.items()}
 
 
@@ -422,7 +418,7 @@ def evaluate(
     prompts: str,
     vector: str,
     perturbations: str,
-    experiment: str,
+    condition_set: str,
     environment: str,
     layer: int,
     alpha: float | None,
@@ -435,11 +431,11 @@ def evaluate(
     runtime: Runtime,
     output: str,
 ) -> None:
-    """Steered generations of one experiment's conditions × an environment's prompts × samples, as JSON lines."""
-    model_, tokenizer, manifest = _open_model(model, layer, runtime)
+    """Steered generations of one condition set × an environment's prompts × samples, as JSON lines."""
+    model_, tokenizer, manifest = open_model(model, layer, runtime)
     prompts_ = read_prompt_set(prompts)["eval"][environment]
-    named = experiment_conditions(experiment, vector, perturbations, alpha, n_alone, alphas)
-    with tqdm(total=len(named) * len(prompts_) * n_samples, desc=f"{experiment} {environment}") as progress:
+    named = read_condition_set(condition_set, vector, perturbations, alpha, n_alone, alphas)
+    with tqdm(total=len(named) * len(prompts_) * n_samples, desc=f"{condition_set} {environment}") as progress:
         records = generate_conditions(
             model_,
             tokenizer,
@@ -452,12 +448,12 @@ def evaluate(
             runtime.batch_size,
             positions,
             progress,
-            fluency=experiment == "e2",
+            fluency=condition_set == "e2",
         )
     header = {
         "model": manifest.spec,
         "layer": layer,
-        "experiment": experiment,
+        "condition_set": condition_set,
         "alpha": alpha,
         "positions": positions,
         "sampling": dict(sampling),
@@ -484,7 +480,7 @@ def _grids(records: Sequence[dict], values: Sequence[float] | np.ndarray) -> dic
 
 def score(generations: str, trait: str, scorer: str, params: Mapping, output: str) -> None:
     """Score every completion (never the prompt): per condition a (n_prompts, n_samples) grid of scores
-    and one of perplexities under the unsteered model (nan where the experiment measured none)."""
+    and one of perplexities under the unsteered model (nan where none was measured)."""
     records = read_generations(generations)
     values = get_scorer(trait, scorer).score([r["completion"] for r in records])
     scores = _grids(records, values)
@@ -495,7 +491,7 @@ def score(generations: str, trait: str, scorer: str, params: Mapping, output: st
         layer=records[0]["layer"],
         trait=trait,
         scorer=scorer,
-        experiment=records[0]["experiment"],
+        condition_set=records[0]["condition_set"],
         environment=records[0]["environment"],
         alpha=records[0]["alpha"],
         conditions=list(scores),
@@ -516,7 +512,7 @@ def score_statements(
     prompts: str,
     vector: str,
     perturbations: str,
-    experiment: str,
+    condition_set: str,
     trait: str,
     scorer: str,
     layer: int,
@@ -528,9 +524,9 @@ def score_statements(
 ) -> None:
     """A likelihood-scored trait's stand-in for generation and scoring: per condition, a (n_pairs, 1)
     grid of the steered model's preference for each true statement over its false twin."""
-    model_, tokenizer, manifest = _open_model(model, layer, runtime)
+    model_, tokenizer, manifest = open_model(model, layer, runtime)
     statements = _statement_pairs(prompts)
-    named = experiment_conditions(experiment, vector, perturbations, alpha, n_alone, alphas=())
+    named = read_condition_set(condition_set, vector, perturbations, alpha, n_alone, alphas=())
     preferences = truthfulness.steered_preferences(model_, tokenizer, layer, statements, named)
     attrs = store.provenance(
         params,
@@ -538,7 +534,7 @@ def score_statements(
         layer=layer,
         trait=trait,
         scorer=scorer,
-        experiment=experiment,
+        condition_set=condition_set,
         environment="statements",
         alpha=alpha,
         positions=truthfulness.STEERED_POSITIONS,
@@ -575,7 +571,7 @@ def validate(
 ) -> None:
     """Scorer validation before it judges anything: the unsteered model answers the contrast pairs'
     explicit positive and negative instructions, and the scorer must separate the completions (AUROC)."""
-    model_, tokenizer, manifest = _open_model(model, 0, runtime)
+    model_, tokenizer, manifest = open_model(model, 0, runtime)
     if scorer_record(scorer).validation == "statement-pairs":
         _validate_likelihood(model_, tokenizer, manifest, prompts, trait, min_auroc, output)
         return
@@ -605,411 +601,3 @@ def _validate_likelihood(model, tokenizer, manifest, prompts: str, trait: str, m
     result = truthfulness.paired_validation(preferences[BASELINE], min_auroc)
     atomic_write_json(output, {"model": manifest.spec, "trait": trait, **result})
     log.info("likelihood scorer on %s: paired AUROC %.3f (valid: %s)", trait, result["auroc"], result["valid"])
-
-
-def _header(attrs: Mapping, vector: str, validation: str) -> dict:
-    vector_attrs = store.read_attrs(vector)
-    scorer = json.loads(Path(validation).read_text())
-    return {
-        "model": attrs["model"],
-        "layer": int(attrs["layer"]),
-        "trait": attrs["trait"],
-        "scorer": attrs["scorer"],
-        "alpha": None if attrs["alpha"] == "none" else float(attrs["alpha"]),
-        "v_norm": float(vector_attrs["norm"]),
-        "mean_residual_norm": float(vector_attrs["mean_residual_norm"]),
-        "scorer_validation": {k: scorer[k] for k in ("auroc", "min_auroc", "valid", "n")},
-    }
-
-
-def _environment_scores(paths: Sequence[str]) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
-    by_environment: dict[str, dict[str, np.ndarray]] = {}
-    attrs: dict = {}
-    for path in paths:
-        grids, attrs = read_scores(path)
-        by_environment[attrs["environment"]] = grids
-    return by_environment, attrs
-
-
-def stats_e1(
-    scores: Sequence[str],
-    vector: str,
-    validation: str,
-    n_boot: int,
-    margin_sd: float,
-    margin_effect: float,
-    n_perm: int,
-    seed: int,
-    params: Mapping,
-    output: str,
-) -> None:
-    """E1 over the prompts of every environment pooled: Δ, R, d, TOST verdicts at both margins, permutation null."""
-    by_environment, attrs = _environment_scores(scores)
-    pooled = analysis.pool_environments(by_environment)
-    atomic_write_json(
-        output,
-        {
-            "experiment": "E1 orthogonal",
-            **_header(attrs, vector, validation),
-            "environments": list(by_environment),
-            **analysis.orthogonality_endpoints(pooled, n_boot, margin_sd, margin_effect, n_perm, seed),
-            "provenance": store.provenance(params),
-        },
-    )
-
-
-def stats_e3(
-    scores: Sequence[str],
-    vector: str,
-    validation: str,
-    n_boot: int,
-    margin_sd: float,
-    margin_effect: float,
-    n_perm: int,
-    seed: int,
-    params: Mapping,
-    output: str,
-) -> None:
-    """E3: E1's endpoints in each environment, per-environment vectors' cosines and cross-application."""
-    by_environment, attrs = _environment_scores(scores)
-    with store.open_complete(vector) as handle:
-        env_vectors = {name: handle["environments"][name][()] for name in handle["environments"]}
-        v = handle["mean_difference"][()]
-    cosines = {a: {b: vectors.cosine(env_vectors[a], env_vectors[b]) for b in env_vectors} for a in env_vectors}
-    atomic_write_json(
-        output,
-        {
-            "experiment": "E3 environments",
-            **_header(attrs, vector, validation),
-            "cosine_with_v": {name: vectors.cosine(vec, v) for name, vec in env_vectors.items()},
-            "cosines": cosines,
-            "by_environment": {
-                env: analysis.orthogonality_endpoints(grids, n_boot, margin_sd, margin_effect, n_perm, seed)
-                for env, grids in by_environment.items()
-            },
-            "cross_application": analysis.cross_application(by_environment, n_boot, seed),
-            "provenance": store.provenance(params),
-        },
-    )
-
-
-def stats_e5(
-    scores: Sequence[str],
-    vector: str,
-    validation: str,
-    n_boot: int,
-    margin_sd: float,
-    seed: int,
-    params: Mapping,
-    output: str,
-) -> None:
-    """E5: PCA and probe directions against the mean difference (cosines, Δ vs baseline, d and TOST vs v)."""
-    by_environment, attrs = _environment_scores(scores)
-    pooled = analysis.pool_environments(by_environment)
-    with store.open_complete(vector) as handle:
-        found = {name: handle[name][()] for name in ("mean_difference", "pca", "probe")}
-    cosines = {name: vectors.cosine(found["mean_difference"], found[name]) for name in ("pca", "probe")}
-    margin = analysis.margins(pooled, margin_sd, 1.0)["baseline_sd"]
-    atomic_write_json(
-        output,
-        {
-            "experiment": "E5 vector equivalence",
-            **_header(attrs, vector, validation),
-            "cosine_pca_probe": vectors.cosine(found["pca"], found["probe"]),
-            "natural_norms": {name: float(np.linalg.norm(vec)) for name, vec in found.items()},
-            "margin": margin,
-            "n_prompts": int(pooled[BASELINE].shape[0]),
-            "by_direction": analysis.direction_equivalence(
-                pooled, ["pca", "probe"], cosines, margin["value"], n_boot, seed
-            ),
-            "provenance": store.provenance(params),
-        },
-    )
-
-
-def stats_e2(
-    scores: str,
-    vector: str,
-    validation: str,
-    alphas: Sequence[float],
-    max_perplexity_ratio: float,
-    n_boot: int,
-    seed: int,
-    params: Mapping,
-    output: str,
-) -> None:
-    """E2: Δ(v), Δ(v + δ) and fluency against α (units of the mean residual norm), and the operational range."""
-    grids, attrs = read_scores(scores)
-    fluency, _ = read_scores(scores, "perplexity")
-    header = _header(attrs, vector, validation)
-    curves = analysis.alpha_curves(grids, fluency, alphas, ("orthogonal", "null"), max_perplexity_ratio, n_boot, seed)
-    scale = header["mean_residual_norm"] / header["v_norm"]
-    for row in curves["by_alpha"]:
-        row["alpha_in_v_norms"] = row["alpha"] * scale
-    atomic_write_json(
-        output,
-        {
-            "experiment": "E2 alpha sweep",
-            **header,
-            "alpha_units": "mean residual norm",
-            **curves,
-            "provenance": store.provenance(params),
-        },
-    )
-
-
-def stats_e7(
-    scores: Sequence[str],
-    vector: str,
-    validation: str,
-    n_boot: int,
-    margin_sd: float,
-    seed: int,
-    params: Mapping,
-    output: str,
-) -> None:
-    """E7 over the prompts of every environment pooled: R and d of v + δ against the subspace size k."""
-    by_environment, attrs = _environment_scores(scores)
-    grids = analysis.pool_environments(by_environment)
-    margin = analysis.margins(grids, margin_sd, 1.0)["baseline_sd"]
-    atomic_write_json(
-        output,
-        {
-            "experiment": "E7 spanning",
-            **_header(attrs, vector, validation),
-            "environments": list(by_environment),
-            "n_prompts": int(grids[BASELINE].shape[0]),
-            "n_samples": int(grids[BASELINE].shape[1]),
-            "margin": margin,
-            "delta_v": effect_ci(grids[REFERENCE], grids[BASELINE], n_boot, seed).to_dict(),
-            "curves": analysis.spanning_curves(grids, n_boot, margin["value"], seed),
-            "provenance": store.provenance(params),
-        },
-    )
-
-
-def logit_distance(
-    model: str,
-    generations: str,
-    vector: str,
-    perturbations: str,
-    trait: str,
-    layer: int,
-    alpha: float,
-    n_sequences: int,
-    runtime: Runtime,
-    params: Mapping,
-    output: str,
-) -> None:
-    """E4: teacher-forced next-token distributions of the baseline's own completions under v and v + δ
-    (matched ‖δ‖); KL, JS and centred-logit L2 of v vs v + δ per δ-type, and of 0 vs v for scale."""
-    from steerid.logit_distance import distances
-
-    model_, tokenizer, manifest = _open_model(model, layer, runtime)
-    records = [r for r in read_generations(generations) if r["condition"] == BASELINE and r["n_tokens"] > 0]
-    records = records[:n_sequences]
-    named = experiment_conditions("e1", vector, perturbations, alpha, 0, ())
-    kinds = {
-        kind: conditions.members(list(named), kind)[0]
-        for kind in conditions.PERTURBATION_TYPES
-        if conditions.members(list(named), kind)
-    }
-    pairs = [(BASELINE, REFERENCE), *[(REFERENCE, name) for name in kinds.values()], (REFERENCE, "-v")]
-    used = {name: named[name] for pair in pairs for name in pair}
-    continuations = [tokenizer(r["completion"], add_special_tokens=False)["input_ids"] for r in records]
-    found = distances(
-        model_, tokenizer, layer, [r["prompt"] for r in records], continuations, used, pairs, runtime.batch_size
-    )
-    summary = {
-        f"{a} vs {b}": {
-            metric: {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1))}
-            for metric, values in found[(a, b)].items()
-        }
-        for a, b in pairs
-    }
-    reference = summary[f"{BASELINE} vs {REFERENCE}"]
-    relative = {
-        kind: {
-            metric: summary[f"{REFERENCE} vs {name}"][metric]["mean"] / reference[metric]["mean"]
-            for metric in reference
-        }
-        for kind, name in kinds.items()
-    }
-    atomic_write_json(
-        output,
-        {
-            "experiment": "E4 logit distance",
-            "model": manifest.spec,
-            "layer": layer,
-            "trait": trait,
-            "n_sequences": len(records),
-            "pairs": summary,
-            "relative_to_0_vs_v": relative,
-            "conditions": {kind: name for kind, name in kinds.items()},
-            "provenance": store.provenance(params),
-        },
-    )
-
-
-def _layer_null_space(
-    cov,
-    jac,
-    null_fraction: float,
-    rank_thresholds: Sequence[float],
-    variance_fractions: Sequence[float],
-    stability_k: int,
-) -> dict:
-    """E6 for one layer from its open spectrum and Jacobian files."""
-
-    def ranks(eigenvalues):
-        singular_values = linalg.singular_values_from_eigenvalues(eigenvalues)
-        return linalg.singular_value_rank_summary(singular_values, d, rank_thresholds, variance_fractions)
-
-    d = cov[PERTURBATION_VIEW]["eigenvectors"].shape[0]
-    k = max(1, round(null_fraction * d))
-    top = {name: group["eigenvectors"][()][:, :stability_k] for name, group in jac["environments"].items()}
-    names = list(top)
-    return {
-        "layer": int(cov.attrs["layer"]),
-        "d": d,
-        # Thresholds on singular values for both spectra: σ = √λ are those of the centred activations.
-        "covariance": {
-            view: {
-                **ranks(cov[view]["eigenvalues"][()]),
-                "count": int(cov[view].attrs["count"]),
-                "top_eigenvalue_ratio": float(cov[view].attrs["top_eigenvalue_ratio"]),
-            }
-            for view in spectrum.VIEWS
-        },
-        "covariance_eigenvalues": cov[PERTURBATION_VIEW]["eigenvalues"][()].tolist(),
-        "jacobian": ranks(jac["pooled/eigenvalues"][()]),
-        "jacobian_singular_values": linalg.singular_values_from_eigenvalues(jac["pooled/eigenvalues"][()]).tolist(),
-        "jacobian_by_environment": {
-            name: ranks(group["eigenvalues"][()]) for name, group in jac["environments"].items()
-        },
-        "gain_stability": {
-            f"{a} vs {b}": nullspace.subspace_overlap_vs_random(top[a], top[b])
-            for i, a in enumerate(names)
-            for b in names[i + 1 :]
-        },
-        "prompt_stability": _prompt_stability(jac, stability_k),
-        "low_variance_vs_low_gain": nullspace.subspace_overlap_vs_random(
-            cov[PERTURBATION_VIEW]["eigenvectors"][()][:, -k:].astype(np.float64),
-            jac["pooled/eigenvectors"][()][:, -k:],
-        ),
-        "subspace_dim": k,
-    }
-
-
-def null_space(
-    spectra: Sequence[str],
-    jacobians: Sequence[str],
-    trait: str,
-    null_fraction: float,
-    rank_thresholds: Sequence[float],
-    variance_fractions: Sequence[float],
-    stability_k: int,
-    params: Mapping,
-    output: str,
-) -> None:
-    """E6: per layer, covariance and Jacobian effective ranks as fractions of d (with and without sinks for
-    the covariance), stability of the gain subspace across environments, and the overlap between the
-    covariance's low-variance subspace and the Jacobian's low-gain subspace."""
-    layers = []
-    for spectrum_file, jacobian_file in zip(spectra, jacobians):
-        with store.open_complete(spectrum_file) as cov, store.open_complete(jacobian_file) as jac:
-            layers.append(_layer_null_space(cov, jac, null_fraction, rank_thresholds, variance_fractions, stability_k))
-    atomic_write_json(
-        output,
-        {
-            "experiment": "E6 null-space dimension",
-            "model": str(store.read_attrs(jacobians[0])["model"]),
-            "trait": trait,
-            "layers": layers,
-            "provenance": store.provenance(params),
-        },
-    )
-
-
-def _prompt_stability(jacobian_file, k: int) -> dict:
-    """Per environment: overlap of each single prompt's top-k gain subspace with the pooled one (chance: k/d)."""
-
-    pooled = jacobian_file["pooled/eigenvectors"][()]
-    result = {}
-    for name, group in jacobian_file["environments"].items():
-        per_prompt = group["pair_top_vectors"][()]
-        width = min(k, per_prompt.shape[2])
-        overlaps = [linalg.subspace_overlap(vectors[:, :width], pooled[:, :width]) for vectors in per_prompt]
-        result[name] = {
-            "k": width,
-            "mean_overlap": float(np.mean(overlaps)),
-            "min_overlap": float(np.min(overlaps)),
-            "random_overlap": width / pooled.shape[0],
-        }
-    return result
-
-
-def _plain(value):
-    return (
-        value.item() if isinstance(value, np.generic) else (value.tolist() if isinstance(value, np.ndarray) else value)
-    )
-
-
-def recovery(
-    jacobians: Sequence[str], trait: str, steering_layer: int, rank_threshold: float, params: Mapping, output: str
-) -> None:
-    """E8: how the dimension of the inert (equivalent) set shrinks as environments or layers are intersected."""
-    grams_by_layer, grams_by_environment, d, model = {}, {}, 0, ""
-    for path in jacobians:
-        with store.open_complete(path) as jac:
-            layer, model = int(jac.attrs["layer"]), str(jac.attrs["model"])
-            values, basis = jac["pooled/eigenvalues"][()], jac["pooled/eigenvectors"][()]
-            d = basis.shape[0]
-            grams_by_layer[f"L{layer}"] = nullspace.gram_from_spectrum(values, basis)
-            if layer == steering_layer:
-                grams_by_environment = {
-                    name: nullspace.gram_from_spectrum(g["eigenvalues"][()], g["eigenvectors"][()])
-                    for name, g in jac["environments"].items()
-                }
-    atomic_write_json(
-        output,
-        {
-            "experiment": "E8 recovery",
-            "model": model,
-            "trait": trait,
-            "d": d,
-            "layer": steering_layer,
-            "rank_threshold": rank_threshold,
-            "definition": (
-                "inert set = directions whose gain, in every member's Jacobians, stays below rank_threshold x "
-                "that member's own largest singular value (the Gram matrices are normalised to a largest "
-                "eigenvalue of 1 and summed)"
-            ),
-            "environments": nullspace.recovery_curve(grams_by_environment, rank_threshold),
-            "layers": nullspace.recovery_curve(grams_by_layer, rank_threshold),
-            "provenance": store.provenance(params),
-        },
-    )
-
-
-def figure(figure: str, stats: Sequence[str], dpi: int, outputs: Sequence[str]) -> None:
-    """One experiment's figure from its stats JSONs (``figure`` names the plot, e.g. ``e1``), saved to every output."""
-    results = [json.loads(Path(path).read_text()) for path in stats]
-    plots.save(plots.FIGURES[figure](results), outputs, dpi)
-
-
-def spectrum_summaries(path: str) -> dict:
-    """Model, layer, and the summary attributes of each spectrum view of one spectra file."""
-    with store.open_complete(path) as handle:
-        views = {view: {key: _plain(value) for key, value in handle[view].attrs.items()} for view in spectrum.VIEWS}
-        return {"model": str(handle.attrs["model"]), "layer": int(handle.attrs["layer"]), "views": views}
-
-
-def summary(
-    validations: Sequence[str], spectra: Sequence[str], figures: Sequence[str], output: str, **stats: Sequence[str]
-) -> None:
-    """results/summary.md: each claim of the paper with this run's verdict and numbers (Holm across cells);
-    ``stats`` maps each experiment to its stats JSONs."""
-    results = {name: [json.loads(Path(f).read_text()) for f in files] for name, files in stats.items()}
-    checks = [json.loads(Path(f).read_text()) for f in validations]
-    report.write_summary(results, checks, [spectrum_summaries(f) for f in spectra], figures, output)

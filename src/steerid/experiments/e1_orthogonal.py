@@ -1,0 +1,152 @@
+"""E1: are v and v + δ behaviourally equivalent, for every δ-type, with positive controls?"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from steerid import analysis, plots, store
+from steerid.conditions import PERTURBATION_KINDS, pooled
+from steerid.experiments import scores as score_files
+from steerid.experiments.registry import Claim, Experiment, ScoreInput, register
+from steerid.experiments.text import MARGIN, TYPE_NAMES, cell, ci, scorer_note, units
+from steerid.io import atomic_write_json
+
+# The paper's E1 claims: δ-types that should steer like v, and the controls that must not.
+NEUTRAL_TYPES = [pooled(kind.name) for kind in PERTURBATION_KINDS.values() if not kind.positive_control]
+CONTROL_TYPES = [pooled(kind.name) for kind in PERTURBATION_KINDS.values() if kind.positive_control]
+# Efficacy (R ≈ 1) is claimed for the δ drawn at random, not for other traits' vectors.
+RANDOM_TYPES = [pooled(kind.name) for kind in PERTURBATION_KINDS.values() if kind.draw and not kind.positive_control]
+INTRO = (
+    "Δ is the mean trait score minus the α = 0 baseline; R = Δ(v+δ)/Δ(v); d is the paired Cohen's d (d_av) of "
+    "v+δ against v; every δ is ⟂ v with ‖δ‖ = ‖v‖. Intervals are 95% cluster-bootstrap CIs over prompts (all "
+    "environments pooled). The verdict is a paired TOST of v+δ against v on prompt means at the margin stated, "
+    "with its power; 'equivalent' is only possible where Δ(v) is significant and the margin is below |Δ(v)| "
+    "(a wider margin would also admit a δ that cancels v: 'inconclusive (margin ≥ |Δ(v)|)'). The verdict after "
+    "Holm corrects the TOST p and the difference p, each across every (model, trait, δ-type) cell of the run; "
+    "the claims above use it. A likelihood-scored trait (truthfulness) generates nothing: its unit is a true/false "
+    "statement pair, "
+    "its score the steered model's mean logP(true) − mean logP(false) with every position steered."
+)
+
+
+def stats(
+    scores: Sequence[str],
+    vector: str,
+    validation: str,
+    n_boot: int,
+    margin_sd: float,
+    margin_effect: float,
+    n_perm: int,
+    seed: int,
+    params: Mapping,
+    output: str,
+) -> None:
+    """E1 over the prompts of every environment pooled: Δ, R, d, TOST verdicts at both margins, permutation null."""
+    by_environment, attrs = score_files.by_environment(scores)
+    pooled_grids = analysis.pool_environments(by_environment)
+    atomic_write_json(
+        output,
+        {
+            "experiment": EXPERIMENT.title,
+            **score_files.header(attrs, vector, validation),
+            "environments": list(by_environment),
+            **analysis.orthogonality_endpoints(pooled_grids, n_boot, margin_sd, margin_effect, n_perm, seed),
+            "provenance": store.provenance(params),
+        },
+    )
+
+
+def corrected_verdicts(e1: Sequence[Mapping]) -> dict[str, dict]:
+    """Holm-corrected verdicts over every (model, trait, δ-type) cell at the primary margin."""
+    return analysis.holm_verdicts(
+        {f"{cell(r)}/{kind}": judged["equivalence"][MARGIN] for r in e1 for kind, judged in r["judgements"].items()}
+    )
+
+
+def _verdicts(e1: Sequence[Mapping], kinds: Sequence[str], corrected: Mapping[str, dict]) -> list[str]:
+    return [
+        f"{cell(r)} {TYPE_NAMES[k]}: **{corrected[f'{cell(r)}/{k}']['verdict']}** after Holm{scorer_note(r)} "
+        f"(uncorrected: {r['judgements'][k]['equivalence'][MARGIN]['verdict']}; R = "
+        f"{ci(r['by_type'][k]['efficacy_ratio'])}, d = {ci(r['by_type'][k]['cohens_d'])}, power "
+        f"{r['judgements'][k]['equivalence'][MARGIN]['power']['power']:.2f})"
+        for r in e1
+        for k in kinds
+        if k in r["judgements"]
+    ]
+
+
+def claims(e1: Sequence[Mapping], corrected: Mapping[str, dict]) -> list[Claim]:
+    efficacy = [
+        f"{cell(r)} {TYPE_NAMES[k]}: R = {ci(r['by_type'][k]['efficacy_ratio'])}"
+        for r in e1
+        for k in RANDOM_TYPES
+        if k in r["by_type"]
+    ]
+    return [
+        ("Orthogonal perturbations are behaviourally equivalent to v (E1)", _verdicts(e1, NEUTRAL_TYPES, corrected)),
+        (
+            "Positive control: a δ in the high-gain subspace must break equivalence (E1)",
+            _verdicts(e1, CONTROL_TYPES, corrected),
+        ),
+        ("Efficacy is retained: R = Δ(v+δ)/Δ(v) ≈ 1 (E1)", efficacy),
+    ]
+
+
+def _rows(result: Mapping, corrected: Mapping[str, dict]) -> list[str]:
+    rows = []
+    for kind, judged in result["judgements"].items():
+        entry, test, final = result["by_type"][kind], judged["equivalence"], corrected[f"{cell(result)}/{kind}"]
+        rows.append(
+            f"| {cell(result)} | {TYPE_NAMES.get(kind, kind)} | {ci(entry['delta'], 3)} | "
+            f"{ci(entry['efficacy_ratio'])} | "
+            f"{ci(entry['cohens_d'])} | {test[MARGIN]['tost']['p']:.3f} / {final['p_equivalence_holm']:.3f} | "
+            f"{test[MARGIN]['tost']['p_difference']:.3g} / {final['p_difference_holm']:.3g} | "
+            f"{test[MARGIN]['power']['power']:.2f} (n needed {test[MARGIN]['power']['required_n']}) | "
+            f"{test[MARGIN]['verdict']} | **{final['verdict']}**{scorer_note(result)} | {test['effect']['verdict']} | "
+            f"{judged['permutation']['p_value']:.3f} |"
+        )
+    return rows
+
+
+def section(e1: Sequence[Mapping], corrected: Mapping[str, dict]) -> list[str]:
+    """The table behind the E1 claims: every cell and δ-type, before and after Holm."""
+    lines = ["## E1: are v and v + δ behaviourally equivalent?", "", INTRO, ""]
+    for result in e1:
+        delta_v, margins = result["by_type"]["v"]["delta"], result["margins"]
+        lines.append(
+            f"- {cell(result)} (layer {result['layer']}, {units(result)}, scorer {result['scorer']} AUROC "
+            f"{result['scorer_validation']['auroc']:.2f}): Δ(v) = {ci(delta_v, 3)}; margins "
+            f"{margins['baseline_sd']['value']:.3f} ({margins['baseline_sd']['definition']}) and "
+            f"{margins['effect']['value']:.3f} ({margins['effect']['definition']}); "
+            f"Δ(−v) = {ci(result['controls']['minus_v_delta'], 3)}."
+        )
+    lines += [
+        "",
+        "| model/trait | δ | Δ(v+δ) | R | d(v, v+δ) | TOST p / Holm | difference p / Holm | power | "
+        "verdict (SD margin) | after Holm | verdict (10% of Δ(v)) | permutation p of abs(d) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        *[row for r in e1 for row in _rows(r, corrected)],
+        "",
+    ]
+    return lines
+
+
+EXPERIMENT = register(
+    Experiment(
+        name="e1",
+        title="E1 orthogonal",
+        rule="stats_e1",
+        stage=stats,
+        figure=plots.e1_orthogonal,
+        claims=claims,
+        section=section,
+        scores=ScoreInput("e1"),
+        settings={
+            "n_boot": "stats.n_boot",
+            "margin_sd": "stats.equivalence_margin_sd",
+            "margin_effect": "stats.equivalence_margin_effect",
+            "n_perm": "stats.n_perm",
+            "seed": "seed",
+        },
+    )
+)

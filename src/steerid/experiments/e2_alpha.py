@@ -1,0 +1,82 @@
+"""E2: does equivalence hold over the operational range of steering strengths α?"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from steerid import analysis, plots, store
+from steerid.conditions import pooled
+from steerid.experiments import scores as score_files
+from steerid.experiments.registry import Claim, Experiment, ScoreInput, register
+from steerid.experiments.text import cell, ci
+from steerid.io import atomic_write_json
+from steerid.stages import read_scores
+
+
+def stats(
+    scores: str,
+    vector: str,
+    validation: str,
+    alphas: Sequence[float],
+    max_perplexity_ratio: float,
+    n_boot: int,
+    seed: int,
+    params: Mapping,
+    output: str,
+) -> None:
+    """E2: Δ(v), Δ(v + δ) and fluency against α (units of the mean residual norm), and the operational range."""
+    grids, attrs = read_scores(scores)
+    fluency, _ = read_scores(scores, "perplexity")
+    header = score_files.header(attrs, vector, validation)
+    curves = analysis.alpha_curves(grids, fluency, alphas, ("orthogonal", "null"), max_perplexity_ratio, n_boot, seed)
+    scale = header["mean_residual_norm"] / header["v_norm"]
+    for row in curves["by_alpha"]:
+        row["alpha_in_v_norms"] = row["alpha"] * scale
+    atomic_write_json(
+        output,
+        {
+            "experiment": EXPERIMENT.title,
+            **header,
+            "alpha_units": "mean residual norm",
+            **curves,
+            "provenance": store.provenance(params),
+        },
+    )
+
+
+def finding(result: Mapping) -> str:
+    rows = result["by_alpha"]
+    curve = "; ".join(
+        f"α={row['alpha']:g} ({row['alpha_in_v_norms']:.2f}‖v‖): Δ(v) {ci(row['delta']['v'], 3)}, "
+        f"Δ(v+δ⟂) {ci(row['delta'][pooled('orthogonal')], 3)}, ppl {row['median_perplexity']['v']:.1f}"
+        for row in rows
+    )
+    span = result["operational_range"]
+    where = (
+        f"operational range α ∈ [{span[0]:g}, {span[1]:g}]" if span else "no α where v is both significant and fluent"
+    )
+    return f"{cell(result)}: {where} (baseline perplexity {result['baseline_median_perplexity']:.1f}). {curve}"
+
+
+def claims(e2: Sequence[Mapping], corrected: Mapping[str, dict]) -> list[Claim]:
+    return [("Equivalence holds over the operational α range (E2)", [finding(r) for r in e2])]
+
+
+EXPERIMENT = register(
+    Experiment(
+        name="e2",
+        title="E2 alpha sweep",
+        rule="stats_e2",
+        stage=stats,
+        figure=plots.e2_alpha,
+        claims=claims,
+        generated_only=True,
+        scores=ScoreInput("e2", environments="main"),
+        settings={
+            "alphas": "alpha_sweep.alphas",
+            "max_perplexity_ratio": "alpha_sweep.max_perplexity_ratio",
+            "n_boot": "stats.n_boot",
+            "seed": "seed",
+        },
+    )
+)

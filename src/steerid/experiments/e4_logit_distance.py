@@ -1,0 +1,105 @@
+"""E4: are the next-token distributions under v and v + δ close, relative to those under 0 and v?"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from steerid import conditions, plots, store
+from steerid.conditions import BASELINE, REFERENCE, pooled
+from steerid.experiments.registry import Claim, Experiment, register
+from steerid.experiments.text import TYPE_NAMES, cell
+from steerid.io import atomic_write_json
+from steerid.stages import Runtime, open_model, read_condition_set, read_generations
+
+
+def stats(
+    model: str,
+    generations: str,
+    vector: str,
+    perturbations: str,
+    trait: str,
+    layer: int,
+    alpha: float,
+    n_sequences: int,
+    runtime: Runtime,
+    params: Mapping,
+    output: str,
+) -> None:
+    """E4: teacher-forced next-token distributions of the baseline's own completions under v and v + δ
+    (matched ‖δ‖); KL, JS and centred-logit L2 of v vs v + δ per δ-type, and of 0 vs v for scale."""
+    from steerid.logit_distance import distances
+
+    model_, tokenizer, manifest = open_model(model, layer, runtime)
+    records = [r for r in read_generations(generations) if r["condition"] == BASELINE and r["n_tokens"] > 0]
+    records = records[:n_sequences]
+    named = read_condition_set("e1", vector, perturbations, alpha, 0, ())
+    kinds = {
+        kind: conditions.members(list(named), kind)[0]
+        for kind in conditions.PERTURBATION_TYPES
+        if conditions.members(list(named), kind)
+    }
+    pairs = [(BASELINE, REFERENCE), *[(REFERENCE, name) for name in kinds.values()], (REFERENCE, "-v")]
+    used = {name: named[name] for pair in pairs for name in pair}
+    continuations = [tokenizer(r["completion"], add_special_tokens=False)["input_ids"] for r in records]
+    found = distances(
+        model_, tokenizer, layer, [r["prompt"] for r in records], continuations, used, pairs, runtime.batch_size
+    )
+    summary = {
+        f"{a} vs {b}": {
+            metric: {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1))}
+            for metric, values in found[(a, b)].items()
+        }
+        for a, b in pairs
+    }
+    reference = summary[f"{BASELINE} vs {REFERENCE}"]
+    relative = {
+        kind: {
+            metric: summary[f"{REFERENCE} vs {name}"][metric]["mean"] / reference[metric]["mean"]
+            for metric in reference
+        }
+        for kind, name in kinds.items()
+    }
+    atomic_write_json(
+        output,
+        {
+            "experiment": EXPERIMENT.title,
+            "model": manifest.spec,
+            "layer": layer,
+            "trait": trait,
+            "n_sequences": len(records),
+            "pairs": summary,
+            "relative_to_0_vs_v": relative,
+            "conditions": {kind: name for kind, name in kinds.items()},
+            "provenance": store.provenance(params),
+        },
+    )
+
+
+def finding(result: Mapping) -> str:
+    relative = ", ".join(
+        f"{TYPE_NAMES.get(pooled(kind), kind).split(' (')[0]}: KL {ratios['kl']:.2f}, JS {ratios['js']:.2f}"
+        for kind, ratios in result["relative_to_0_vs_v"].items()
+    )
+    return (
+        f"{cell(result)} ({result['n_sequences']} continuations): distance of v to v+δ relative to that of "
+        f"0 to v — {relative}"
+    )
+
+
+def claims(e4: Sequence[Mapping], corrected: Mapping[str, dict]) -> list[Claim]:
+    return [("Next-token distributions of v and v + δ are close (E4)", [finding(r) for r in e4])]
+
+
+EXPERIMENT = register(
+    Experiment(
+        name="e4",
+        title="E4 logit distance",
+        rule="logit_distance",
+        stage=stats,
+        figure=plots.e4_logit_distance,
+        claims=claims,
+        generated_only=True,
+    )
+)

@@ -1,0 +1,74 @@
+"""E5: do the mean-difference, PCA and probe directions steer alike?"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from steerid import analysis, plots, store, vectors
+from steerid.conditions import BASELINE
+from steerid.experiments import scores as score_files
+from steerid.experiments.registry import Claim, Experiment, ScoreInput, register
+from steerid.experiments.text import cell, ci
+from steerid.io import atomic_write_json
+
+
+def stats(
+    scores: Sequence[str],
+    vector: str,
+    validation: str,
+    n_boot: int,
+    margin_sd: float,
+    seed: int,
+    params: Mapping,
+    output: str,
+) -> None:
+    """E5: PCA and probe directions against the mean difference (cosines, Δ vs baseline, d and TOST vs v)."""
+    by_environment, attrs = score_files.by_environment(scores)
+    pooled = analysis.pool_environments(by_environment)
+    with store.open_complete(vector) as handle:
+        found = {name: handle[name][()] for name in ("mean_difference", "pca", "probe")}
+    cosines = {name: vectors.cosine(found["mean_difference"], found[name]) for name in ("pca", "probe")}
+    margin = analysis.margins(pooled, margin_sd, 1.0)["baseline_sd"]
+    atomic_write_json(
+        output,
+        {
+            "experiment": EXPERIMENT.title,
+            **score_files.header(attrs, vector, validation),
+            "cosine_pca_probe": vectors.cosine(found["pca"], found["probe"]),
+            "natural_norms": {name: float(np.linalg.norm(vec)) for name, vec in found.items()},
+            "margin": margin,
+            "n_prompts": int(pooled[BASELINE].shape[0]),
+            "by_direction": analysis.direction_equivalence(
+                pooled, ["pca", "probe"], cosines, margin["value"], n_boot, seed
+            ),
+            "provenance": store.provenance(params),
+        },
+    )
+
+
+def finding(result: Mapping) -> str:
+    return f"{cell(result)}: " + "; ".join(
+        f"{name}: cos(v) {entry['cosine_with_v']:.2f}, beats baseline {entry['beats_baseline']}, "
+        f"d(v, {name}) {ci(entry['cohens_d'])}, {entry['verdict']}"
+        for name, entry in result["by_direction"].items()
+    )
+
+
+def claims(e5: Sequence[Mapping], corrected: Mapping[str, dict]) -> list[Claim]:
+    return [("Mean-difference, PCA and probe vectors act alike (E5)", [finding(r) for r in e5])]
+
+
+EXPERIMENT = register(
+    Experiment(
+        name="e5",
+        title="E5 vector equivalence",
+        rule="stats_e5",
+        stage=stats,
+        figure=plots.e5_vector_equivalence,
+        claims=claims,
+        scores=ScoreInput("e1"),
+        settings={"n_boot": "stats.n_boot", "margin_sd": "stats.equivalence_margin_sd", "seed": "seed"},
+    )
+)

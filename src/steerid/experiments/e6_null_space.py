@@ -1,0 +1,182 @@
+"""E6: how large is the null space — the directions to which the activations and the model are inert?"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from steerid import linalg, nullspace, plots, spectrum, store
+from steerid.experiments.registry import Claim, Experiment, register
+from steerid.io import atomic_write_json
+from steerid.stages import PERTURBATION_VIEW
+
+RANK_KEYS = ("at_0.01_of_max", "at_0.05_of_max", "at_0.1_of_max", "for_0.99_of_variance", "for_0.999_of_variance")
+
+
+def _layer(
+    cov,
+    jac,
+    null_fraction: float,
+    rank_thresholds: Sequence[float],
+    variance_fractions: Sequence[float],
+    stability_k: int,
+) -> dict:
+    """E6 for one layer from its open spectrum and Jacobian files."""
+
+    def ranks(eigenvalues):
+        singular_values = linalg.singular_values_from_eigenvalues(eigenvalues)
+        return linalg.singular_value_rank_summary(singular_values, d, rank_thresholds, variance_fractions)
+
+    d = cov[PERTURBATION_VIEW]["eigenvectors"].shape[0]
+    k = max(1, round(null_fraction * d))
+    top = {name: group["eigenvectors"][()][:, :stability_k] for name, group in jac["environments"].items()}
+    names = list(top)
+    return {
+        "layer": int(cov.attrs["layer"]),
+        "d": d,
+        # Thresholds on singular values for both spectra: σ = √λ are those of the centred activations.
+        "covariance": {
+            view: {
+                **ranks(cov[view]["eigenvalues"][()]),
+                "count": int(cov[view].attrs["count"]),
+                "top_eigenvalue_ratio": float(cov[view].attrs["top_eigenvalue_ratio"]),
+            }
+            for view in spectrum.VIEWS
+        },
+        "covariance_eigenvalues": cov[PERTURBATION_VIEW]["eigenvalues"][()].tolist(),
+        "jacobian": ranks(jac["pooled/eigenvalues"][()]),
+        "jacobian_singular_values": linalg.singular_values_from_eigenvalues(jac["pooled/eigenvalues"][()]).tolist(),
+        "jacobian_by_environment": {
+            name: ranks(group["eigenvalues"][()]) for name, group in jac["environments"].items()
+        },
+        "gain_stability": {
+            f"{a} vs {b}": nullspace.subspace_overlap_vs_random(top[a], top[b])
+            for i, a in enumerate(names)
+            for b in names[i + 1 :]
+        },
+        "prompt_stability": _prompt_stability(jac, stability_k),
+        "low_variance_vs_low_gain": nullspace.subspace_overlap_vs_random(
+            cov[PERTURBATION_VIEW]["eigenvectors"][()][:, -k:].astype(np.float64),
+            jac["pooled/eigenvectors"][()][:, -k:],
+        ),
+        "subspace_dim": k,
+    }
+
+
+def _prompt_stability(jacobian_file, k: int) -> dict:
+    """Per environment: overlap of each single prompt's top-k gain subspace with the pooled one (chance: k/d)."""
+
+    pooled = jacobian_file["pooled/eigenvectors"][()]
+    result = {}
+    for name, group in jacobian_file["environments"].items():
+        per_prompt = group["pair_top_vectors"][()]
+        width = min(k, per_prompt.shape[2])
+        overlaps = [linalg.subspace_overlap(vectors[:, :width], pooled[:, :width]) for vectors in per_prompt]
+        result[name] = {
+            "k": width,
+            "mean_overlap": float(np.mean(overlaps)),
+            "min_overlap": float(np.min(overlaps)),
+            "random_overlap": width / pooled.shape[0],
+        }
+    return result
+
+
+def stats(
+    spectra: Sequence[str],
+    jacobians: Sequence[str],
+    trait: str,
+    null_fraction: float,
+    rank_thresholds: Sequence[float],
+    variance_fractions: Sequence[float],
+    stability_k: int,
+    params: Mapping,
+    output: str,
+) -> None:
+    """E6: per layer, covariance and Jacobian effective ranks as fractions of d (with and without sinks for
+    the covariance), stability of the gain subspace across environments, and the overlap between the
+    covariance's low-variance subspace and the Jacobian's low-gain subspace."""
+    layers = []
+    for spectrum_file, jacobian_file in zip(spectra, jacobians):
+        with store.open_complete(spectrum_file) as cov, store.open_complete(jacobian_file) as jac:
+            layers.append(_layer(cov, jac, null_fraction, rank_thresholds, variance_fractions, stability_k))
+    atomic_write_json(
+        output,
+        {
+            "experiment": EXPERIMENT.title,
+            "model": str(store.read_attrs(jacobians[0])["model"]),
+            "trait": trait,
+            "layers": layers,
+            "provenance": store.provenance(params),
+        },
+    )
+
+
+def _fraction(summary: Mapping, key: str) -> str:
+    value = summary.get(f"fraction_of_d_{key}")
+    return "–" if value is None else f"{value:.3f}"
+
+
+def finding(result: Mapping) -> str:
+    parts = []
+    for layer in result["layers"]:
+        cov, jac = layer["covariance"], layer["jacobian"]
+        parts.append(
+            f"L{layer['layer']}: covariance rank at 5% of σ_max is {_fraction(cov['all_tokens'], 'at_0.05_of_max')} "
+            f"of d with the sink tokens and {_fraction(cov['excluding_sinks'], 'at_0.05_of_max')} without; "
+            "99% of the variance "
+            f"needs {_fraction(cov['excluding_sinks'], 'for_0.99_of_variance')} of d; the Jacobian's rank at 5% of "
+            f"σ_max is {_fraction(jac, 'at_0.05_of_max')} of d (participation ratio {jac['participation_ratio']:.1f}); "
+            f"low-variance vs low-gain overlap {layer['low_variance_vs_low_gain']['overlap']:.2f} "
+            f"(chance {layer['low_variance_vs_low_gain']['random_overlap']:.2f})"
+        )
+    return f"{result['model']}/{result['trait']}: " + "; ".join(parts)
+
+
+def claims(e6: Sequence[Mapping], corrected: Mapping[str, dict]) -> list[Claim]:
+    return [("A large null space: most directions are inert (E6)", [finding(r) for r in e6])]
+
+
+def section(e6: Sequence[Mapping], corrected: Mapping[str, dict]) -> list[str]:
+    """Effective ranks as fractions of d, per layer, source and view: the table behind the null-space claim."""
+    rows = []
+    for result in e6:
+        for layer in result["layers"]:
+            sources = [
+                (f"covariance, {view.replace('_', ' ')}", layer["covariance"][view]) for view in layer["covariance"]
+            ]
+            sources.append(("Jacobian (last prompt token)", layer["jacobian"]))
+            for name, summary in sources:
+                rows.append(
+                    f"| {result['model']} | {layer['layer']} | {name} | "
+                    + " | ".join(_fraction(summary, key) for key in RANK_KEYS)
+                    + f" | {summary['participation_ratio']:.1f} |"
+                )
+    return [
+        "## E6: effective rank as a fraction of d",
+        "",
+        "Thresholds are on singular values, σ > t·σ_max, for both spectra (for the covariance σ = √λ, the "
+        "singular values of the centred activation matrix; the λ-relative ranks are in the spectrum table "
+        "below); the variance columns count the fewest directions carrying that share of Σσ². The null space "
+        "is one minus these fractions.",
+        "",
+        "| model | layer | spectrum | 1% of max | 5% of max | 10% of max | 99% of variance | 99.9% of variance | "
+        "participation ratio |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
+EXPERIMENT = register(
+    Experiment(
+        name="e6",
+        title="E6 null-space dimension",
+        rule="null_space",
+        stage=stats,
+        figure=plots.e6_null_space,
+        claims=claims,
+        section=section,
+        per_layer=False,
+    )
+)

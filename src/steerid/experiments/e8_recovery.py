@@ -1,0 +1,74 @@
+"""E8: does identifiability return when environments or layers are intersected?"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from steerid import nullspace, plots, store
+from steerid.experiments.registry import Claim, Experiment, register
+from steerid.io import atomic_write_json
+
+
+def stats(
+    jacobians: Sequence[str], trait: str, steering_layer: int, rank_threshold: float, params: Mapping, output: str
+) -> None:
+    """E8: how the dimension of the inert (equivalent) set shrinks as environments or layers are intersected."""
+    grams_by_layer, grams_by_environment, d, model = {}, {}, 0, ""
+    for path in jacobians:
+        with store.open_complete(path) as jac:
+            layer, model = int(jac.attrs["layer"]), str(jac.attrs["model"])
+            values, basis = jac["pooled/eigenvalues"][()], jac["pooled/eigenvectors"][()]
+            d = basis.shape[0]
+            grams_by_layer[f"L{layer}"] = nullspace.gram_from_spectrum(values, basis)
+            if layer == steering_layer:
+                grams_by_environment = {
+                    name: nullspace.gram_from_spectrum(g["eigenvalues"][()], g["eigenvectors"][()])
+                    for name, g in jac["environments"].items()
+                }
+    atomic_write_json(
+        output,
+        {
+            "experiment": EXPERIMENT.title,
+            "model": model,
+            "trait": trait,
+            "d": d,
+            "layer": steering_layer,
+            "rank_threshold": rank_threshold,
+            "definition": (
+                "inert set = directions whose gain, in every member's Jacobians, stays below rank_threshold x "
+                "that member's own largest singular value (the Gram matrices are normalised to a largest "
+                "eigenvalue of 1 and summed)"
+            ),
+            "environments": nullspace.recovery_curve(grams_by_environment, rank_threshold),
+            "layers": nullspace.recovery_curve(grams_by_layer, rank_threshold),
+            "provenance": store.provenance(params),
+        },
+    )
+
+
+def finding(result: Mapping) -> str:
+    def curve(rows):
+        return " → ".join(f"{row['mean_fraction']:.3f}" for row in rows)
+
+    return (
+        f"{result['model']}/{result['trait']}: inert fraction of d as environments are intersected "
+        f"{curve(result['environments'])}; as layers are intersected {curve(result['layers'])} "
+        f"(threshold {result['rank_threshold']:g} of σ_max)"
+    )
+
+
+def claims(e8: Sequence[Mapping], corrected: Mapping[str, dict]) -> list[Claim]:
+    return [("Identifiability returns when environments or layers are intersected (E8)", [finding(r) for r in e8])]
+
+
+EXPERIMENT = register(
+    Experiment(
+        name="e8",
+        title="E8 recovery",
+        rule="recovery",
+        stage=stats,
+        figure=plots.e8_recovery,
+        claims=claims,
+        per_layer=False,
+    )
+)

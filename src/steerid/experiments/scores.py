@@ -1,0 +1,40 @@
+"""What the score-reading experiments share: the score files of a condition set and the stats header."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from steerid import store
+from steerid.stages import read_scores
+
+Grids = dict[str, np.ndarray]
+
+
+def by_environment(paths: Sequence[str]) -> tuple[dict[str, Grids], dict]:
+    """Score grids of each environment's file, keyed by environment, and the attributes of the last."""
+    grids: dict[str, Grids] = {}
+    attrs: dict = {}
+    for path in paths:
+        found, attrs = read_scores(path)
+        grids[attrs["environment"]] = found
+    return grids, attrs
+
+
+def header(attrs: Mapping, vector: str, validation: str) -> dict:
+    """The cell a stats JSON describes: model, layer, trait, scorer (and its validation), α and ‖v‖."""
+    vector_attrs = store.read_attrs(vector)
+    scorer = json.loads(Path(validation).read_text())
+    return {
+        "model": attrs["model"],
+        "layer": int(attrs["layer"]),
+        "trait": attrs["trait"],
+        "scorer": attrs["scorer"],
+        "alpha": None if attrs["alpha"] == "none" else float(attrs["alpha"]),
+        "v_norm": float(vector_attrs["norm"]),
+        "mean_residual_norm": float(vector_attrs["mean_residual_norm"]),
+        "scorer_validation": {k: scorer[k] for k in ("auroc", "min_auroc", "valid", "n")},
+    }

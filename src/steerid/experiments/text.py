@@ -1,0 +1,34 @@
+"""How the summary writes numbers, cells and δ-types: shared by every experiment's claims and tables."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from steerid.conditions import PERTURBATION_KINDS, pooled
+
+# The primary equivalence margin: the baseline's between-prompt SD (the other is 10 % of Δ(v)).
+MARGIN = "baseline_sd"
+TYPE_NAMES = {pooled(kind.name): kind.report_label for kind in PERTURBATION_KINDS.values()}
+
+
+def ci(estimate: Mapping, digits: int = 2) -> str:
+    return f"{estimate['value']:.{digits}f} [{estimate['ci_low']:.{digits}f}, {estimate['ci_high']:.{digits}f}]"
+
+
+def cell(result: Mapping) -> str:
+    return f"{result['model']}/{result['trait']}"
+
+
+def units(result: Mapping) -> str:
+    if result.get("environments") == ["statements"]:
+        return f"{result['n_prompts']} statement pairs"
+    return f"{result['n_prompts']} prompts × {result['n_samples']} samples"
+
+
+def scorer_note(result: Mapping) -> str:
+    return "" if result["scorer_validation"]["valid"] else " (scorer invalid)"
+
+
+def short_kind(kind: str) -> str:
+    """A δ-type's report label without its parenthesised detail."""
+    return TYPE_NAMES.get(kind, kind).split(" (")[0]

@@ -1,0 +1,56 @@
+"""The experiment registry: one record per experiment, in the paper's order, with names the workflow can use."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import yaml
+from snakemake_runner import REPO, TEST_CONFIG
+
+from steerid import experiments
+from steerid.config_checks import validate_schema
+from steerid.experiments import EXPERIMENTS, by_rule, register, scored
+
+
+def test_the_registry_holds_the_papers_experiments_in_order():
+    assert list(EXPERIMENTS) == [f"e{i}" for i in range(1, 9)]
+    assert [e.rule for e in scored()] == ["stats_e1", "stats_e2", "stats_e3", "stats_e5", "stats_e7"]
+    assert {e.scores.condition_set for e in scored()} == {"e1", "e2", "e7"}
+
+
+def test_targets_are_per_steering_layer_or_per_model():
+    assert EXPERIMENTS["e1"].target == "results/{model}/stats/e1/L{layer}/{trait}.json"
+    assert EXPERIMENTS["e6"].target == "results/{model}/stats/e6/{trait}.json"
+
+
+def test_rules_map_back_to_their_experiment():
+    assert by_rule("null_space") is EXPERIMENTS["e6"]
+    with pytest.raises(KeyError, match="no experiment is written by rule 'stats_e9'"):
+        by_rule("stats_e9")
+
+
+def test_a_clashing_or_badly_named_experiment_is_refused():
+    with pytest.raises(ValueError, match="clashes with 'e1'"):
+        register(dataclasses.replace(EXPERIMENTS["e1"], rule="stats_other"))
+    with pytest.raises(ValueError, match="clashes with 'e1'"):
+        register(dataclasses.replace(EXPERIMENTS["e1"], name="other"))
+    with pytest.raises(ValueError, match="experiment name 'E 9' must match"):
+        register(dataclasses.replace(EXPERIMENTS["e1"], name="E 9", rule="stats_e9"))
+    assert list(EXPERIMENTS) == [f"e{i}" for i in range(1, 9)]
+
+
+def test_an_unimportable_module_is_named():
+    with pytest.raises(ImportError, match="config experiment_modules: cannot import 'no_such_module_here'"):
+        experiments.load(["no_such_module_here"])
+
+
+def test_every_setting_names_a_key_of_the_schema():
+    config = yaml.safe_load(TEST_CONFIG.read_text())
+    assert validate_schema(config, yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text())) == []
+    for experiment in EXPERIMENTS.values():
+        for key in experiment.settings.values():
+            value = config
+            for part in key.split("."):
+                value = value[part]
+            assert value is not None, f"{experiment.name}: {key}"
