@@ -14,4 +14,6 @@ python -m pip install --no-deps -r requirements/offline-assets.txt
 python -m pip install -e ".${extras}"
 # The steering tools whose vector files the tests read and write; their pins (numpy<2, transformers<5)
 # would downgrade steerid's own dependencies, and nothing of theirs is needed at import beyond ours.
-[[ -n "${extras}" ]] && python -m pip install --no-deps -r requirements/interchange-peers.txt
+if [[ -n "${extras}" ]]; then
+    python -m pip install --no-deps -r requirements/interchange-peers.txt
+fi
