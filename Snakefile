@@ -7,7 +7,7 @@ from snakemake.logging import logger
 from snakemake.utils import min_version
 
 from steerid import experiments
-from steerid.config_checks import RunContext, check_config, check_lock
+from steerid.pipeline.config_checks import RunContext, check_config, check_lock
 from steerid.io import remove_stale_partials
 
 min_version("9.0")

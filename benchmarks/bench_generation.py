@@ -27,16 +27,16 @@ from pathlib import Path
 
 import torch
 
-from steerid.activations import last_token
+from steerid.engine.activations import last_token
 from steerid.engine.decoder import decoder_for
+from steerid.engine.generate import generate_rows, prompt_token_ids
 from steerid.engine.generation import Row
+from steerid.engine.hooks import add_to_residual, capture_residual
+from steerid.engine.jacobian import stacked_gram_spectrum
 from steerid.engine.linearize import last_position_gram, vocabulary_gram
 from steerid.engine.memory import batch_rows_for
+from steerid.engine.models import decoder_layers, has_native_bfloat16, load_model, prepare_model, tokenize_prompts
 from steerid.engine.sampling import Sampling, choose_tokens, gumbel_noise
-from steerid.generate import generate_rows, prompt_token_ids
-from steerid.hooks import add_to_residual, capture_residual
-from steerid.jacobian import stacked_gram_spectrum
-from steerid.models import decoder_layers, has_native_bfloat16, load_model, prepare_model, tokenize_prompts
 from steerid.prompts import load_trait
 
 TEMPERATURE = 0.8
@@ -241,7 +241,7 @@ def jacobian_floor_seconds(decoder, layer: int) -> tuple[float, float]:
 
 def autograd_gram_seconds(model, tokenizer, layer: int, prompt: str) -> float:
     """J by plain forward-mode autograd of the full forward (d tangents through every position), then J^T J."""
-    from steerid.jacobian import _differentiable_attention
+    from steerid.engine.jacobian import _differentiable_attention
 
     ids, _ = tokenize_prompts(tokenizer, [prompt], torch.device("cpu"))
     site = decoder_layers(model)[layer]

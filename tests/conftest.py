@@ -14,7 +14,7 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 @pytest.fixture(scope="session")
 def smollm2_dir(tmp_path_factory):
     """A prepared SmolLM2-135M-Instruct folder (GGUF converted to safetensors once)."""
-    from steerid.models import prepare_model
+    from steerid.engine.models import prepare_model
 
     folder = tmp_path_factory.mktemp("models") / "smollm2-135m"
     prepare_model("smollm2-135m", folder)
@@ -24,7 +24,7 @@ def smollm2_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def smollm2(smollm2_dir):
     """(model, tokenizer, manifest) on CPU in float32."""
-    from steerid.models import load_model
+    from steerid.engine.models import load_model
 
     return load_model(smollm2_dir, device="cpu", dtype="float32")
 

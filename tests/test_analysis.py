@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from steerid import analysis, stats
+from steerid import stats
+from steerid.stats import analysis
 
 
 def grids(effects: dict[str, float], n_prompts: int = 40, n_samples: int = 2, noise: float = 0.3, seed: int = 0):

@@ -10,9 +10,9 @@ import pytest
 import yaml
 from snakemake_runner import REPO, TEST_CONFIG
 
-from steerid import config_checks
-from steerid.config_checks import ConfigError, RunContext, StaleLockError, check_config, check_lock
-from steerid.specs import EMBEDDED_SHAPES, ModelShape, shape_from_config
+from steerid.engine.specs import EMBEDDED_SHAPES, ModelShape, shape_from_config
+from steerid.pipeline import config_checks
+from steerid.pipeline.config_checks import ConfigError, RunContext, StaleLockError, check_config, check_lock
 
 SCHEMA = REPO / "schemas" / "config.schema.yaml"
 BASE = yaml.safe_load(TEST_CONFIG.read_text())

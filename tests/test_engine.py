@@ -15,11 +15,11 @@ import torch
 
 from steerid.engine import architectures
 from steerid.engine.decoder import Decoder, Steer, decoder_for, left_padded
+from steerid.engine.generate import generate_rows, prompt_token_ids, stop_ids
 from steerid.engine.generation import Row, generate
+from steerid.engine.hooks import add_to_residual, capture_residual
+from steerid.engine.models import decoder_layers, tokenize_prompts
 from steerid.engine.sampling import Sampling, choose_tokens, gumbel_noise
-from steerid.generate import generate_rows, prompt_token_ids, stop_ids
-from steerid.hooks import add_to_residual, capture_residual
-from steerid.models import decoder_layers, tokenize_prompts
 
 COMMON = dict(
     vocab_size=64,
@@ -260,7 +260,7 @@ def test_sampled_tokens_follow_the_distribution():
 
 
 def test_dumps_equal_the_full_forward_at_the_site(smollm2):
-    from steerid.activations import last_token
+    from steerid.engine.activations import last_token
 
     model, tokenizer, _ = smollm2
     ids, mask = tokenize_prompts(tokenizer, PROMPTS, torch.device("cpu"))
@@ -275,7 +275,7 @@ def test_the_hugging_face_dump_path_runs_nothing_above_the_site():
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-    from steerid.activations import last_token
+    from steerid.engine.activations import last_token
 
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(n_layer=3, n_embd=16, n_head=2, vocab_size=64)).eval()

@@ -9,8 +9,8 @@ import yaml
 from snakemake_runner import REPO, TEST_CONFIG
 
 from steerid import experiments
-from steerid.config_checks import validate_schema
 from steerid.experiments import EXPERIMENTS, by_rule, register, scored
+from steerid.pipeline.config_checks import validate_schema
 
 
 def test_the_registry_holds_the_papers_experiments_in_order():

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
+from steerid.engine.generate import Sampling, generate_conditions, generate_rows, perplexities
 from steerid.engine.generation import Row
+from steerid.engine.hooks import add_to_residual, capture_residual
+from steerid.engine.models import decoder_layers, tokenize_prompts
 from steerid.engine.sampling import choose_tokens, gumbel_noise, stream_seed
-from steerid.generate import Sampling, generate_conditions, generate_rows, perplexities
-from steerid.hooks import add_to_residual, capture_residual
-from steerid.models import decoder_layers, tokenize_prompts
 
 PROMPTS = ["Write a few sentences about the harbour at dawn.", "Name a colour.", "Describe a quiet library."]
 

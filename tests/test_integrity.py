@@ -10,7 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from steerid import io, spectrum, store
+from steerid import io, store
+from steerid.linalg import spectrum
 
 
 def dead_pid() -> int:

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from steerid.cli import main
-from steerid.hooks import add_to_residual, capture_residual
+from steerid.engine.hooks import add_to_residual, capture_residual
+from steerid.engine.models import decoder_layers, load_model, read_manifest
 from steerid.interchange import (
     FORMATS,
     VectorFile,
@@ -27,7 +28,6 @@ from steerid.interchange import (
     read_vector,
     write_vector,
 )
-from steerid.models import decoder_layers, load_model, read_manifest
 
 PEERS = "pip install --no-deps -r requirements/interchange-peers.txt"
 LAYERS = [3, 10, 20]

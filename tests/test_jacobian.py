@@ -1,4 +1,4 @@
-"""Tests of steerid.jacobian: the JVP/VJP operators against a full autograd Jacobian, the
+"""Tests of steerid.engine.jacobian: the JVP/VJP operators against a full autograd Jacobian, the
 matrix-free randomized SVD against LAPACK, and the pooled gain spectrum with its summary and
 stability (rank summaries and principal angles themselves are tested in tests/test_linalg.py).
 
@@ -16,15 +16,15 @@ import numpy as np
 import pytest
 import torch
 
-from steerid.jacobian import (
+from steerid.engine.jacobian import (
     GramSpectrum,
     full_jacobian,
     jacobian_operator,
     randomized_svd,
     stacked_gram_spectrum,
 )
+from steerid.engine.models import decoder_layers
 from steerid.linalg import principal_angles
-from steerid.models import decoder_layers
 
 D, VOCAB, LAYER = 32, 64, 1
 

@@ -1054,7 +1054,7 @@ def test_fuzz_from_state_raises_only_documented_errors(
     assert acc.count >= 0 and np.isfinite(acc.mean).all()
 
 
-# -- ranks of singular values and subspace angles (moved from steerid.jacobian) --------------------
+# -- ranks of singular values and subspace angles (moved from steerid.engine.jacobian) --------------------
 
 
 def test_rank_summary_counts_relative_to_sigma_max_and_d():

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from steerid.logit_distance import distances
-from steerid.models import decoder_layers, tokenize_prompts
+from steerid.engine.logit_distance import distances
+from steerid.engine.models import decoder_layers, tokenize_prompts
 
 PROMPTS = ["Name a colour.", "Write one sentence about the harbour at dawn.", "Describe a quiet library."]
 CONTINUATIONS = ["Blue is calm.", "The boats rest.", "Dust drifts in the light of tall windows."]

@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
-from steerid.models import (
+from steerid.engine.models import (
     check_layer,
     decoder_layers,
     format_prompt,
@@ -13,7 +13,7 @@ from steerid.models import (
     resolve_dtype,
     tokenize_prompts,
 )
-from steerid.specs import spec_kind
+from steerid.engine.specs import spec_kind
 
 
 def test_spec_kinds(tmp_path):
@@ -108,7 +108,7 @@ def test_dtype_resolution():
 
 
 def test_unfetchable_hub_model_names_the_spec(tmp_path, monkeypatch):
-    from steerid.models import prepare_model
+    from steerid.engine.models import prepare_model
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ValueError, match="'steerid-test/no-such-model'.*could not be fetched"):
@@ -117,7 +117,7 @@ def test_unfetchable_hub_model_names_the_spec(tmp_path, monkeypatch):
 
 
 def test_local_folder_spec(smollm2_dir, tmp_path):
-    from steerid.models import load_model, prepare_model
+    from steerid.engine.models import load_model, prepare_model
 
     manifest = prepare_model(str(smollm2_dir), tmp_path / "local")
     assert (manifest.kind, manifest.load_from, manifest.n_layers) == ("local", str(smollm2_dir.resolve()), 30)
@@ -127,7 +127,7 @@ def test_local_folder_spec(smollm2_dir, tmp_path):
 
 @pytest.fixture(scope="module")
 def gemma(tmp_path_factory):
-    from steerid.models import load_model, prepare_model
+    from steerid.engine.models import load_model, prepare_model
 
     folder = tmp_path_factory.mktemp("models") / "gemma3-270m"
     prepare_model("gemma3-270m", folder)
@@ -135,8 +135,8 @@ def gemma(tmp_path_factory):
 
 
 def test_gemma_base_model_runs_through_the_hooks_without_a_chat_template(gemma):
-    from steerid.activations import last_token
-    from steerid.generate import Sampling, generate_conditions
+    from steerid.engine.activations import last_token
+    from steerid.engine.generate import Sampling, generate_conditions
 
     model, tokenizer, manifest = gemma
     assert (manifest.architecture, manifest.n_layers, manifest.d_model, manifest.has_chat_template) == (

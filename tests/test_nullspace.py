@@ -3,9 +3,9 @@ import itertools
 import numpy as np
 import pytest
 
-from steerid.jacobian import stacked_gram_spectrum
+from steerid.engine.jacobian import stacked_gram_spectrum
 from steerid.linalg import effective_rank
-from steerid.nullspace import gram_from_spectrum, inert_dimension, recovery_curve, subspace_overlap_vs_random
+from steerid.linalg.nullspace import gram_from_spectrum, inert_dimension, recovery_curve, subspace_overlap_vs_random
 
 
 def _low_rank_jacobians(ranks, d=12, rows=20, seed=0):

@@ -12,11 +12,13 @@ import json
 import numpy as np
 import pytest
 
-from steerid import analysis, nullspace, plots
 from steerid.conditions import Condition
 from steerid.experiments import EXPERIMENTS
+from steerid.linalg import nullspace
 from steerid.linalg import singular_value_rank_summary as rank_summary
-from steerid.spectrum import Spectrum
+from steerid.linalg.spectrum import Spectrum
+from steerid.pipeline import plots
+from steerid.stats import analysis
 
 N_BOOT = N_PERM = 100  # the statistics' minimum: the figures need the keys, not precise intervals
 SHAPE = (12, 2)

@@ -10,8 +10,8 @@ import pytest
 import yaml
 from snakemake_runner import TEST_CONFIG, executed_rules, link_or_copy, planned_jobs, printed, snakemake, write_config
 
+from steerid.pipeline.stages import read_scores
 from steerid.prompts import load_trait
-from steerid.stages import read_scores
 
 pytestmark = pytest.mark.workflow
 

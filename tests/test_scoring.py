@@ -607,8 +607,8 @@ def test_likelihood_pairs_prefer_true_statements(likelihood):
 
 
 def test_likelihood_sees_steering_hooks(smollm2, likelihood):
-    from steerid.hooks import add_to_residual
-    from steerid.models import decoder_layers
+    from steerid.engine.hooks import add_to_residual
+    from steerid.engine.models import decoder_layers
 
     model, _, _manifest = smollm2
     site = decoder_layers(model)[len(decoder_layers(model)) // 2]

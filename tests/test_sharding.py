@@ -9,7 +9,7 @@ from snakemake_runner import TEST_CONFIG, copy_study, executed_rules, printed, s
 
 from steerid import store
 from steerid.linalg import StreamingCovariance
-from steerid.streaming import covariance_from_hdf5, merged, read_accumulator, shard_slice, write_accumulator
+from steerid.linalg.streaming import covariance_from_hdf5, merged, read_accumulator, shard_slice, write_accumulator
 
 MODEL, LAYER = "smollm2-135m", 15
 

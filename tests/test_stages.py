@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from steerid import conditions, stages, store
+from steerid import conditions, store
+from steerid.pipeline import stages
 
 D = 24
 PARAMS = {
@@ -115,7 +116,7 @@ def test_a_new_perturbation_kind_is_one_registry_entry_and_a_config_key(inputs, 
     named = conditions.e1_conditions(v, kinds, 1, {}, alpha=1.0)
     assert conditions.members(list(named), "mid_variance") == ["v+mid_variance-0", "v+mid_variance-1"]
     grids = {name: np.full((3, 2), float(i)) for i, name in enumerate(named)}
-    from steerid import analysis
+    from steerid.stats import analysis
 
     monkeypatch.setattr(analysis, "PERTURBATION_TYPES", tuple(registry))
     assert conditions.pooled("mid_variance") in analysis.pooled_by_type(grids)

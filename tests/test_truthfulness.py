@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from steerid.models import decoder_layers
+from steerid.engine.models import decoder_layers
 from steerid.prompts import load_trait
 from steerid.scoring import document_start_ids
-from steerid.truthfulness import paired_validation, steered_preferences
+from steerid.scoring.truthfulness import paired_validation, steered_preferences
 
 LAYER = 15
 

@@ -1,5 +1,5 @@
-from steerid import stages, workflow
 from steerid.logs import logged
+from steerid.pipeline import stages, workflow
 
 with logged(snakemake.log[0]):
     workflow.call(stages.covariance, snakemake)

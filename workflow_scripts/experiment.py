@@ -1,6 +1,7 @@
 # Every experiment rule: the registry names the stage that writes its stats.
-from steerid import experiments, workflow
+from steerid import experiments
 from steerid.logs import logged
+from steerid.pipeline import workflow
 
 with logged(snakemake.log[0]):
     workflow.call(experiments.by_rule(snakemake.rule).stage, snakemake)

@@ -1,5 +1,5 @@
-from steerid import report, workflow
 from steerid.logs import logged
+from steerid.pipeline import report, workflow
 
 with logged(snakemake.log[0]):
     workflow.call(report.figure, snakemake)

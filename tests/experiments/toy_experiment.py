@@ -9,10 +9,11 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from steerid import analysis, store
+from steerid import store
 from steerid.experiments import Experiment, ScoreInput, register
 from steerid.experiments.scores import by_environment, header
 from steerid.io import atomic_write_json
+from steerid.stats import analysis
 
 
 def stats(scores: Sequence[str], vector: str, validation: str, seed: int, params: Mapping, output: str) -> None:

@@ -11,7 +11,7 @@ On the engine, a prompt's tokens before its last one are run once per batch and 
 values reused by every continuation of that prompt and, unless the prompt itself is steered, by
 every delta asked of the batch; only the continuations' own positions are projected onto the
 vocabulary. Any other model runs prompt and continuation in one padded forward with the
-steering hook of :mod:`steerid.hooks`.
+steering hook of :mod:`steerid.engine.hooks`.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from transformers import PreTrainedModel
 
 from steerid.engine import architectures
 from steerid.engine.decoder import KVCache, Steer, decoder_for, left_padded
-from steerid.hooks import add_to_residual
-from steerid.models import decoder_layers
+from steerid.engine.hooks import add_to_residual
+from steerid.engine.models import decoder_layers
 
 LOGIT_BUDGET = 2**28  # float32 logits (1 GiB) one teacher-forced batch may produce per delta
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from steerid import analysis, plots, store
+from steerid import store
 from steerid.conditions import PERTURBATION_KINDS, pooled
 from steerid.experiments import scores as score_files
 from steerid.experiments.registry import Claim, Experiment, ScoreInput, register
 from steerid.experiments.text import MARGIN, TYPE_NAMES, cell, ci, scorer_note, units
 from steerid.io import atomic_write_json
+from steerid.pipeline import plots
+from steerid.stats import analysis
 
 # The paper's E1 claims: δ-types that should steer like v, and the controls that must not.
 NEUTRAL_TYPES = [pooled(kind.name) for kind in PERTURBATION_KINDS.values() if not kind.positive_control]

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from steerid import analysis, plots, store
+from steerid import store
 from steerid.conditions import pooled
 from steerid.experiments import scores as score_files
 from steerid.experiments.registry import Claim, Experiment, ScoreInput, register
 from steerid.experiments.text import cell, ci
 from steerid.io import atomic_write_json
-from steerid.stages import read_scores
+from steerid.pipeline import plots
+from steerid.pipeline.stages import read_scores
+from steerid.stats import analysis
 
 
 def stats(

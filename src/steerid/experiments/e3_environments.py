@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from steerid import analysis, plots, store, vectors
+from steerid import store, vectors
 from steerid.experiments import scores as score_files
 from steerid.experiments.registry import Claim, Experiment, ScoreInput, register
 from steerid.experiments.text import MARGIN, cell, ci, short_kind
 from steerid.io import atomic_write_json
+from steerid.pipeline import plots
+from steerid.stats import analysis
 
 
 def stats(

@@ -6,12 +6,13 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from steerid import conditions, plots, store
+from steerid import conditions, store
 from steerid.conditions import BASELINE, REFERENCE, pooled
 from steerid.experiments.registry import Claim, Experiment, register
 from steerid.experiments.text import TYPE_NAMES, cell
 from steerid.io import atomic_write_json
-from steerid.stages import Runtime, open_model, read_condition_set, read_generations
+from steerid.pipeline import plots
+from steerid.pipeline.stages import Runtime, open_model, read_condition_set, read_generations
 
 
 def stats(
@@ -29,7 +30,7 @@ def stats(
 ) -> None:
     """E4: teacher-forced next-token distributions of the baseline's own completions under v and v + δ
     (matched ‖δ‖); KL, JS and centred-logit L2 of v vs v + δ per δ-type, and of 0 vs v for scale."""
-    from steerid.logit_distance import distances
+    from steerid.engine.logit_distance import distances
 
     model_, tokenizer, manifest = open_model(model, layer, runtime)
     records = [r for r in read_generations(generations) if r["condition"] == BASELINE and r["n_tokens"] > 0]

@@ -6,12 +6,14 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from steerid import analysis, plots, store, vectors
+from steerid import store, vectors
 from steerid.conditions import BASELINE
 from steerid.experiments import scores as score_files
 from steerid.experiments.registry import Claim, Experiment, ScoreInput, register
 from steerid.experiments.text import cell, ci
 from steerid.io import atomic_write_json
+from steerid.pipeline import plots
+from steerid.stats import analysis
 
 
 def stats(

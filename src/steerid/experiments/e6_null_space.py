@@ -6,10 +6,12 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from steerid import linalg, nullspace, plots, spectrum, store
+from steerid import linalg, store
 from steerid.experiments.registry import Claim, Experiment, register
 from steerid.io import atomic_write_json
-from steerid.stages import PERTURBATION_VIEW
+from steerid.linalg import nullspace, spectrum
+from steerid.pipeline import plots
+from steerid.pipeline.stages import PERTURBATION_VIEW
 
 RANK_KEYS = ("at_0.01_of_max", "at_0.05_of_max", "at_0.1_of_max", "for_0.99_of_variance", "for_0.999_of_variance")
 

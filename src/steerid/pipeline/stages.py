@@ -16,26 +16,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from steerid import (
-    activations,
-    conditions,
-    linalg,
-    nullspace,
-    perturb,
-    spectrum,
-    store,
-    truthfulness,
-    vectors,
-)
+from steerid import conditions, linalg, perturb, store, vectors
 from steerid.conditions import BASELINE
-from steerid.engine import architectures
-from steerid.generate import Sampling, generate_conditions
+from steerid.engine import activations, architectures
+from steerid.engine.generate import Sampling, generate_conditions
+from steerid.engine.models import check_layer, load_model, prepare_model
 from steerid.io import atomic_path, atomic_write_json
+from steerid.linalg import nullspace, spectrum
+from steerid.linalg.streaming import covariance_from_hdf5, merged, read_accumulator, shard_slice, write_accumulator
 from steerid.logs import log
-from steerid.models import check_layer, load_model, prepare_model
 from steerid.prompts import instructed, load_background, read_prompt_set, write_prompt_set
-from steerid.scoring import get_scorer, scorer_record, validate_scorer
-from steerid.streaming import covariance_from_hdf5, merged, read_accumulator, shard_slice, write_accumulator
+from steerid.scoring import get_scorer, scorer_record, truthfulness, validate_scorer
 
 # Perturbation subspaces come from the data manifold without the attention-sink outliers.
 PERTURBATION_VIEW = "excluding_sinks"
@@ -297,7 +288,7 @@ def jacobian(
     last prompt token (the steered site), from torch.func JVPs in float32. Per-prompt top
     subspaces are kept for the stability analysis.
     """
-    from steerid.jacobian import stacked_gram_spectrum
+    from steerid.engine.jacobian import stacked_gram_spectrum
 
     float32 = Runtime(runtime.device, "float32", runtime.threads, runtime.batch_size)
     model_, tokenizer, manifest = open_model(model, layer, float32)

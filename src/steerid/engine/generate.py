@@ -6,7 +6,7 @@ distribution give the same token, and condition differences are not drowned in s
 
 Models of a family the engine runs (:mod:`steerid.engine.architectures`) generate on the engine:
 shared prompt prefixes, a preallocated cache, batches sized to the memory. Any other causal LM
-generates through its own Hugging Face forward with the steering hook of :mod:`steerid.hooks`,
+generates through its own Hugging Face forward with the steering hook of :mod:`steerid.engine.hooks`,
 one batch of full prompts at a time, drawing the same noise: both paths sample the same
 distribution with the same coupling.
 """
@@ -23,10 +23,10 @@ from transformers import PreTrainedModel
 from steerid.engine import architectures
 from steerid.engine.decoder import decoder_for
 from steerid.engine.generation import Row, generate
+from steerid.engine.hooks import add_to_residual
+from steerid.engine.models import decoder_layers, format_prompt, kv_cache_argument, tokenize_prompts
 from steerid.engine.sampling import Sampling, choose_tokens, gumbel_noise
 from steerid.engine.teacher import continuation_logprobs
-from steerid.hooks import add_to_residual
-from steerid.models import decoder_layers, format_prompt, kv_cache_argument, tokenize_prompts
 
 __all__ = ["Job", "Sampling", "generate_conditions", "generate_rows", "perplexities", "plan_jobs", "prompt_token_ids"]
 

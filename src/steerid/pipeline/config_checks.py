@@ -11,7 +11,7 @@ Checked here:
   the schema itself;
 - model specs: an embedded model's package, a local folder's ``config.json``, a hub id in the
   Hugging Face cache or, when the hub is reachable, on the hub; depth and width come from the
-  model's small ``config.json`` (embedded models: :data:`steerid.specs.EMBEDDED_SHAPES`);
+  model's small ``config.json`` (embedded models: :data:`steerid.engine.specs.EMBEDDED_SHAPES`);
 - layers and survey layers against the depth; every size against d or the prompt sets;
   attention-sink positions against the background texts' length;
 - the device: a torch device string, present on this machine when the jobs run here;
@@ -37,9 +37,16 @@ from typing import Any
 
 import yaml
 
+from steerid.engine.specs import (
+    EMBEDDED_MODULES,
+    EMBEDDED_NAMES,
+    EMBEDDED_SHAPES,
+    ModelShape,
+    shape_from_config,
+    spec_kind,
+)
 from steerid.prompts import load_background, load_trait
 from steerid.scoring import OFFLINE_SCORERS, hub_models, scorers_for
-from steerid.specs import EMBEDDED_MODULES, EMBEDDED_NAMES, EMBEDDED_SHAPES, ModelShape, shape_from_config, spec_kind
 
 __all__ = ["ConfigError", "RunContext", "StaleLockError", "check_config", "check_lock"]
 
@@ -385,7 +392,7 @@ def _check_against_model(config: dict, name: str, shape: ModelShape, findings: _
     width = f"(d = {d} for {name})"
     perturbations = config["perturbations"]
     if config["spectrum"]["top_k"] > d // 2:
-        # The randomized cross-check is only accurate for the leading half (see steerid.spectrum).
+        # The randomized cross-check is only accurate for the leading half (see steerid.linalg.spectrum).
         findings.error(
             "spectrum.top_k",
             config["spectrum"]["top_k"],

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from steerid import plots, spectrum, store
+from steerid import store
 from steerid.experiments import EXPERIMENTS
 from steerid.experiments.e1_orthogonal import corrected_verdicts
 from steerid.io import atomic_write_text
+from steerid.linalg import spectrum
+from steerid.pipeline import plots
 
 SPECTRUM_INTRO = (
     "Effective ranks as a fraction of d by several definitions: eigenvalues above a fraction of λ₁, the fewest "

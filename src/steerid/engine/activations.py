@@ -16,8 +16,8 @@ from transformers import PreTrainedModel
 
 from steerid.engine import architectures
 from steerid.engine.decoder import decoder_for
-from steerid.hooks import capture_residual
-from steerid.models import decoder_layers, tokenize_prompts
+from steerid.engine.hooks import capture_residual
+from steerid.engine.models import decoder_layers, tokenize_prompts
 
 # Tokens per forward pass when the batch size is "auto": enough rows to keep the matrix products
 # efficient, few enough that the activations of one batch stay small next to the model.

@@ -25,8 +25,8 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from steerid.engine.specs import spec_kind
 from steerid.io import atomic_write_text
-from steerid.specs import spec_kind
 
 MANIFEST = "model.json"
 

@@ -1,7 +1,7 @@
 """Exact Jacobian spectra of the next-token log-probabilities with respect to the steered site.
 
 For a prompt x, a position t and a layer l, let h be the output of decoder layer l at position t
-(the site :mod:`steerid.hooks` reads and steers) and
+(the site :mod:`steerid.engine.hooks` reads and steers) and
 
     f(u) = log_softmax(logits at the last position | h shifted by u)  in R^V,   u in R^d,
 
@@ -24,7 +24,7 @@ Two ways to compute it
 
     General path: the prompt's tokens before t are run once (no grad) into a KV cache. Each
     product then runs only tokens t..T-1 from a fresh copy of that cache, with ``u`` added at
-    position t by :func:`steerid.hooks.add_to_residual` (position mode ``last`` of a one-token
+    position t by :func:`steerid.engine.hooks.add_to_residual` (position mode ``last`` of a one-token
     forward call, the same site and hook the steering experiments use), exact because positions
     before t do not depend on u. The k columns of a block are batched with ``torch.func.vmap``
     over ``jvp`` / the ``vjp`` pullback (``vectorize=False`` loops instead). CPU SDPA kernels
@@ -63,8 +63,9 @@ from transformers import PreTrainedModel
 
 from steerid.engine import architectures
 from steerid.engine.decoder import decoder_for
+from steerid.engine.hooks import add_to_residual
 from steerid.engine.linearize import last_position_gram, last_position_operators
-from steerid.hooks import add_to_residual
+from steerid.engine.models import decoder_layers, kv_cache_argument, tokenize_prompts
 from steerid.linalg import (
     DEFAULT_RTOLS,
     DEFAULT_VARIANCE_FRACTIONS,
@@ -76,7 +77,6 @@ from steerid.linalg import (
     subspace_overlap,
     symmetrised,
 )
-from steerid.models import decoder_layers, kv_cache_argument, tokenize_prompts
 
 __all__ = [
     "GramSpectrum",
@@ -168,7 +168,7 @@ def jacobian_operator(
     Args:
         model: a Hugging Face causal LM with float32 weights, in eval mode.
         tokenizer: formats and tokenizes a text prompt (chat template if it has one, like
-            :func:`steerid.models.tokenize_prompts`); may be None when ``prompt`` is token ids.
+            :func:`steerid.engine.models.tokenize_prompts`); may be None when ``prompt`` is token ids.
         layer: decoder layer whose output is the site (0-based).
         prompt: a text, or a 1-D sequence of token ids used as is.
         position: token index of the shifted residual, negative from the end (-1: the last

@@ -6,7 +6,7 @@ import inspect
 import os
 from collections.abc import Callable
 
-from steerid.stages import Runtime
+from steerid.pipeline.stages import Runtime
 
 
 def params(snakemake) -> dict:

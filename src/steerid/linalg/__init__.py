@@ -28,7 +28,7 @@ The heavy kernels live in the C++ extension ``steerid._native`` (pybind11 + Eige
     Geometry of two column spans.
 ``covariance_from_hdf5``
     Streams an HDF5 dataset into a ``StreamingCovariance`` with a prefetching reader thread
-    (defined in :mod:`steerid.streaming`).
+    (defined in :mod:`steerid.linalg.streaming`).
 
 Speed: the rank-k updates, products, QR and small eigenproblems run in SciPy's own BLAS and
 LAPACK (OpenBLAS in the SciPy wheels), whose function pointers the extension takes from
@@ -50,7 +50,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from steerid._native import StreamingCovariance, randomized_eigh, randomized_eigh_adaptive
-from steerid.streaming import covariance_from_hdf5
+from steerid.linalg.streaming import covariance_from_hdf5
 
 __all__ = [
     "DEFAULT_RTOLS",
