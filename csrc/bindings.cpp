@@ -113,6 +113,13 @@ std::int64_t to_int64(const py::handle& obj, const std::string& what) {
     return static_cast<std::int64_t>(value);
 }
 
+void check_nonnegative(std::int64_t value, const std::string& name, const std::string& who) {
+    if (value < 0) {
+        throw py::value_error(who + ": " + name + "=" + std::to_string(value) + " is invalid; expected " + name +
+                              " >= 0");
+    }
+}
+
 std::uint64_t to_seed(const py::handle& obj, const std::string& who = "randomized_eigh") {
     py::object index = py::reinterpret_steal<py::object>(PyNumber_Index(obj.ptr()));
     if (!index) {
@@ -522,14 +529,8 @@ a non-zero state with ``count == 0``.
                 throw py::value_error(who + ": k=" + std::to_string(k) +
                                       " is out of range; expected 1 <= k <= d=" + std::to_string(d));
             }
-            if (oversample < 0) {
-                throw py::value_error(who + ": oversample=" + std::to_string(oversample) +
-                                      " is invalid; expected oversample >= 0");
-            }
-            if (power_iters < 0) {
-                throw py::value_error(who + ": power_iters=" + std::to_string(power_iters) +
-                                      " is invalid; expected power_iters >= 0");
-            }
+            check_nonnegative(oversample, "oversample", who);
+            check_nonnegative(power_iters, "power_iters", who);
             ensure_blas();
             steerid::EighResult result;
             {
@@ -610,14 +611,8 @@ C-contiguous, finite or symmetric, and for k, oversample or power_iters out of r
                 throw py::value_error(who + ": max_k=" + std::to_string(max_k) +
                                       " is out of range; expected 1 <= max_k <= d=" + std::to_string(d));
             }
-            if (oversample < 0) {
-                throw py::value_error(who + ": oversample=" + std::to_string(oversample) +
-                                      " is invalid; expected oversample >= 0");
-            }
-            if (power_iters < 0) {
-                throw py::value_error(who + ": power_iters=" + std::to_string(power_iters) +
-                                      " is invalid; expected power_iters >= 0");
-            }
+            check_nonnegative(oversample, "oversample", who);
+            check_nonnegative(power_iters, "power_iters", who);
             ensure_blas();
             steerid::EighResult result;
             {

@@ -182,14 +182,21 @@ Eigen::MatrixXd gaussian(GaussianStream& normals, Index rows, Index cols) {
     return omega;
 }
 
+// B = Q^T C Q from Q and CQ = C Q, symmetrised (rounding leaves it slightly asymmetric).
+Eigen::MatrixXd projected(const Eigen::MatrixXd& q, const Eigen::MatrixXd& cq) {
+    const Index d = q.rows();
+    const Index l = q.cols();
+    Eigen::MatrixXd b(l, l);
+    blas::gemm(true, false, l, l, d, 1.0, q.data(), d, cq.data(), d, 0.0, b.data(), l);
+    return 0.5 * (b + b.transpose());
+}
+
 // Rayleigh-Ritz on span(Q) given CQ = C Q: eigenpairs of B = Q^T C Q, values descending, and
 // the top `k` Ritz vectors Q V written to result (signs normalised).
 void rayleigh_ritz(const Eigen::MatrixXd& q, const Eigen::MatrixXd& cq, Index k, EighResult& result) {
     const Index d = q.rows();
     const Index l = q.cols();
-    Eigen::MatrixXd b(l, l);
-    blas::gemm(true, false, l, l, d, 1.0, q.data(), d, cq.data(), d, 0.0, b.data(), l);
-    b = (0.5 * (b + b.transpose())).eval();
+    Eigen::MatrixXd b = projected(q, cq);
     Eigen::VectorXd ascending;
     blas::symmetric_eigen(b, ascending);
     Eigen::MatrixXd top(l, k);
@@ -212,11 +219,7 @@ void rayleigh_ritz(const Eigen::MatrixXd& q, const Eigen::MatrixXd& cq, Index k,
 
 // Descending Ritz values of span(Q) (no vectors).
 Eigen::VectorXd ritz_values(const Eigen::MatrixXd& q, const Eigen::MatrixXd& cq) {
-    const Index d = q.rows();
-    const Index l = q.cols();
-    Eigen::MatrixXd b(l, l);
-    blas::gemm(true, false, l, l, d, 1.0, q.data(), d, cq.data(), d, 0.0, b.data(), l);
-    b = (0.5 * (b + b.transpose())).eval();
+    Eigen::MatrixXd b = projected(q, cq);
     Eigen::VectorXd ascending;
     blas::symmetric_eigenvalues(b, ascending);
     return ascending.reverse();

@@ -5,6 +5,7 @@ import os
 
 from steerid.conditions import CONDITION_SETS
 from steerid.experiments import EXPERIMENTS, scored
+from steerid.experiments.settings import config_keys
 from steerid.scoring import MODEL_SCORERS
 
 ENVIRONMENTS = config["prompts"]["environments"]
@@ -115,8 +116,8 @@ def config_value(key):
 
 
 def experiment_settings(experiment):
-    """The params of an experiment's stats rule: the config values its stage takes."""
-    return {argument: config_value(key) for argument, key in experiment.settings.items()}
+    """The params of an experiment's stats rule: the config values of its settings' fields."""
+    return {name: config_value(key) for name, key in config_keys(experiment.settings).items()}
 
 
 def pooled_scores(condition_set):

@@ -9,28 +9,20 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from steerid import store
-from steerid.experiments import Experiment, ScoreInput, register
+from steerid.experiments import Experiment, ScoreInput, one_claim, register
 from steerid.experiments.scores import by_environment, header
-from steerid.io import atomic_write_json
+from steerid.experiments.settings import Resampling
 from steerid.stats import analysis
 
 
-def stats(scores: Sequence[str], vector: str, validation: str, seed: int, params: Mapping, output: str) -> None:
+def stats(
+    scores: Sequence[str], vector: str, validation: str, settings: Resampling, params: Mapping, output: str
+) -> None:
     grids, attrs = by_environment(scores)
     pooled = analysis.pool_environments(grids)
     baseline = float(np.mean(pooled["baseline"]))
     shifts = {name: float(np.mean(pooled[name])) - baseline for name in ("v", "-v")}
-    atomic_write_json(
-        output,
-        {
-            "experiment": "toy shift",
-            **header(attrs, vector, validation),
-            "shift": shifts,
-            "seed": seed,
-            "provenance": store.provenance(params),
-        },
-    )
+    TOY.write(output, {**header(attrs, vector, validation), "shift": shifts, "seed": settings.seed}, params)
 
 
 def figure(results: Sequence[dict]):
@@ -41,20 +33,19 @@ def figure(results: Sequence[dict]):
     return fig
 
 
-def claims(results: Sequence[Mapping], corrected: Mapping[str, dict]):
-    lines = [f"{r['model']}/{r['trait']}: v shifts {r['shift']['v']:+.3f}, −v {r['shift']['-v']:+.3f}" for r in results]
-    return [("Toy: v and −v move the score in opposite directions", lines)]
+def finding(result: Mapping) -> str:
+    return f"{result['model']}/{result['trait']}: v shifts {result['shift']['v']:+.3f}, −v {result['shift']['-v']:+.3f}"
 
 
-register(
+TOY = register(
     Experiment(
         name="toy",
         title="toy shift",
         rule="stats_toy",
         stage=stats,
         figure=figure,
-        claims=claims,
+        claims=one_claim("Toy: v and −v move the score in opposite directions", finding),
         scores=ScoreInput("e1"),
-        settings={"seed": "seed"},
+        settings=Resampling,
     )
 )

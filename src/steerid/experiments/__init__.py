@@ -20,9 +20,21 @@ from steerid.experiments.registry import (
     ScoreInput,
     by_rule,
     load,
+    one_claim,
     register,
     scored,
     unregister,
 )
 
-__all__ = ["EXPERIMENTS", "Claim", "Experiment", "ScoreInput", "by_rule", "load", "register", "scored", "unregister"]
+__all__ = [
+    "EXPERIMENTS",
+    "Claim",
+    "Experiment",
+    "ScoreInput",
+    "by_rule",
+    "load",
+    "one_claim",
+    "register",
+    "scored",
+    "unregister",
+]

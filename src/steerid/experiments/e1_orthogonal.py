@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from steerid import store
 from steerid.conditions import PERTURBATION_KINDS, pooled
 from steerid.experiments import scores as score_files
 from steerid.experiments.registry import Claim, Experiment, ScoreInput, register
+from steerid.experiments.settings import Endpoints
 from steerid.experiments.text import MARGIN, TYPE_NAMES, cell, ci, scorer_note, units
-from steerid.io import atomic_write_json
 from steerid.pipeline import plots
 from steerid.stats import analysis
 
@@ -35,27 +34,28 @@ def stats(
     scores: Sequence[str],
     vector: str,
     validation: str,
-    n_boot: int,
-    margin_sd: float,
-    margin_effect: float,
-    n_perm: int,
-    seed: int,
+    settings: Endpoints,
     params: Mapping,
     output: str,
 ) -> None:
     """E1 over the prompts of every environment pooled: Δ, R, d, TOST verdicts at both margins, permutation null."""
     by_environment, attrs = score_files.by_environment(scores)
     pooled_grids = analysis.pool_environments(by_environment)
-    atomic_write_json(
+    EXPERIMENT.write(
         output,
         {
-            "experiment": EXPERIMENT.title,
             **score_files.header(attrs, vector, validation),
             "environments": list(by_environment),
-            **analysis.orthogonality_endpoints(pooled_grids, n_boot, margin_sd, margin_effect, n_perm, seed),
-            "provenance": store.provenance(params),
+            **endpoints(pooled_grids, settings),
         },
+        params,
     )
+
+
+def endpoints(grids: Mapping, settings: Endpoints) -> dict:
+    """Δ, R, d and the TOST and permutation verdicts of every condition of one set of score grids."""
+    s = settings
+    return analysis.orthogonality_endpoints(grids, s.n_boot, s.margin_sd, s.margin_effect, s.n_perm, s.seed)
 
 
 def corrected_verdicts(e1: Sequence[Mapping]) -> dict[str, dict]:
@@ -143,12 +143,6 @@ EXPERIMENT = register(
         claims=claims,
         section=section,
         scores=ScoreInput("e1"),
-        settings={
-            "n_boot": "stats.n_boot",
-            "margin_sd": "stats.equivalence_margin_sd",
-            "margin_effect": "stats.equivalence_margin_effect",
-            "n_perm": "stats.n_perm",
-            "seed": "seed",
-        },
+        settings=Endpoints,
     )
 )

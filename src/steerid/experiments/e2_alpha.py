@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
-from steerid import store
 from steerid.conditions import pooled
 from steerid.experiments import scores as score_files
-from steerid.experiments.registry import Claim, Experiment, ScoreInput, register
+from steerid.experiments.registry import Experiment, ScoreInput, one_claim, register
+from steerid.experiments.settings import Sweep
 from steerid.experiments.text import cell, ci
-from steerid.io import atomic_write_json
 from steerid.pipeline import plots
 from steerid.pipeline.stages import read_scores
 from steerid.stats import analysis
@@ -19,10 +18,7 @@ def stats(
     scores: str,
     vector: str,
     validation: str,
-    alphas: Sequence[float],
-    max_perplexity_ratio: float,
-    n_boot: int,
-    seed: int,
+    settings: Sweep,
     params: Mapping,
     output: str,
 ) -> None:
@@ -30,19 +26,26 @@ def stats(
     grids, attrs = read_scores(scores)
     fluency, _ = read_scores(scores, "perplexity")
     header = score_files.header(attrs, vector, validation)
-    curves = analysis.alpha_curves(grids, fluency, alphas, ("orthogonal", "null"), max_perplexity_ratio, n_boot, seed)
+    curves = analysis.alpha_curves(
+        grids,
+        fluency,
+        settings.alphas,
+        ("orthogonal", "null"),
+        settings.max_perplexity_ratio,
+        settings.n_boot,
+        settings.seed,
+    )
     scale = header["mean_residual_norm"] / header["v_norm"]
     for row in curves["by_alpha"]:
         row["alpha_in_v_norms"] = row["alpha"] * scale
-    atomic_write_json(
+    EXPERIMENT.write(
         output,
         {
-            "experiment": EXPERIMENT.title,
             **header,
             "alpha_units": "mean residual norm",
             **curves,
-            "provenance": store.provenance(params),
         },
+        params,
     )
 
 
@@ -60,10 +63,6 @@ def finding(result: Mapping) -> str:
     return f"{cell(result)}: {where} (baseline perplexity {result['baseline_median_perplexity']:.1f}). {curve}"
 
 
-def claims(e2: Sequence[Mapping], corrected: Mapping[str, dict]) -> list[Claim]:
-    return [("Equivalence holds over the operational α range (E2)", [finding(r) for r in e2])]
-
-
 EXPERIMENT = register(
     Experiment(
         name="e2",
@@ -71,14 +70,9 @@ EXPERIMENT = register(
         rule="stats_e2",
         stage=stats,
         figure=plots.e2_alpha,
-        claims=claims,
+        claims=one_claim("Equivalence holds over the operational α range (E2)", finding),
         generated_only=True,
         scores=ScoreInput("e2", environments="main"),
-        settings={
-            "alphas": "alpha_sweep.alphas",
-            "max_perplexity_ratio": "alpha_sweep.max_perplexity_ratio",
-            "n_boot": "stats.n_boot",
-            "seed": "seed",
-        },
+        settings=Sweep,
     )
 )

@@ -6,9 +6,10 @@ from collections.abc import Mapping, Sequence
 
 from steerid import store, vectors
 from steerid.experiments import scores as score_files
-from steerid.experiments.registry import Claim, Experiment, ScoreInput, register
+from steerid.experiments.e1_orthogonal import endpoints
+from steerid.experiments.registry import Experiment, ScoreInput, one_claim, register
+from steerid.experiments.settings import Endpoints
 from steerid.experiments.text import MARGIN, cell, ci, short_kind
-from steerid.io import atomic_write_json
 from steerid.pipeline import plots
 from steerid.stats import analysis
 
@@ -17,11 +18,7 @@ def stats(
     scores: Sequence[str],
     vector: str,
     validation: str,
-    n_boot: int,
-    margin_sd: float,
-    margin_effect: float,
-    n_perm: int,
-    seed: int,
+    settings: Endpoints,
     params: Mapping,
     output: str,
 ) -> None:
@@ -31,20 +28,16 @@ def stats(
         env_vectors = {name: handle["environments"][name][()] for name in handle["environments"]}
         v = handle["mean_difference"][()]
     cosines = {a: {b: vectors.cosine(env_vectors[a], env_vectors[b]) for b in env_vectors} for a in env_vectors}
-    atomic_write_json(
+    EXPERIMENT.write(
         output,
         {
-            "experiment": EXPERIMENT.title,
             **score_files.header(attrs, vector, validation),
             "cosine_with_v": {name: vectors.cosine(vec, v) for name, vec in env_vectors.items()},
             "cosines": cosines,
-            "by_environment": {
-                env: analysis.orthogonality_endpoints(grids, n_boot, margin_sd, margin_effect, n_perm, seed)
-                for env, grids in by_environment.items()
-            },
-            "cross_application": analysis.cross_application(by_environment, n_boot, seed),
-            "provenance": store.provenance(params),
+            "by_environment": {env: endpoints(grids, settings) for env, grids in by_environment.items()},
+            "cross_application": analysis.cross_application(by_environment, settings.n_boot, settings.seed),
         },
+        params,
     )
 
 
@@ -61,10 +54,6 @@ def finding(result: Mapping) -> str:
     return f"{cell(result)}: {per_env}. Cosine of each environment's vector with v: {cosines}."
 
 
-def claims(e3: Sequence[Mapping], corrected: Mapping[str, dict]) -> list[Claim]:
-    return [("Equivalence persists across prompt distributions (E3)", [finding(r) for r in e3])]
-
-
 EXPERIMENT = register(
     Experiment(
         name="e3",
@@ -72,15 +61,9 @@ EXPERIMENT = register(
         rule="stats_e3",
         stage=stats,
         figure=plots.e3_environments,
-        claims=claims,
+        claims=one_claim("Equivalence persists across prompt distributions (E3)", finding),
         generated_only=True,
         scores=ScoreInput("e1"),
-        settings={
-            "n_boot": "stats.n_boot",
-            "margin_sd": "stats.equivalence_margin_sd",
-            "margin_effect": "stats.equivalence_margin_effect",
-            "n_perm": "stats.n_perm",
-            "seed": "seed",
-        },
+        settings=Endpoints,
     )
 )

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 
-from steerid import conditions, store
+from steerid import conditions
 from steerid.conditions import BASELINE, REFERENCE, pooled
-from steerid.experiments.registry import Claim, Experiment, register
+from steerid.experiments.registry import Experiment, one_claim, register
 from steerid.experiments.text import TYPE_NAMES, cell
-from steerid.io import atomic_write_json
 from steerid.pipeline import plots
 from steerid.pipeline.stages import Runtime, open_model, read_condition_set, read_generations
 
@@ -62,10 +61,9 @@ def stats(
         }
         for kind, name in kinds.items()
     }
-    atomic_write_json(
+    EXPERIMENT.write(
         output,
         {
-            "experiment": EXPERIMENT.title,
             "model": manifest.spec,
             "layer": layer,
             "trait": trait,
@@ -73,8 +71,8 @@ def stats(
             "pairs": summary,
             "relative_to_0_vs_v": relative,
             "conditions": {kind: name for kind, name in kinds.items()},
-            "provenance": store.provenance(params),
         },
+        params,
     )
 
 
@@ -89,10 +87,6 @@ def finding(result: Mapping) -> str:
     )
 
 
-def claims(e4: Sequence[Mapping], corrected: Mapping[str, dict]) -> list[Claim]:
-    return [("Next-token distributions of v and v + δ are close (E4)", [finding(r) for r in e4])]
-
-
 EXPERIMENT = register(
     Experiment(
         name="e4",
@@ -100,7 +94,7 @@ EXPERIMENT = register(
         rule="logit_distance",
         stage=stats,
         figure=plots.e4_logit_distance,
-        claims=claims,
+        claims=one_claim("Next-token distributions of v and v + δ are close (E4)", finding),
         generated_only=True,
     )
 )

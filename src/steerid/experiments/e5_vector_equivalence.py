@@ -9,9 +9,9 @@ import numpy as np
 from steerid import store, vectors
 from steerid.conditions import BASELINE
 from steerid.experiments import scores as score_files
-from steerid.experiments.registry import Claim, Experiment, ScoreInput, register
+from steerid.experiments.registry import Experiment, ScoreInput, one_claim, register
+from steerid.experiments.settings import Equivalence
 from steerid.experiments.text import cell, ci
-from steerid.io import atomic_write_json
 from steerid.pipeline import plots
 from steerid.stats import analysis
 
@@ -20,9 +20,7 @@ def stats(
     scores: Sequence[str],
     vector: str,
     validation: str,
-    n_boot: int,
-    margin_sd: float,
-    seed: int,
+    settings: Equivalence,
     params: Mapping,
     output: str,
 ) -> None:
@@ -32,21 +30,20 @@ def stats(
     with store.open_complete(vector) as handle:
         found = {name: handle[name][()] for name in ("mean_difference", "pca", "probe")}
     cosines = {name: vectors.cosine(found["mean_difference"], found[name]) for name in ("pca", "probe")}
-    margin = analysis.margins(pooled, margin_sd, 1.0)["baseline_sd"]
-    atomic_write_json(
+    margin = analysis.margins(pooled, settings.margin_sd, 1.0)["baseline_sd"]
+    EXPERIMENT.write(
         output,
         {
-            "experiment": EXPERIMENT.title,
             **score_files.header(attrs, vector, validation),
             "cosine_pca_probe": vectors.cosine(found["pca"], found["probe"]),
             "natural_norms": {name: float(np.linalg.norm(vec)) for name, vec in found.items()},
             "margin": margin,
             "n_prompts": int(pooled[BASELINE].shape[0]),
             "by_direction": analysis.direction_equivalence(
-                pooled, ["pca", "probe"], cosines, margin["value"], n_boot, seed
+                pooled, ["pca", "probe"], cosines, margin["value"], settings.n_boot, settings.seed
             ),
-            "provenance": store.provenance(params),
         },
+        params,
     )
 
 
@@ -58,10 +55,6 @@ def finding(result: Mapping) -> str:
     )
 
 
-def claims(e5: Sequence[Mapping], corrected: Mapping[str, dict]) -> list[Claim]:
-    return [("Mean-difference, PCA and probe vectors act alike (E5)", [finding(r) for r in e5])]
-
-
 EXPERIMENT = register(
     Experiment(
         name="e5",
@@ -69,8 +62,8 @@ EXPERIMENT = register(
         rule="stats_e5",
         stage=stats,
         figure=plots.e5_vector_equivalence,
-        claims=claims,
+        claims=one_claim("Mean-difference, PCA and probe vectors act alike (E5)", finding),
         scores=ScoreInput("e1"),
-        settings={"n_boot": "stats.n_boot", "margin_sd": "stats.equivalence_margin_sd", "seed": "seed"},
+        settings=Equivalence,
     )
 )

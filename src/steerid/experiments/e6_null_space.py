@@ -7,8 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from steerid import linalg, store
-from steerid.experiments.registry import Claim, Experiment, register
-from steerid.io import atomic_write_json
+from steerid.experiments.registry import Experiment, one_claim, register
 from steerid.linalg import nullspace, spectrum
 from steerid.pipeline import plots
 from steerid.pipeline.stages import PERTURBATION_VIEW
@@ -102,15 +101,14 @@ def stats(
     for spectrum_file, jacobian_file in zip(spectra, jacobians):
         with store.open_complete(spectrum_file) as cov, store.open_complete(jacobian_file) as jac:
             layers.append(_layer(cov, jac, null_fraction, rank_thresholds, variance_fractions, stability_k))
-    atomic_write_json(
+    EXPERIMENT.write(
         output,
         {
-            "experiment": EXPERIMENT.title,
             "model": str(store.read_attrs(jacobians[0])["model"]),
             "trait": trait,
             "layers": layers,
-            "provenance": store.provenance(params),
         },
+        params,
     )
 
 
@@ -133,10 +131,6 @@ def finding(result: Mapping) -> str:
             f"(chance {layer['low_variance_vs_low_gain']['random_overlap']:.2f})"
         )
     return f"{result['model']}/{result['trait']}: " + "; ".join(parts)
-
-
-def claims(e6: Sequence[Mapping], corrected: Mapping[str, dict]) -> list[Claim]:
-    return [("A large null space: most directions are inert (E6)", [finding(r) for r in e6])]
 
 
 def section(e6: Sequence[Mapping], corrected: Mapping[str, dict]) -> list[str]:
@@ -177,7 +171,7 @@ EXPERIMENT = register(
         rule="null_space",
         stage=stats,
         figure=plots.e6_null_space,
-        claims=claims,
+        claims=one_claim("A large null space: most directions are inert (E6)", finding),
         section=section,
         per_layer=False,
     )

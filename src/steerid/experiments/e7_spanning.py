@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from steerid import store
 from steerid.conditions import BASELINE, REFERENCE
 from steerid.experiments import scores as score_files
-from steerid.experiments.registry import Claim, Experiment, ScoreInput, register
+from steerid.experiments.registry import Experiment, ScoreInput, one_claim, register
+from steerid.experiments.settings import Equivalence
 from steerid.experiments.text import cell, ci, units
-from steerid.io import atomic_write_json
 from steerid.pipeline import plots
 from steerid.stats import analysis, effect_ci
 
@@ -18,29 +17,26 @@ def stats(
     scores: Sequence[str],
     vector: str,
     validation: str,
-    n_boot: int,
-    margin_sd: float,
-    seed: int,
+    settings: Equivalence,
     params: Mapping,
     output: str,
 ) -> None:
     """E7 over the prompts of every environment pooled: R and d of v + δ against the subspace size k."""
     by_environment, attrs = score_files.by_environment(scores)
     grids = analysis.pool_environments(by_environment)
-    margin = analysis.margins(grids, margin_sd, 1.0)["baseline_sd"]
-    atomic_write_json(
+    margin = analysis.margins(grids, settings.margin_sd, 1.0)["baseline_sd"]
+    EXPERIMENT.write(
         output,
         {
-            "experiment": EXPERIMENT.title,
             **score_files.header(attrs, vector, validation),
             "environments": list(by_environment),
             "n_prompts": int(grids[BASELINE].shape[0]),
             "n_samples": int(grids[BASELINE].shape[1]),
             "margin": margin,
-            "delta_v": effect_ci(grids[REFERENCE], grids[BASELINE], n_boot, seed).to_dict(),
-            "curves": analysis.spanning_curves(grids, n_boot, margin["value"], seed),
-            "provenance": store.provenance(params),
+            "delta_v": effect_ci(grids[REFERENCE], grids[BASELINE], settings.n_boot, settings.seed).to_dict(),
+            "curves": analysis.spanning_curves(grids, settings.n_boot, margin["value"], settings.seed),
         },
+        params,
     )
 
 
@@ -55,10 +51,6 @@ def finding(result: Mapping) -> str:
     )
 
 
-def claims(e7: Sequence[Mapping], corrected: Mapping[str, dict]) -> list[Claim]:
-    return [("Efficacy does not depend on the subspace δ comes from (E7)", [finding(r) for r in e7])]
-
-
 EXPERIMENT = register(
     Experiment(
         name="e7",
@@ -66,8 +58,8 @@ EXPERIMENT = register(
         rule="stats_e7",
         stage=stats,
         figure=plots.e7_spanning,
-        claims=claims,
+        claims=one_claim("Efficacy does not depend on the subspace δ comes from (E7)", finding),
         scores=ScoreInput("e7"),
-        settings={"n_boot": "stats.n_boot", "margin_sd": "stats.equivalence_margin_sd", "seed": "seed"},
+        settings=Equivalence,
     )
 )

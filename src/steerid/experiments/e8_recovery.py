@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from steerid import store
-from steerid.experiments.registry import Claim, Experiment, register
-from steerid.io import atomic_write_json
+from steerid.experiments.registry import Experiment, one_claim, register
 from steerid.linalg import nullspace
 from steerid.pipeline import plots
 
@@ -27,10 +26,9 @@ def stats(
                     name: nullspace.gram_from_spectrum(g["eigenvalues"][()], g["eigenvectors"][()])
                     for name, g in jac["environments"].items()
                 }
-    atomic_write_json(
+    EXPERIMENT.write(
         output,
         {
-            "experiment": EXPERIMENT.title,
             "model": model,
             "trait": trait,
             "d": d,
@@ -43,8 +41,8 @@ def stats(
             ),
             "environments": nullspace.recovery_curve(grams_by_environment, rank_threshold),
             "layers": nullspace.recovery_curve(grams_by_layer, rank_threshold),
-            "provenance": store.provenance(params),
         },
+        params,
     )
 
 
@@ -59,10 +57,6 @@ def finding(result: Mapping) -> str:
     )
 
 
-def claims(e8: Sequence[Mapping], corrected: Mapping[str, dict]) -> list[Claim]:
-    return [("Identifiability returns when environments or layers are intersected (E8)", [finding(r) for r in e8])]
-
-
 EXPERIMENT = register(
     Experiment(
         name="e8",
@@ -70,7 +64,7 @@ EXPERIMENT = register(
         rule="recovery",
         stage=stats,
         figure=plots.e8_recovery,
-        claims=claims,
+        claims=one_claim("Identifiability returns when environments or layers are intersected (E8)", finding),
         per_layer=False,
     )
 )

@@ -12,10 +12,13 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from matplotlib.figure import Figure
+
+from steerid import store
+from steerid.io import atomic_write_json
 
 # A claim of the paper as the summary states it: its title and one finding per cell.
 Claim = tuple[str, list[str]]
@@ -34,8 +37,8 @@ class ScoreInput:
 class Experiment:
     """One experiment: where its stats come from and go, and how they are drawn and reported.
 
-    ``settings`` maps each argument of ``stage`` that comes from the config to its dotted config key;
-    they are the rule's params, so changing one reruns only the experiments that use it.
+    ``settings`` is the settings dataclass its stage takes (see :mod:`steerid.experiments.settings`);
+    its fields are the rule's params, so changing one reruns only the experiments that use it.
     ``claims(results, corrected)`` gets this experiment's stats JSONs and E1's Holm-corrected verdicts.
     """
 
@@ -48,14 +51,27 @@ class Experiment:
     per_layer: bool = True
     generated_only: bool = False
     scores: ScoreInput | None = None
-    settings: Mapping[str, str] = field(default_factory=dict)
+    settings: type | None = None
     section: Callable[[Sequence[Mapping], Mapping[str, dict]], list[str]] | None = None
+
+    def write(self, output: str, fields: Mapping, params: Mapping) -> None:
+        """Write one stats JSON: this experiment's title, ``fields``, and the provenance of ``params``."""
+        atomic_write_json(output, {"experiment": self.title, **fields, "provenance": store.provenance(params)})
 
     @property
     def target(self) -> str:
         """Path pattern of one stats JSON: per steering layer and trait, or per model and trait."""
         layer = "L{layer}/" if self.per_layer else ""
         return f"results/{{model}}/stats/{self.name}/{layer}{{trait}}.json"
+
+
+def one_claim(title: str, finding: Callable[[Mapping], str]) -> Callable[[Sequence[Mapping], Mapping], list[Claim]]:
+    """The claims of an experiment that answers one claim with one finding per cell."""
+
+    def claims(results: Sequence[Mapping], corrected: Mapping[str, dict]) -> list[Claim]:
+        return [(title, [finding(result) for result in results])]
+
+    return claims
 
 
 EXPERIMENTS: dict[str, Experiment] = {}

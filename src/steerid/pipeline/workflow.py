@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
-from collections.abc import Callable
+import typing
+from collections.abc import Callable, Mapping
 
 from steerid.pipeline.stages import Runtime
 
@@ -24,7 +26,9 @@ def call(stage: Callable, snakemake) -> None:
     """Call ``stage`` with the rule's named inputs, params and wildcards as keyword arguments.
 
     ``output`` is the rule's first output and ``outputs`` all of them, ``params`` (when the stage
-    takes it) all params for the provenance digest, and ``runtime`` the job's :class:`Runtime`. A
+    takes it) all params for the provenance digest, and ``runtime`` the job's :class:`Runtime`. An
+    argument typed as a settings dataclass and not provided by name is built from the params named
+    as its fields (rules keep their params flat: their digest is the outputs' provenance). A
     stage with ``**inputs`` also gets every named input no other argument takes. A stage argument
     the rule does not provide is an error naming it, not a silent default.
     """
@@ -43,6 +47,10 @@ def call(stage: Callable, snakemake) -> None:
         available["layer"] = int(available["layer"])
     accepted = inspect.signature(stage).parameters
     named = {name: p for name, p in accepted.items() if p.kind is not inspect.Parameter.VAR_KEYWORD}
+    hints = typing.get_type_hints(stage)
+    for name in named:
+        if name not in available and dataclasses.is_dataclass(hints.get(name)):
+            available[name] = settings(hints[name], available, f"stage {stage.__name__}, rule {snakemake.rule!r}")
     missing = [name for name, p in named.items() if name not in available and p.default is inspect.Parameter.empty]
     if missing:
         raise TypeError(f"stage {stage.__name__} needs {missing}, which rule {snakemake.rule!r} does not provide")
@@ -50,3 +58,12 @@ def call(stage: Callable, snakemake) -> None:
     if len(named) < len(accepted):
         arguments |= {name: value for name, value in inputs.items() if name not in named}
     stage(**arguments)
+
+
+def settings(kind: type, available: Mapping, where: str):
+    """A ``kind`` dataclass from the values in ``available`` named as its fields; missing ones are an error."""
+    names = [f.name for f in dataclasses.fields(kind)]
+    missing = [name for name in names if name not in available]
+    if missing:
+        raise TypeError(f"{where}: settings {kind.__name__} need {missing}, which the rule's params do not provide")
+    return kind(**{name: available[name] for name in names})
