@@ -6,15 +6,15 @@ import os
 from steerid.conditions import CONDITION_SETS
 from steerid.experiments import EXPERIMENTS, scored
 from steerid.experiments.settings import config_keys
-from steerid.scoring import MODEL_SCORERS
+from steerid.scoring import measurement_of
 
 ENVIRONMENTS = config["prompts"]["environments"]
 # E2 and E4 run in one environment: the first listed.
 MAIN_ENVIRONMENT = ENVIRONMENTS[0]
 ALL_TRAITS = config["traits"] + config["other_traits"]
-# Traits scored by the steered model's likelihood of true/false statements: no generations, so no E2, E3 or E4.
-LIKELIHOOD_TRAITS = [trait for trait in config["traits"] if config["scoring"][trait] in MODEL_SCORERS]
-GENERATION_TRAITS = [trait for trait in config["traits"] if trait not in LIKELIHOOD_TRAITS]
+# How each trait is measured (its scorer's record says); only generated text has E2, E3 and E4.
+MEASUREMENT = {trait: measurement_of(config["scoring"][trait]) for trait in config["traits"]}
+GENERATION_TRAITS = [trait for trait in config["traits"] if MEASUREMENT[trait].generates_text]
 
 
 wildcard_constraints:
@@ -121,17 +121,12 @@ def experiment_settings(experiment):
 
 
 def pooled_scores(condition_set):
-    """Input function: the score files of ``condition_set`` in every environment; for a likelihood-scored
-    trait, its one statement-pair file."""
+    """Input function: the score files of ``condition_set`` as the trait is measured (one per environment,
+    or the one file of a likelihood-measured trait)."""
 
     def inputs(wildcards):
-        if wildcards.trait in LIKELIHOOD_TRAITS:
-            return expand(f"results/{{model}}/scores/{condition_set}/L{{layer}}/{{trait}}/statements.h5", **wildcards)
-        return expand(
-            f"results/{{model}}/scores/{condition_set}/L{{layer}}/{{trait}}/{{environment}}.h5",
-            environment=ENVIRONMENTS,
-            **wildcards,
-        )
+        patterns = MEASUREMENT[wildcards.trait].score_files(condition_set, ENVIRONMENTS)
+        return [pattern.format(**wildcards) for pattern in patterns]
 
     return inputs
 

@@ -28,6 +28,7 @@ from steerid.scoring import (
     auroc,
     default_scorer,
     get_scorer,
+    measurement_of,
     median_split_accuracy,
     register,
     schema_enums,
@@ -38,6 +39,7 @@ from steerid.scoring import (
     unregister,
     validate_scorer,
 )
+from steerid.scoring.measurements import MEASUREMENTS, measured_in
 
 SCHEMA = yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text())
 
@@ -299,8 +301,9 @@ def test_views_follow_the_records():
     assert scorer_record("minilm-labels").traits == tuple(scoring.LABEL_DESCRIPTIONS)
     assert scorer_record("minilm-exemplars").traits == scoring.MINILM_TRAITS
     assert scorer_record("hf-zeroshot").traits == tuple(scoring.ZERO_SHOT_LABELS)
-    # the model's own likelihood is validated on statement pairs, everything else on instructed completions
-    assert {n for n, r in REGISTRY.items() if r.validation == "statement-pairs"} == {"likelihood"}
+    # the model's own likelihood of statements is measured (and validated) without generating text
+    assert {n for n, r in REGISTRY.items() if r.measurement == "statement-likelihood"} == {"likelihood"}
+    assert not measurement_of("likelihood").generates_text and measurement_of("vader").generates_text
 
 
 def _schema_scorer_properties() -> dict[str, dict]:
@@ -386,7 +389,9 @@ def test_a_model_scorer_gets_the_model_through_the_registry():
         seen.update(model=model, tokenizer=tokenizer, options=options)
         return WordCount()
 
-    register(ScorerRecord("toy-model", ("verbosity",), build, "Toy.", needs_model=True, validation="statement-pairs"))
+    register(
+        ScorerRecord("toy-model", ("verbosity",), build, "Toy.", needs_model=True, measurement="statement-likelihood")
+    )
     try:
         assert "toy-model" in MODEL_SCORERS
         with pytest.raises(ValueError, match="'toy-model'.*model=.*tokenizer="):
@@ -411,8 +416,8 @@ def test_register_rejects_conflicts_and_bad_records():
         ScorerRecord("toy", ("sentiment",), build, "Toy.", default_for=("formality",))
     with pytest.raises(ValueError, match="no traits"):
         ScorerRecord("toy", (), build, "Toy.")
-    with pytest.raises(ValueError, match="validation"):
-        ScorerRecord("toy", ("sentiment",), build, "Toy.", validation="vibes")
+    with pytest.raises(ValueError, match="measurement 'vibes' is not one of"):
+        ScorerRecord("toy", ("sentiment",), build, "Toy.", measurement="vibes")
     with pytest.raises(ValueError, match="hub_model"):
         ScorerRecord("toy", ("sentiment",), build, "Toy.", classifier=scoring.ClassifierSpec("a/b", ("x",), ("y",)))
     with pytest.raises(TypeError):
@@ -646,3 +651,17 @@ def test_hf_zero_shot_runs_with_exact_pole_labels(tmp_path):
     assert values.shape == (2,) and np.all(np.abs(values) <= 1.0)
     with pytest.raises(ValueError, match="'truthfulness'"):
         scoring.HFZeroShot("truthfulness", model_id=str(tmp_path))
+
+
+def test_each_measurement_names_its_score_files():
+    generated = MEASUREMENTS["generated-text"].score_files("e1", ["in_distribution", "held_out"])
+    assert generated == [
+        "results/{model}/scores/e1/L{layer}/{trait}/in_distribution.h5",
+        "results/{model}/scores/e1/L{layer}/{trait}/held_out.h5",
+    ]
+    likelihood = MEASUREMENTS["statement-likelihood"]
+    assert likelihood.score_files("e7", ["in_distribution"]) == [
+        "results/{model}/scores/e7/L{layer}/{trait}/statements.h5"
+    ]
+    assert measured_in(["statements"]) is likelihood and measured_in(["in_distribution"]).generates_text
+    assert likelihood.units(40, 1) == "40 statement pairs"

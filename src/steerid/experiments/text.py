@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from steerid.conditions import PERTURBATION_KINDS, pooled
+from steerid.scoring.measurements import measured_in
 
 # The primary equivalence margin: the baseline's between-prompt SD (the other is 10 % of Δ(v)).
 MARGIN = "baseline_sd"
@@ -20,9 +21,7 @@ def cell(result: Mapping) -> str:
 
 
 def units(result: Mapping) -> str:
-    if result.get("environments") == ["statements"]:
-        return f"{result['n_prompts']} statement pairs"
-    return f"{result['n_prompts']} prompts × {result['n_samples']} samples"
+    return measured_in(result.get("environments", [])).units(result["n_prompts"], result.get("n_samples", 1))
 
 
 def scorer_note(result: Mapping) -> str:

@@ -26,7 +26,8 @@ from steerid.linalg import nullspace, spectrum
 from steerid.linalg.streaming import covariance_from_hdf5, merged, read_accumulator, shard_slice, write_accumulator
 from steerid.logs import log
 from steerid.prompts import instructed, load_background, read_prompt_set, write_prompt_set
-from steerid.scoring import get_scorer, scorer_record, truthfulness, validate_scorer
+from steerid.scoring import get_scorer, measurement_of, truthfulness, validate_scorer
+from steerid.scoring.measurements import STATEMENT_LIKELIHOOD
 
 # Perturbation subspaces come from the data manifold without the attention-sink outliers.
 PERTURBATION_VIEW = "excluding_sinks"
@@ -526,7 +527,7 @@ def score_statements(
         trait=trait,
         scorer=scorer,
         condition_set=condition_set,
-        environment="statements",
+        environment=STATEMENT_LIKELIHOOD.environment,
         alpha=alpha,
         positions=truthfulness.STEERED_POSITIONS,
         conditions=list(preferences),
@@ -563,7 +564,7 @@ def validate(
     """Scorer validation before it judges anything: the unsteered model answers the contrast pairs'
     explicit positive and negative instructions, and the scorer must separate the completions (AUROC)."""
     model_, tokenizer, manifest = open_model(model, 0, runtime)
-    if scorer_record(scorer).validation == "statement-pairs":
+    if not measurement_of(scorer).generates_text:
         _validate_likelihood(model_, tokenizer, manifest, prompts, trait, min_auroc, output)
         return
     pairs = read_prompt_set(prompts)["pairs"][:n_texts]

