@@ -10,7 +10,7 @@ from snakemake_runner import REPO, TEST_CONFIG
 
 from steerid import experiments
 from steerid.experiments import EXPERIMENTS, by_rule, register, scored
-from steerid.experiments.settings import Endpoints, Equivalence, config_keys
+from steerid.experiments.settings import EndpointSettings, Equivalence, config_keys
 from steerid.pipeline import workflow
 from steerid.pipeline.config_checks import validate_schema
 
@@ -61,5 +61,5 @@ def test_every_setting_names_a_key_of_the_schema():
 def test_stage_settings_are_built_from_the_rules_flat_params():
     params = {"n_boot": 200, "seed": 7, "margin_sd": 0.2, "extra": 1}
     assert workflow.settings(Equivalence, params, "here") == Equivalence(n_boot=200, seed=7, margin_sd=0.2)
-    with pytest.raises(TypeError, match=r"here: settings Endpoints need \['margin_effect', 'n_perm'\]"):
-        workflow.settings(Endpoints, params, "here")
+    with pytest.raises(TypeError, match=r"here: settings EndpointSettings need \['margin_effect', 'n_perm'\]"):
+        workflow.settings(EndpointSettings, params, "here")

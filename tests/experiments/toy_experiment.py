@@ -22,7 +22,8 @@ def stats(
     pooled = analysis.pool_environments(grids)
     baseline = float(np.mean(pooled["baseline"]))
     shifts = {name: float(np.mean(pooled[name])) - baseline for name in ("v", "-v")}
-    TOY.write(output, {**header(attrs, vector, validation), "shift": shifts, "seed": settings.seed}, params)
+    record = {"experiment": TOY.title, **header(attrs, vector, validation), "shift": shifts, "seed": settings.seed}
+    TOY.write(output, record, params)
 
 
 def figure(results: Sequence[dict]):

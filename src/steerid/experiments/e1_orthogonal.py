@@ -6,8 +6,9 @@ from collections.abc import Mapping, Sequence
 
 from steerid.conditions import PERTURBATION_KINDS, pooled
 from steerid.experiments import scores as score_files
+from steerid.experiments.records import E1Stats
 from steerid.experiments.registry import Claim, Experiment, ScoreInput, register
-from steerid.experiments.settings import Endpoints
+from steerid.experiments.settings import EndpointSettings
 from steerid.experiments.text import MARGIN, TYPE_NAMES, cell, ci, scorer_note, units
 from steerid.pipeline import plots
 from steerid.stats import analysis
@@ -34,38 +35,36 @@ def stats(
     scores: Sequence[str],
     vector: str,
     validation: str,
-    settings: Endpoints,
+    settings: EndpointSettings,
     params: Mapping,
     output: str,
 ) -> None:
     """E1 over the prompts of every environment pooled: Δ, R, d, TOST verdicts at both margins, permutation null."""
     by_environment, attrs = score_files.by_environment(scores)
     pooled_grids = analysis.pool_environments(by_environment)
-    EXPERIMENT.write(
-        output,
-        {
-            **score_files.header(attrs, vector, validation),
-            "environments": list(by_environment),
-            **endpoints(pooled_grids, settings),
-        },
-        params,
-    )
+    record: E1Stats = {
+        "experiment": EXPERIMENT.title,
+        **score_files.header(attrs, vector, validation),
+        "environments": list(by_environment),
+        **endpoints(pooled_grids, settings),
+    }
+    EXPERIMENT.write(output, record, params)
 
 
-def endpoints(grids: Mapping, settings: Endpoints) -> dict:
+def endpoints(grids: Mapping, settings: EndpointSettings) -> analysis.Endpoints:
     """Δ, R, d and the TOST and permutation verdicts of every condition of one set of score grids."""
     s = settings
     return analysis.orthogonality_endpoints(grids, s.n_boot, s.margin_sd, s.margin_effect, s.n_perm, s.seed)
 
 
-def corrected_verdicts(e1: Sequence[Mapping]) -> dict[str, dict]:
+def corrected_verdicts(e1: Sequence[E1Stats]) -> dict[str, dict]:
     """Holm-corrected verdicts over every (model, trait, δ-type) cell at the primary margin."""
     return analysis.holm_verdicts(
         {f"{cell(r)}/{kind}": judged["equivalence"][MARGIN] for r in e1 for kind, judged in r["judgements"].items()}
     )
 
 
-def _verdicts(e1: Sequence[Mapping], kinds: Sequence[str], corrected: Mapping[str, dict]) -> list[str]:
+def _verdicts(e1: Sequence[E1Stats], kinds: Sequence[str], corrected: Mapping[str, dict]) -> list[str]:
     return [
         f"{cell(r)} {TYPE_NAMES[k]}: **{corrected[f'{cell(r)}/{k}']['verdict']}** after Holm{scorer_note(r)} "
         f"(uncorrected: {r['judgements'][k]['equivalence'][MARGIN]['verdict']}; R = "
@@ -77,7 +76,7 @@ def _verdicts(e1: Sequence[Mapping], kinds: Sequence[str], corrected: Mapping[st
     ]
 
 
-def claims(e1: Sequence[Mapping], corrected: Mapping[str, dict]) -> list[Claim]:
+def claims(e1: Sequence[E1Stats], corrected: Mapping[str, dict]) -> list[Claim]:
     efficacy = [
         f"{cell(r)} {TYPE_NAMES[k]}: R = {ci(r['by_type'][k]['efficacy_ratio'])}"
         for r in e1
@@ -94,7 +93,7 @@ def claims(e1: Sequence[Mapping], corrected: Mapping[str, dict]) -> list[Claim]:
     ]
 
 
-def _rows(result: Mapping, corrected: Mapping[str, dict]) -> list[str]:
+def _rows(result: E1Stats, corrected: Mapping[str, dict]) -> list[str]:
     rows = []
     for kind, judged in result["judgements"].items():
         entry, test, final = result["by_type"][kind], judged["equivalence"], corrected[f"{cell(result)}/{kind}"]
@@ -110,7 +109,7 @@ def _rows(result: Mapping, corrected: Mapping[str, dict]) -> list[str]:
     return rows
 
 
-def section(e1: Sequence[Mapping], corrected: Mapping[str, dict]) -> list[str]:
+def section(e1: Sequence[E1Stats], corrected: Mapping[str, dict]) -> list[str]:
     """The table behind the E1 claims: every cell and δ-type, before and after Holm."""
     lines = ["## E1: are v and v + δ behaviourally equivalent?", "", INTRO, ""]
     for result in e1:
@@ -143,6 +142,6 @@ EXPERIMENT = register(
         claims=claims,
         section=section,
         scores=ScoreInput("e1"),
-        settings=Endpoints,
+        settings=EndpointSettings,
     )
 )

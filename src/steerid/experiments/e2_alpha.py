@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from steerid.conditions import pooled
 from steerid.experiments import scores as score_files
+from steerid.experiments.records import E2Stats
 from steerid.experiments.registry import Experiment, ScoreInput, one_claim, register
 from steerid.experiments.settings import Sweep
 from steerid.experiments.text import cell, ci
@@ -38,18 +39,16 @@ def stats(
     scale = header["mean_residual_norm"] / header["v_norm"]
     for row in curves["by_alpha"]:
         row["alpha_in_v_norms"] = row["alpha"] * scale
-    EXPERIMENT.write(
-        output,
-        {
-            **header,
-            "alpha_units": "mean residual norm",
-            **curves,
-        },
-        params,
-    )
+    record: E2Stats = {
+        "experiment": EXPERIMENT.title,
+        **header,
+        "alpha_units": "mean residual norm",
+        **curves,
+    }
+    EXPERIMENT.write(output, record, params)
 
 
-def finding(result: Mapping) -> str:
+def finding(result: E2Stats) -> str:
     rows = result["by_alpha"]
     curve = "; ".join(
         f"α={row['alpha']:g} ({row['alpha_in_v_norms']:.2f}‖v‖): Δ(v) {ci(row['delta']['v'], 3)}, "

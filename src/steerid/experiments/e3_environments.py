@@ -7,8 +7,9 @@ from collections.abc import Mapping, Sequence
 from steerid import store, vectors
 from steerid.experiments import scores as score_files
 from steerid.experiments.e1_orthogonal import endpoints
+from steerid.experiments.records import E3Stats
 from steerid.experiments.registry import Experiment, ScoreInput, one_claim, register
-from steerid.experiments.settings import Endpoints
+from steerid.experiments.settings import EndpointSettings
 from steerid.experiments.text import MARGIN, cell, ci, short_kind
 from steerid.pipeline import plots
 from steerid.stats import analysis
@@ -18,7 +19,7 @@ def stats(
     scores: Sequence[str],
     vector: str,
     validation: str,
-    settings: Endpoints,
+    settings: EndpointSettings,
     params: Mapping,
     output: str,
 ) -> None:
@@ -28,20 +29,18 @@ def stats(
         env_vectors = {name: handle["environments"][name][()] for name in handle["environments"]}
         v = handle["mean_difference"][()]
     cosines = {a: {b: vectors.cosine(env_vectors[a], env_vectors[b]) for b in env_vectors} for a in env_vectors}
-    EXPERIMENT.write(
-        output,
-        {
-            **score_files.header(attrs, vector, validation),
-            "cosine_with_v": {name: vectors.cosine(vec, v) for name, vec in env_vectors.items()},
-            "cosines": cosines,
-            "by_environment": {env: endpoints(grids, settings) for env, grids in by_environment.items()},
-            "cross_application": analysis.cross_application(by_environment, settings.n_boot, settings.seed),
-        },
-        params,
-    )
+    record: E3Stats = {
+        "experiment": EXPERIMENT.title,
+        **score_files.header(attrs, vector, validation),
+        "cosine_with_v": {name: vectors.cosine(vec, v) for name, vec in env_vectors.items()},
+        "cosines": cosines,
+        "by_environment": {env: endpoints(grids, settings) for env, grids in by_environment.items()},
+        "cross_application": analysis.cross_application(by_environment, settings.n_boot, settings.seed),
+    }
+    EXPERIMENT.write(output, record, params)
 
 
-def finding(result: Mapping) -> str:
+def finding(result: E3Stats) -> str:
     per_env = "; ".join(
         f"{env}: Δ(v) {ci(endpoints['by_type']['v']['delta'], 3)}, "
         + ", ".join(
@@ -64,6 +63,6 @@ EXPERIMENT = register(
         claims=one_claim("Equivalence persists across prompt distributions (E3)", finding),
         generated_only=True,
         scores=ScoreInput("e1"),
-        settings=Endpoints,
+        settings=EndpointSettings,
     )
 )

@@ -8,6 +8,7 @@ import numpy as np
 
 from steerid import conditions
 from steerid.conditions import BASELINE, REFERENCE, pooled
+from steerid.experiments.records import E4Stats
 from steerid.experiments.registry import Experiment, one_claim, register
 from steerid.experiments.text import TYPE_NAMES, cell
 from steerid.pipeline import plots
@@ -61,22 +62,20 @@ def stats(
         }
         for kind, name in kinds.items()
     }
-    EXPERIMENT.write(
-        output,
-        {
-            "model": manifest.spec,
-            "layer": layer,
-            "trait": trait,
-            "n_sequences": len(records),
-            "pairs": summary,
-            "relative_to_0_vs_v": relative,
-            "conditions": {kind: name for kind, name in kinds.items()},
-        },
-        params,
-    )
+    record: E4Stats = {
+        "experiment": EXPERIMENT.title,
+        "model": manifest.spec,
+        "layer": layer,
+        "trait": trait,
+        "n_sequences": len(records),
+        "pairs": summary,
+        "relative_to_0_vs_v": relative,
+        "conditions": {kind: name for kind, name in kinds.items()},
+    }
+    EXPERIMENT.write(output, record, params)
 
 
-def finding(result: Mapping) -> str:
+def finding(result: E4Stats) -> str:
     relative = ", ".join(
         f"{TYPE_NAMES.get(pooled(kind), kind).split(' (')[0]}: KL {ratios['kl']:.2f}, JS {ratios['js']:.2f}"
         for kind, ratios in result["relative_to_0_vs_v"].items()

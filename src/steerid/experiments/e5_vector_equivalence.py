@@ -9,6 +9,7 @@ import numpy as np
 from steerid import store, vectors
 from steerid.conditions import BASELINE
 from steerid.experiments import scores as score_files
+from steerid.experiments.records import E5Stats
 from steerid.experiments.registry import Experiment, ScoreInput, one_claim, register
 from steerid.experiments.settings import Equivalence
 from steerid.experiments.text import cell, ci
@@ -31,23 +32,21 @@ def stats(
         found = {name: handle[name][()] for name in ("mean_difference", "pca", "probe")}
     cosines = {name: vectors.cosine(found["mean_difference"], found[name]) for name in ("pca", "probe")}
     margin = analysis.margins(pooled, settings.margin_sd, 1.0)["baseline_sd"]
-    EXPERIMENT.write(
-        output,
-        {
-            **score_files.header(attrs, vector, validation),
-            "cosine_pca_probe": vectors.cosine(found["pca"], found["probe"]),
-            "natural_norms": {name: float(np.linalg.norm(vec)) for name, vec in found.items()},
-            "margin": margin,
-            "n_prompts": int(pooled[BASELINE].shape[0]),
-            "by_direction": analysis.direction_equivalence(
-                pooled, ["pca", "probe"], cosines, margin["value"], settings.n_boot, settings.seed
-            ),
-        },
-        params,
-    )
+    record: E5Stats = {
+        "experiment": EXPERIMENT.title,
+        **score_files.header(attrs, vector, validation),
+        "cosine_pca_probe": vectors.cosine(found["pca"], found["probe"]),
+        "natural_norms": {name: float(np.linalg.norm(vec)) for name, vec in found.items()},
+        "margin": margin,
+        "n_prompts": int(pooled[BASELINE].shape[0]),
+        "by_direction": analysis.direction_equivalence(
+            pooled, ["pca", "probe"], cosines, margin["value"], settings.n_boot, settings.seed
+        ),
+    }
+    EXPERIMENT.write(output, record, params)
 
 
-def finding(result: Mapping) -> str:
+def finding(result: E5Stats) -> str:
     return f"{cell(result)}: " + "; ".join(
         f"{name}: cos(v) {entry['cosine_with_v']:.2f}, beats baseline {entry['beats_baseline']}, "
         f"d(v, {name}) {ci(entry['cohens_d'])}, {entry['verdict']}"

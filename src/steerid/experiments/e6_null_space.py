@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from steerid import linalg, store
+from steerid.experiments.records import E6Stats
 from steerid.experiments.registry import Experiment, one_claim, register
 from steerid.linalg import nullspace, spectrum
 from steerid.pipeline import plots
@@ -101,15 +102,13 @@ def stats(
     for spectrum_file, jacobian_file in zip(spectra, jacobians):
         with store.open_complete(spectrum_file) as cov, store.open_complete(jacobian_file) as jac:
             layers.append(_layer(cov, jac, null_fraction, rank_thresholds, variance_fractions, stability_k))
-    EXPERIMENT.write(
-        output,
-        {
-            "model": str(store.read_attrs(jacobians[0])["model"]),
-            "trait": trait,
-            "layers": layers,
-        },
-        params,
-    )
+    record: E6Stats = {
+        "experiment": EXPERIMENT.title,
+        "model": str(store.read_attrs(jacobians[0])["model"]),
+        "trait": trait,
+        "layers": layers,
+    }
+    EXPERIMENT.write(output, record, params)
 
 
 def _fraction(summary: Mapping, key: str) -> str:
@@ -117,7 +116,7 @@ def _fraction(summary: Mapping, key: str) -> str:
     return "–" if value is None else f"{value:.3f}"
 
 
-def finding(result: Mapping) -> str:
+def finding(result: E6Stats) -> str:
     parts = []
     for layer in result["layers"]:
         cov, jac = layer["covariance"], layer["jacobian"]
@@ -133,7 +132,7 @@ def finding(result: Mapping) -> str:
     return f"{result['model']}/{result['trait']}: " + "; ".join(parts)
 
 
-def section(e6: Sequence[Mapping], corrected: Mapping[str, dict]) -> list[str]:
+def section(e6: Sequence[E6Stats], corrected: Mapping[str, dict]) -> list[str]:
     """Effective ranks as fractions of d, per layer, source and view: the table behind the null-space claim."""
     rows = []
     for result in e6:

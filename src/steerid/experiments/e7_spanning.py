@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 
 from steerid.conditions import BASELINE, REFERENCE
 from steerid.experiments import scores as score_files
+from steerid.experiments.records import E7Stats
 from steerid.experiments.registry import Experiment, ScoreInput, one_claim, register
 from steerid.experiments.settings import Equivalence
 from steerid.experiments.text import cell, ci, units
@@ -25,22 +26,20 @@ def stats(
     by_environment, attrs = score_files.by_environment(scores)
     grids = analysis.pool_environments(by_environment)
     margin = analysis.margins(grids, settings.margin_sd, 1.0)["baseline_sd"]
-    EXPERIMENT.write(
-        output,
-        {
-            **score_files.header(attrs, vector, validation),
-            "environments": list(by_environment),
-            "n_prompts": int(grids[BASELINE].shape[0]),
-            "n_samples": int(grids[BASELINE].shape[1]),
-            "margin": margin,
-            "delta_v": effect_ci(grids[REFERENCE], grids[BASELINE], settings.n_boot, settings.seed).to_dict(),
-            "curves": analysis.spanning_curves(grids, settings.n_boot, margin["value"], settings.seed),
-        },
-        params,
-    )
+    record: E7Stats = {
+        "experiment": EXPERIMENT.title,
+        **score_files.header(attrs, vector, validation),
+        "environments": list(by_environment),
+        "n_prompts": int(grids[BASELINE].shape[0]),
+        "n_samples": int(grids[BASELINE].shape[1]),
+        "margin": margin,
+        "delta_v": effect_ci(grids[REFERENCE], grids[BASELINE], settings.n_boot, settings.seed).to_dict(),
+        "curves": analysis.spanning_curves(grids, settings.n_boot, margin["value"], settings.seed),
+    }
+    EXPERIMENT.write(output, record, params)
 
 
-def finding(result: Mapping) -> str:
+def finding(result: E7Stats) -> str:
     return f"{cell(result)} ({units(result)}, Δ(v) {ci(result['delta_v'], 3)}): " + "; ".join(
         f"{curve}: "
         + ", ".join(

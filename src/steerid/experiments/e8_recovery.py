@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from steerid import store
+from steerid.experiments.records import E8Stats
 from steerid.experiments.registry import Experiment, one_claim, register
 from steerid.linalg import nullspace
 from steerid.pipeline import plots
@@ -26,27 +27,25 @@ def stats(
                     name: nullspace.gram_from_spectrum(g["eigenvalues"][()], g["eigenvectors"][()])
                     for name, g in jac["environments"].items()
                 }
-    EXPERIMENT.write(
-        output,
-        {
-            "model": model,
-            "trait": trait,
-            "d": d,
-            "layer": steering_layer,
-            "rank_threshold": rank_threshold,
-            "definition": (
-                "inert set = directions whose gain, in every member's Jacobians, stays below rank_threshold x "
-                "that member's own largest singular value (the Gram matrices are normalised to a largest "
-                "eigenvalue of 1 and summed)"
-            ),
-            "environments": nullspace.recovery_curve(grams_by_environment, rank_threshold),
-            "layers": nullspace.recovery_curve(grams_by_layer, rank_threshold),
-        },
-        params,
-    )
+    record: E8Stats = {
+        "experiment": EXPERIMENT.title,
+        "model": model,
+        "trait": trait,
+        "d": d,
+        "layer": steering_layer,
+        "rank_threshold": rank_threshold,
+        "definition": (
+            "inert set = directions whose gain, in every member's Jacobians, stays below rank_threshold x "
+            "that member's own largest singular value (the Gram matrices are normalised to a largest "
+            "eigenvalue of 1 and summed)"
+        ),
+        "environments": nullspace.recovery_curve(grams_by_environment, rank_threshold),
+        "layers": nullspace.recovery_curve(grams_by_layer, rank_threshold),
+    }
+    EXPERIMENT.write(output, record, params)
 
 
-def finding(result: Mapping) -> str:
+def finding(result: E8Stats) -> str:
     def curve(rows):
         return " → ".join(f"{row['mean_fraction']:.3f}" for row in rows)
 

@@ -13,7 +13,7 @@ import importlib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from matplotlib.figure import Figure
 
@@ -46,17 +46,17 @@ class Experiment:
     title: str
     rule: str
     stage: Callable[..., None]
-    figure: Callable[[Sequence[dict]], Figure]
-    claims: Callable[[Sequence[Mapping], Mapping[str, dict]], list[Claim]]
+    figure: Callable[[Sequence[Any]], Figure]
+    claims: Callable[[Sequence[Any], Mapping[str, dict]], list[Claim]]
     per_layer: bool = True
     generated_only: bool = False
     scores: ScoreInput | None = None
     settings: type | None = None
-    section: Callable[[Sequence[Mapping], Mapping[str, dict]], list[str]] | None = None
+    section: Callable[[Sequence[Any], Mapping[str, dict]], list[str]] | None = None
 
-    def write(self, output: str, fields: Mapping, params: Mapping) -> None:
-        """Write one stats JSON: this experiment's title, ``fields``, and the provenance of ``params``."""
-        atomic_write_json(output, {"experiment": self.title, **fields, "provenance": store.provenance(params)})
+    def write(self, output: str, record: Mapping, params: Mapping) -> None:
+        """Write one stats JSON: the experiment's ``record`` (see :mod:`.records`) and the provenance of ``params``."""
+        atomic_write_json(output, {**record, "provenance": store.provenance(params)})
 
     @property
     def target(self) -> str:
@@ -65,10 +65,10 @@ class Experiment:
         return f"results/{{model}}/stats/{self.name}/{layer}{{trait}}.json"
 
 
-def one_claim(title: str, finding: Callable[[Mapping], str]) -> Callable[[Sequence[Mapping], Mapping], list[Claim]]:
+def one_claim(title: str, finding: Callable[[Any], str]) -> Callable[[Sequence[Any], Mapping], list[Claim]]:
     """The claims of an experiment that answers one claim with one finding per cell."""
 
-    def claims(results: Sequence[Mapping], corrected: Mapping[str, dict]) -> list[Claim]:
+    def claims(results: Sequence[Any], corrected: Mapping[str, dict]) -> list[Claim]:
         return [(title, [finding(result) for result in results])]
 
     return claims

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from steerid import store
+from steerid.experiments.records import ScoreHeader
 from steerid.pipeline.stages import read_scores
 
 Grids = dict[str, np.ndarray]
@@ -24,7 +25,7 @@ def by_environment(paths: Sequence[str]) -> tuple[dict[str, Grids], dict]:
     return grids, attrs
 
 
-def header(attrs: Mapping, vector: str, validation: str) -> dict:
+def header(attrs: Mapping, vector: str, validation: str) -> ScoreHeader:
     """The cell a stats JSON describes: model, layer, trait, scorer (and its validation), α and ‖v‖."""
     vector_attrs = store.read_attrs(vector)
     scorer = json.loads(Path(validation).read_text())
@@ -36,5 +37,10 @@ def header(attrs: Mapping, vector: str, validation: str) -> dict:
         "alpha": None if attrs["alpha"] == "none" else float(attrs["alpha"]),
         "v_norm": float(vector_attrs["norm"]),
         "mean_residual_norm": float(vector_attrs["mean_residual_norm"]),
-        "scorer_validation": {k: scorer[k] for k in ("auroc", "min_auroc", "valid", "n")},
+        "scorer_validation": {
+            "auroc": scorer["auroc"],
+            "min_auroc": scorer["min_auroc"],
+            "valid": scorer["valid"],
+            "n": scorer["n"],
+        },
     }

@@ -32,7 +32,7 @@ class Equivalence(Resampling):
 
 
 @dataclass(frozen=True)
-class Endpoints(Equivalence):
+class EndpointSettings(Equivalence):
     """E1's full set of endpoints: also a margin relative to |Δ(v)| and a permutation null of |d|."""
 
     margin_effect: float = _from("stats.equivalence_margin_effect")

@@ -21,6 +21,16 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from steerid.conditions import PERTURBATION_KINDS, pooled
+from steerid.experiments.records import (
+    E1Stats,
+    E2Stats,
+    E3Stats,
+    E4Stats,
+    E5Stats,
+    E6Stats,
+    E7Stats,
+    E8Stats,
+)
 from steerid.io import atomic_path
 from steerid.linalg import singular_values_from_eigenvalues
 from steerid.stats import MARGIN_TOO_WIDE
@@ -153,7 +163,7 @@ def _decorate(axis, xlabel: str, ylabel: str, title: str, xscale: str | None = N
     axis.legend(fontsize=6)
 
 
-def e1_orthogonal(results: Sequence[dict]) -> Figure:
+def e1_orthogonal(results: Sequence[E1Stats]) -> Figure:
     """Per (model, trait): efficacy ratio R and paired d(v, v+δ) with 95% CIs per δ-type, TOST verdicts on the bars."""
     figure, axes = _grid(len(results), 2)
     for (ratio_axis, d_axis), result in zip(axes, results):
@@ -189,7 +199,7 @@ def e1_orthogonal(results: Sequence[dict]) -> Figure:
     return figure
 
 
-def e2_alpha(results: Sequence[dict]) -> Figure:
+def e2_alpha(results: Sequence[E2Stats]) -> Figure:
     """Per (model, trait): Δ against α for v and v+δ (95% CI bands), and fluency against α."""
     figure, axes = _grid(len(results), 2)
     for (delta_axis, fluency_axis), result in zip(axes, results):
@@ -221,7 +231,7 @@ def e2_alpha(results: Sequence[dict]) -> Figure:
     return figure
 
 
-def e3_environments(results: Sequence[dict]) -> Figure:
+def e3_environments(results: Sequence[E3Stats]) -> Figure:
     """Per (model, trait): paired d(v, v+δ) per δ-type × environment, and Δ of each environment's vector everywhere."""
     figure, axes = _grid(len(results), 2)
     for (d_axis, cross_axis), result in zip(axes, results):
@@ -248,7 +258,7 @@ def e3_environments(results: Sequence[dict]) -> Figure:
     return figure
 
 
-def e4_logit_distance(results: Sequence[dict]) -> Figure:
+def e4_logit_distance(results: Sequence[E4Stats]) -> Figure:
     """Per (model, trait): mean next-token distance of v vs v+δ per δ-type and metric, beside baseline vs v."""
     figure, axes = _grid(len(results), 1)
     for (axis,), result in zip(axes, results):
@@ -282,7 +292,7 @@ def e4_logit_distance(results: Sequence[dict]) -> Figure:
     return figure
 
 
-def e5_vector_equivalence(results: Sequence[dict]) -> Figure:
+def e5_vector_equivalence(results: Sequence[E5Stats]) -> Figure:
     """Per (model, trait): PCA and probe directions placed by cosine with v against their paired d with v."""
     figure, axes = _grid(len(results), 1)
     for (axis,), result in zip(axes, results):
@@ -313,7 +323,7 @@ def e5_vector_equivalence(results: Sequence[dict]) -> Figure:
     return figure
 
 
-def e6_null_space(results: Sequence[dict]) -> Figure:
+def e6_null_space(results: Sequence[E6Stats]) -> Figure:
     """Per (model, trait): covariance and Jacobian spectra of every layer, and effective rank against threshold.
 
     Both spectra are drawn as singular values (σ = √λ for the covariance: those of the centred activation
@@ -366,7 +376,7 @@ def e6_null_space(results: Sequence[dict]) -> Figure:
     return figure
 
 
-def e7_spanning(results: Sequence[dict]) -> Figure:
+def e7_spanning(results: Sequence[E7Stats]) -> Figure:
     """Per (model, trait): efficacy ratio of v+δ against the size k of the bottom/top subspace δ is drawn from."""
     figure, axes = _grid(len(results), 1)
     for (axis,), result in zip(axes, results):
@@ -383,12 +393,11 @@ def e7_spanning(results: Sequence[dict]) -> Figure:
     return figure
 
 
-def e8_recovery(results: Sequence[dict]) -> Figure:
+def e8_recovery(results: Sequence[E8Stats]) -> Figure:
     """Per (model, trait): inert dimension (fraction of d) as environments, or layers, are intersected."""
     figure, axes = _grid(len(results), 2)
     for row, result in zip(axes, results):
-        for axis, key in zip(row, ("environments", "layers")):
-            curve = result[key]
+        for axis, key, curve in zip(row, ("environments", "layers"), (result["environments"], result["layers"])):
             m = [point["m"] for point in curve]
             # The spread is over every subset of size m: which members are intersected matters too.
             axis.fill_between(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -56,7 +57,7 @@ def _plain(value):
     )
 
 
-def claims(results: Mapping[str, Sequence[Mapping]], corrected: Mapping[str, dict]) -> list[str]:
+def claims(results: Mapping[str, Sequence[Any]], corrected: Mapping[str, dict]) -> list[str]:
     """One bullet per claim of the paper: what it says, and what this run found."""
     lines = ["## The paper's claims, tested", ""]
     for name, experiment in EXPERIMENTS.items():
@@ -118,7 +119,7 @@ def spectrum_section(spectra: Sequence[Mapping]) -> list[str]:
 
 
 def write_summary(
-    results: Mapping[str, Sequence[Mapping]],
+    results: Mapping[str, Sequence[Any]],
     checks: Sequence[Mapping],
     spectra: Sequence[Mapping],
     figures: Sequence[str],

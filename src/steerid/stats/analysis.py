@@ -8,7 +8,7 @@ prompt means). These functions take grids and return JSON-able dicts; files are 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -100,9 +100,22 @@ def judge_types(
     }
 
 
+class Endpoints(TypedDict):
+    """E1's endpoints on one set of grids (E1 pooled over environments, E3 per environment)."""
+
+    n_prompts: int
+    n_samples: int
+    mean_score: dict[str, float]
+    margins: dict[str, dict[str, Any]]
+    by_type: dict[str, dict[str, Any]]
+    by_condition: dict[str, dict[str, Any]]
+    judgements: dict[str, dict[str, Any]]
+    controls: dict[str, Any]
+
+
 def orthogonality_endpoints(
     scores: Grids, n_boot: int, margin_sd: float, margin_effect: float, n_perm: int, seed: int
-) -> dict:
+) -> Endpoints:
     """E1 endpoints on one set of grids: every condition and every pooled δ-type against baseline and v."""
     per_condition = compare_conditions(dict(scores), BASELINE, REFERENCE, n_boot, seed)
     typed = {BASELINE: scores[BASELINE], REFERENCE: scores[REFERENCE], **pooled_by_type(scores)}
@@ -177,6 +190,16 @@ def direction_equivalence(
     }
 
 
+class AlphaCurves(TypedDict):
+    """E2's curves against α and the operational range."""
+
+    baseline_median_perplexity: float
+    max_perplexity_ratio: float
+    by_alpha: list[dict[str, Any]]
+    operational_alphas: list[float]
+    operational_range: list[float] | None
+
+
 def alpha_curves(
     scores: Grids,
     perplexity: Grids,
@@ -185,7 +208,7 @@ def alpha_curves(
     max_perplexity_ratio: float,
     n_boot: int,
     seed: int,
-) -> dict:
+) -> AlphaCurves:
     """E2: Δ(v) and Δ(v + δ) per α, fluency per α, and the operational range of α."""
     base_ppl = float(np.nanmedian(perplexity[BASELINE]))
     rows = []

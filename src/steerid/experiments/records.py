@@ -1,0 +1,97 @@
+"""The stats JSON of each experiment as a typed record: its stage builds one, its figure and its
+claims read them, and mypy checks both sides against the same keys. Nested tables stay plain dicts."""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+from steerid.stats.analysis import AlphaCurves, Endpoints
+
+Table = dict[str, Any]
+
+
+class ScorerCheck(TypedDict):
+    auroc: float
+    min_auroc: float
+    valid: bool
+    n: int
+
+
+class ScoreHeader(TypedDict):
+    """The cell a score-reading experiment describes."""
+
+    model: str
+    layer: int
+    trait: str
+    scorer: str
+    alpha: float | None
+    v_norm: float
+    mean_residual_norm: float
+    scorer_validation: ScorerCheck
+
+
+class E1Stats(ScoreHeader, Endpoints):
+    experiment: str
+    environments: list[str]
+
+
+class E2Stats(ScoreHeader, AlphaCurves):
+    experiment: str
+    alpha_units: str
+
+
+class E3Stats(ScoreHeader):
+    experiment: str
+    cosine_with_v: dict[str, float]
+    cosines: dict[str, dict[str, float]]
+    by_environment: dict[str, Endpoints]
+    cross_application: dict[str, dict[str, Table]]
+
+
+class E4Stats(TypedDict):
+    experiment: str
+    model: str
+    layer: int
+    trait: str
+    n_sequences: int
+    pairs: dict[str, Table]
+    relative_to_0_vs_v: dict[str, dict[str, float]]
+    conditions: dict[str, str]
+
+
+class E5Stats(ScoreHeader):
+    experiment: str
+    cosine_pca_probe: float
+    natural_norms: dict[str, float]
+    margin: Table
+    n_prompts: int
+    by_direction: dict[str, Table]
+
+
+class E6Stats(TypedDict):
+    experiment: str
+    model: str
+    trait: str
+    layers: list[Table]
+
+
+class E7Stats(ScoreHeader):
+    experiment: str
+    environments: list[str]
+    n_prompts: int
+    n_samples: int
+    margin: Table
+    delta_v: Table
+    curves: dict[str, list[Table]]
+
+
+class E8Stats(TypedDict):
+    experiment: str
+    model: str
+    trait: str
+    d: int
+    layer: int
+    rank_threshold: float
+    definition: str
+    environments: list[Table]
+    layers: list[Table]
