@@ -104,13 +104,7 @@ def _eigenvalues(values_or_matrix: ArrayLike, who: str = "numerical_rank") -> ND
     if arr.ndim == 2 and arr.shape[0] != arr.shape[1]:
         raise ValueError(f"{who}: matrix has shape {arr.shape}; expected a square (d, d) matrix")
     values = arr.astype(np.float64, copy=False) if arr.dtype.kind != "f" else arr
-    finite = np.isfinite(values)
-    if not finite.all():
-        bad = np.argwhere(~finite)
-        raise ValueError(
-            f"{who}: input contains {bad.shape[0]} non-finite value(s) (NaN or Inf); "
-            f"the first is at index {tuple(int(i) for i in bad[0])}; expected only finite values"
-        )
+    _require_finite(values, f"{who}: input")
     if arr.ndim == 1:
         return np.asarray(values, dtype=np.float64)
     tol = _SYMMETRY_RTOL.get(values.dtype, 1.5e-8) * float(np.abs(values).max())
@@ -372,19 +366,24 @@ def _symmetric_matrix(C: ArrayLike, who: str) -> NDArray[np.float64]:
     return values
 
 
+def _require_finite(values: np.ndarray, what: str) -> None:
+    """A ValueError naming how many entries of ``values`` are NaN/Inf and where the first is."""
+    finite = np.isfinite(values)
+    if not finite.all():
+        bad = np.argwhere(~finite)
+        raise ValueError(
+            f"{what} contains {bad.shape[0]} non-finite value(s) (NaN or Inf); "
+            f"the first is at index {tuple(int(i) for i in bad[0])}; expected only finite values"
+        )
+
+
 def _eigenvalues_matrix_checks(arr: np.ndarray, who: str) -> NDArray[np.float64]:
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"{who}: C has dtype {arr.dtype}; expected a real symmetric matrix")
     if arr.shape[0] != arr.shape[1] or arr.shape[0] == 0:
         raise ValueError(f"{who}: C has shape {arr.shape}; expected a square (d, d) matrix with d >= 1")
     matrix = np.asarray(arr, dtype=np.float64)
-    finite = np.isfinite(matrix)
-    if not finite.all():
-        bad = np.argwhere(~finite)
-        raise ValueError(
-            f"{who}: C contains {bad.shape[0]} non-finite value(s) (NaN or Inf); "
-            f"the first is at index {tuple(int(i) for i in bad[0])}; expected only finite values"
-        )
+    _require_finite(matrix, f"{who}: C")
     tol = _SYMMETRY_RTOL.get(arr.dtype, 1.5e-8) * float(np.abs(matrix).max())
     asymmetry = float(np.abs(matrix - matrix.T).max())
     if asymmetry > tol:
