@@ -1,0 +1,65 @@
+"""Sparsity as a route to identifiability: basis pursuit over the inert subspace, planted cases where
+compressed-sensing theory says recovery must succeed and where it must fail, and the uniqueness test."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from steerid.linalg.sparsity import basis_pursuit, gain_split, planted_recovery, sparsest_equivalent
+
+D = 128
+
+
+@pytest.fixture(scope="module")
+def split():
+    """A random orthonormal basis cut in half: 64 responsive directions, 64 inert ones."""
+    q, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((D, D)))
+    return q[:, : D // 2], q[:, D // 2 :]
+
+
+def test_a_sparse_direction_hidden_in_its_equivalence_class_is_recovered(split):
+    # 64 measurements of d = 128: the Donoho-Tanner transition is near k = 24, so k = 4 must succeed.
+    assert planted_recovery(*split, k=4, trials=5, seed=1) == 1.0
+
+
+def test_a_dense_direction_is_not_recovered(split):
+    # k = 48 lies far beyond the transition: the least-L1 member of its class is another vector.
+    assert planted_recovery(*split, k=48, trials=5, seed=1) == 0.0
+
+
+def test_the_sparsest_equivalent_steers_like_v_and_is_certified_unique(split):
+    responsive, inert = split
+    rng = np.random.default_rng(2)
+    planted = np.zeros(D)
+    planted[[3, 40, 99]] = [1.5, -2.0, 0.7]
+    v = planted + inert @ rng.standard_normal(inert.shape[1])
+    found = sparsest_equivalent(v, responsive)
+    np.testing.assert_allclose(responsive.T @ found.vector, responsive.T @ v, atol=1e-9)
+    np.testing.assert_allclose(found.vector, planted, atol=1e-8)
+    assert found.support == 3 and found.unique and found.certificate_margin > 0
+
+
+def test_without_a_strict_certificate_the_minimiser_is_not_unique():
+    # One constraint x1 + x2 = 1: every x on the segment between (1, 0) and (0, 1) has ‖x‖₁ = 1.
+    responsive = np.array([[1.0], [1.0]]) / np.sqrt(2)
+    found = sparsest_equivalent(np.array([0.5, 0.5]), responsive)
+    assert np.abs(found.vector).sum() == pytest.approx(1.0)
+    assert not found.unique and found.certificate_margin <= 1e-9
+
+
+def test_gain_split_cuts_at_a_fraction_of_the_largest_singular_value():
+    eigenvalues = np.array([4.0, 1.0, 0.0025, 0.0])  # σ = 2, 1, 0.05, 0
+    responsive, inert = gain_split(eigenvalues, np.eye(4), rtol=0.05)
+    assert responsive.shape == (4, 2) and inert.shape == (4, 2)
+    with pytest.raises(ValueError, match="rtol must be in"):
+        gain_split(eigenvalues, np.eye(4), rtol=1.5)
+    with pytest.raises(ValueError, match=r"eigenvectors \(d, d\)"):
+        gain_split(eigenvalues, np.eye(3), rtol=0.05)
+
+
+def test_bad_shapes_and_sizes_are_named(split):
+    with pytest.raises(ValueError, match="responsive basis"):
+        basis_pursuit(np.ones(D + 1), split[0])
+    with pytest.raises(ValueError, match="1 <= k <= d=128"):
+        planted_recovery(*split, k=0, trials=1, seed=0)
