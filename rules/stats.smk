@@ -95,3 +95,25 @@ rule recovery:
         rank_threshold=config["jacobian"]["recovery_threshold"],
     script:
         "../workflow_scripts/experiment.py"
+
+
+rule sparsity:
+    input:
+        vector="results/{model}/vectors/L{layer}/{trait}.h5",
+        jacobian="results/{model}/jacobian/L{layer}/{trait}.h5",
+    output:
+        EXPERIMENTS["e9"].target,
+    log:
+        "logs/{model}/L{layer}/sparsity-{trait}.log",
+    benchmark:
+        "logs/{model}/L{layer}/sparsity-{trait}.benchmark.tsv"
+    conda:
+        "../envs/steerid.yaml"
+    resources:
+        cpu_threads=cpu_threads,
+        mem_mb=2000,
+        runtime=30,
+    params:
+        **experiment_settings(EXPERIMENTS["e9"]),
+    script:
+        "../workflow_scripts/experiment.py"

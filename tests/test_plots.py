@@ -8,12 +8,16 @@ a long run.
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
+from test_sparsity import write_study
 
 from steerid.conditions import Condition
-from steerid.experiments import EXPERIMENTS
+from steerid.experiments import EXPERIMENTS, e9_sparsity
+from steerid.experiments.settings import SparsityGrid
 from steerid.linalg import nullspace
 from steerid.linalg import singular_value_rank_summary as rank_summary
 from steerid.linalg.spectrum import Spectrum
@@ -23,7 +27,7 @@ from steerid.stats import analysis
 N_BOOT = N_PERM = 100  # the statistics' minimum: the figures need the keys, not precise intervals
 SHAPE = (12, 2)
 ENVIRONMENTS = ("chat", "story")
-PANELS = {"e1": 2, "e2": 2, "e3": 2, "e4": 1, "e5": 1, "e6": 2, "e7": 1, "e8": 2}
+PANELS = {"e1": 2, "e2": 2, "e3": 2, "e4": 1, "e5": 1, "e6": 2, "e7": 1, "e8": 2, "e9": 2}
 
 
 def _json(payload: dict) -> dict:
@@ -184,11 +188,23 @@ def _e8(rng, trait, d=6):
     }
 
 
-BUILDERS = {"e1": _e1, "e2": _e2, "e3": _e3, "e4": _e4, "e5": _e5, "e6": _e6, "e7": _e7, "e8": _e8}
+def _e9(rng, trait, d=32):
+    """E9's stats as its stage writes them, on a toy study (a 2-sparse v hidden among 16 inert directions)."""
+    planted = np.zeros(d)
+    planted[[1, 9]] = [1.0, -0.5]
+    with tempfile.TemporaryDirectory() as directory:
+        paths = write_study(Path(directory), planted, responsive_dim=16, seed=int(rng.integers(1000)))
+        settings = SparsityGrid(rank_threshold=0.05, ks=[1, 4], inert_fractions=[0.25], trials=1, seed=0)
+        output = Path(directory) / "e9.json"
+        e9_sparsity.stats(paths["vector"], paths["jacobian"], trait, settings, {}, str(output))
+        return json.loads(output.read_text())
+
+
+BUILDERS = {"e1": _e1, "e2": _e2, "e3": _e3, "e4": _e4, "e5": _e5, "e6": _e6, "e7": _e7, "e8": _e8, "e9": _e9}
 
 
 def test_every_experiment_has_a_figure_tested_here():
-    assert set(EXPERIMENTS) == set(BUILDERS) == {f"e{i}" for i in range(1, 9)}
+    assert set(EXPERIMENTS) == set(BUILDERS) == {f"e{i}" for i in range(1, 10)}
 
 
 @pytest.mark.parametrize("kind", sorted(BUILDERS))

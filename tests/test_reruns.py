@@ -60,7 +60,8 @@ AFTER_LAYER = {
     "logit_distance": 1,
     "null_space": 1,
     "recovery": 1,
-    "figure": 8,
+    "sparsity": 1,
+    "figure": 9,
     "summary": 1,
     "all": 1,
 }
@@ -71,7 +72,7 @@ def with_change(section: str, key: str, value) -> dict:
 
 
 CHANGES = {
-    "figure-style": (with_change("figures", "dpi", 90), {"figure": 8, "all": 1}),
+    "figure-style": (with_change("figures", "dpi", 90), {"figure": 9, "all": 1}),
     "scorer": (with_change("scoring", "sentiment", "minilm-labels"), AFTER_SCORER),
     "alpha": (with_change("steering", "alpha", 2.0), AFTER_ALPHA),
     "layer": ({"models": {"smollm2-135m": {**BASE["models"]["smollm2-135m"], "layer": 10}}}, AFTER_LAYER),
@@ -115,7 +116,8 @@ AFTER_TRUTHFULNESS = {
     "stats_e7": 1,
     "null_space": 1,
     "recovery": 1,
-    "figure": 5,
+    "sparsity": 1,
+    "figure": 6,
     "summary": 1,
     "all": 1,
 }

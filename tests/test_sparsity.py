@@ -3,9 +3,14 @@ compressed-sensing theory says recovery must succeed and where it must fail, and
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
+from steerid import store
+from steerid.experiments import e9_sparsity
+from steerid.experiments.settings import SparsityGrid
 from steerid.linalg.sparsity import basis_pursuit, gain_split, planted_recovery, sparsest_equivalent
 
 D = 128
@@ -63,3 +68,37 @@ def test_bad_shapes_and_sizes_are_named(split):
         basis_pursuit(np.ones(D + 1), split[0])
     with pytest.raises(ValueError, match="1 <= k <= d=128"):
         planted_recovery(*split, k=0, trials=1, seed=0)
+
+
+def write_study(directory, planted: np.ndarray, responsive_dim: int, seed: int = 0) -> dict[str, str]:
+    """A steering vector (the planted one plus an inert part) and a Jacobian Gram whose top
+    ``responsive_dim`` eigenvectors carry all the gain, as the E9 stage reads them."""
+    d = planted.size
+    rng = np.random.default_rng(seed)
+    basis, _ = np.linalg.qr(rng.standard_normal((d, d)))
+    eigenvalues = np.concatenate([np.linspace(4.0, 1.0, responsive_dim), np.zeros(d - responsive_dim)])
+    v = planted + basis[:, responsive_dim:] @ rng.standard_normal(d - responsive_dim)
+    paths = {"vector": str(directory / "vector.h5"), "jacobian": str(directory / "jacobian.h5")}
+    store.write(paths["vector"], {"mean_difference": v}, {"model": "toy", "layer": 3})
+    store.write(
+        paths["jacobian"],
+        {"pooled/eigenvalues": eigenvalues, "pooled/eigenvectors": basis},
+        {"model": "toy", "layer": 3},
+    )
+    return paths
+
+
+def test_the_e9_stage_finds_the_planted_vector_in_a_synthetic_study(tmp_path):
+    planted = np.zeros(D)
+    planted[[5, 70]] = [2.0, -1.0]
+    paths = write_study(tmp_path, planted, responsive_dim=64)
+    settings = SparsityGrid(rank_threshold=0.05, ks=[1, 48], inert_fractions=[0.25], trials=2, seed=0)
+    output = tmp_path / "e9.json"
+    e9_sparsity.stats(paths["vector"], paths["jacobian"], "toy-trait", settings, {"seed": 0}, str(output))
+    result = json.loads(output.read_text())
+    assert result["inert_dim"] == D - 64 and result["sparsest"]["support"] == 2 and result["sparsest"]["unique"]
+    assert result["sparsest"]["cosine_with_v"] < 0.5  # the sparse member of the class is not v itself
+    by_size = {row["inert_dim"]: row for row in result["recovery"]}
+    assert set(by_size) == {32, 64} and by_size[64]["this_layer"]
+    assert by_size[64]["recovered"] == [1.0, 0.0] and by_size[32]["recovered"][0] == 1.0
+    assert "2 non-zero entries" in e9_sparsity.finding(result)

@@ -12,6 +12,7 @@ from steerid.experiments import (  # noqa: F401  (each module registers its expe
     e6_null_space,
     e7_spanning,
     e8_recovery,
+    e9_sparsity,
 )
 from steerid.experiments.registry import (
     EXPERIMENTS,

@@ -95,3 +95,16 @@ class E8Stats(TypedDict):
     definition: str
     environments: list[Table]
     layers: list[Table]
+
+
+class E9Stats(TypedDict):
+    experiment: str
+    model: str
+    trait: str
+    layer: int
+    d: int
+    rank_threshold: float
+    inert_dim: int
+    v: Table
+    sparsest: Table
+    recovery: list[Table]

@@ -50,3 +50,14 @@ class Sweep(Resampling):
 def config_keys(settings: type) -> dict[str, str]:
     """Field name → dotted config key of a settings dataclass (the params of the rule that uses it)."""
     return {f.name: f.metadata["config"] for f in dataclasses.fields(settings)}
+
+
+@dataclass(frozen=True)
+class SparsityGrid:
+    """E9: the inert-set threshold, and the planted-recovery grid (sparsity k × inert dimension)."""
+
+    rank_threshold: float = _from("jacobian.recovery_threshold")
+    ks: Sequence[int] = _from("sparsity.ks")
+    inert_fractions: Sequence[float] = _from("sparsity.inert_fractions")
+    trials: int = _from("sparsity.trials")
+    seed: int = _from("seed")

@@ -30,6 +30,7 @@ from steerid.experiments.records import (
     E6Stats,
     E7Stats,
     E8Stats,
+    E9Stats,
 )
 from steerid.io import atomic_path
 from steerid.linalg import singular_values_from_eigenvalues
@@ -417,6 +418,23 @@ def e8_recovery(results: Sequence[E8Stats]) -> Figure:
         row[0].set_title(
             f"{_title(result)}: d = {result['d']}, inert below {result['rank_threshold']:g}·σ_max", fontsize=9
         )
+    return figure
+
+
+def e9_sparsity(results: Sequence[E9Stats]) -> Figure:
+    """Per (model, trait): planted recovery against sparsity k per inert dimension, and how concentrated
+    v and its least-L1 equivalent are (sorted |entries|)."""
+    figure, axes = _grid(len(results), 2)
+    for (recovery_axis, profile_axis), result in zip(axes, results):
+        for row in result["recovery"]:
+            label = f"inert {row['inert_dim']} of {result['d']}" + (" (this layer)" if row["this_layer"] else "")
+            style = "-" if row["this_layer"] else "--"
+            recovery_axis.plot(row["ks"], row["recovered"], style, marker="o", ms=4, label=label)
+        _decorate(recovery_axis, "sparsity k of the planted direction", "share recovered", _title(result), "log")
+        ranks = np.arange(1, result["d"] + 1)
+        profile_axis.plot(ranks, _positive(result["v"]["sorted_magnitudes"]), label="v")
+        profile_axis.plot(ranks, _positive(result["sparsest"]["sorted_magnitudes"]), label="least-L1 equivalent")
+        _decorate(profile_axis, "entry rank", "|entry| / max", "sorted magnitudes", "log", "log")
     return figure
 
 
