@@ -53,6 +53,7 @@ rule evaluate:
         positions=config["steering"]["positions"],
         n_alone=lambda w: config["perturbations"]["n_alone"] if w.condition_set == "e1" else 0,
         alphas=lambda w: config["alpha_sweep"]["alphas"] if w.condition_set == "e2" else [],
+        alpha_units=lambda w: config["alpha_sweep"]["units"] if w.condition_set == "e2" else None,
         sampling={k: v for k, v in config["generation"].items() if k != "samples_per_prompt"},
         n_samples=config["generation"]["samples_per_prompt"],
         seed=config["seed"],

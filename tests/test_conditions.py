@@ -65,6 +65,14 @@ def test_e2_strengths_are_in_units_of_the_residual_norm(v, deltas):
     np.testing.assert_allclose(named["v+orthogonal@0.1"], scale * (v + deltas["orthogonal"][0]))
 
 
+def test_e2_strengths_in_units_of_v_are_the_papers_grid(v, deltas):
+    named = conditions.e2_conditions(v, deltas, [0.5, 2.0], residual_norm=40.0, units="v_norm")
+    np.testing.assert_allclose(named["v@2"], 2.0 * v)
+    np.testing.assert_allclose(named["v+null@0.5"], 0.5 * (v + deltas["null"][0]))
+    with pytest.raises(ValueError, match="alpha units 'furlongs' are not one of"):
+        conditions.e2_conditions(v, deltas, [1.0], residual_norm=40.0, units="furlongs")
+
+
 def test_e7_names_carry_source_end_and_k(v):
     spans = {conditions.Span("jacobian", "top", 8): perturb.orthogonal_draws(v, 1, 4)[0]}
     named = conditions.e7_conditions(v, spans, alpha=1.0)

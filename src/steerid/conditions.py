@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
+    "ALPHA_UNITS",
     "BASELINE",
     "CONDITION_SETS",
     "PERTURBATION_KINDS",
@@ -35,9 +36,12 @@ __all__ = [
     "members",
     "perturbed",
     "pooled",
+    "v_norms_per_alpha",
 ]
 
 BASELINE, REFERENCE = "baseline", "v"
+# E2's strengths: multiples of the layer's mean residual norm (comparable across models), or of ‖v‖ (the paper's).
+ALPHA_UNITS = {"mean_residual_norm": "mean residual norm", "v_norm": "‖v‖"}
 # The condition sets the model is run under; the experiments (steerid.experiments) read their scores.
 CONDITION_SETS = ("e1", "e2", "e7")
 
@@ -226,15 +230,19 @@ def e2_conditions(
     alphas: Sequence[float],
     residual_norm: float,
     kinds: Sequence[str] = ("orthogonal", "null"),
+    units: str = "mean_residual_norm",
 ) -> dict[str, np.ndarray]:
-    """E2: v and v + δ (first draw of each kind) at strengths α in units of the mean residual norm.
+    """E2: v and v + δ (first draw of each kind) at strengths α, in ``units`` (:data:`ALPHA_UNITS`).
 
-    At strength α the addition is ``c (v + δ)`` with ``c = α · residual_norm / ‖v‖``, so ``c v``
-    has norm α · residual_norm; ``c`` is the paper's α in units of ‖v‖.
+    At strength α the addition is ``c (v + δ)``: in units of the mean residual norm ``c = α ·
+    residual_norm / ‖v‖``, so ``c v`` has norm α · residual_norm; in units of ‖v‖ (the paper's)
+    ``c = α``.
     """
+    if units not in ALPHA_UNITS:
+        raise ValueError(f"alpha units {units!r} are not one of {tuple(ALPHA_UNITS)}")
     conditions = {BASELINE: np.zeros_like(v)}
     for alpha in alphas:
-        scale = alpha * residual_norm / float(np.linalg.norm(v))
+        scale = alpha * v_norms_per_alpha(units, residual_norm, float(np.linalg.norm(v)))
         conditions[Condition(alpha=alpha).name] = scale * v
         for kind in kinds:
             conditions[Condition(kind=kind, alpha=alpha).name] = scale * (v + deltas[kind][0])
@@ -247,6 +255,11 @@ def e7_conditions(v: np.ndarray, span_deltas: Mapping[Span, np.ndarray], alpha: 
     for span, delta in span_deltas.items():
         conditions[Condition(span=span).name] = alpha * (v + delta)
     return conditions
+
+
+def v_norms_per_alpha(units: str, residual_norm: float, v_norm: float) -> float:
+    """How many ‖v‖ one unit of α is: residual_norm / ‖v‖ in residual-norm units, 1 in ‖v‖ units."""
+    return residual_norm / v_norm if units == "mean_residual_norm" else 1.0
 
 
 def at_norm(direction: np.ndarray, norm: float) -> np.ndarray:

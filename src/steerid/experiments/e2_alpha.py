@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from steerid.conditions import pooled
+from steerid.conditions import ALPHA_UNITS, pooled, v_norms_per_alpha
 from steerid.experiments import scores as score_files
 from steerid.experiments.records import E2Stats
 from steerid.experiments.registry import Experiment, ScoreInput, one_claim, register
@@ -23,7 +23,7 @@ def stats(
     params: Mapping,
     output: str,
 ) -> None:
-    """E2: Δ(v), Δ(v + δ) and fluency against α (units of the mean residual norm), and the operational range."""
+    """E2: Δ(v), Δ(v + δ) and fluency against α (in both units), and the operational range."""
     grids, attrs = read_scores(scores)
     fluency, _ = read_scores(scores, "perplexity")
     header = score_files.header(attrs, vector, validation)
@@ -36,13 +36,14 @@ def stats(
         settings.n_boot,
         settings.seed,
     )
-    scale = header["mean_residual_norm"] / header["v_norm"]
+    per_alpha = v_norms_per_alpha(settings.units, header["mean_residual_norm"], header["v_norm"])
     for row in curves["by_alpha"]:
-        row["alpha_in_v_norms"] = row["alpha"] * scale
+        row["alpha_in_v_norms"] = row["alpha"] * per_alpha
+        row["alpha_in_residual_norms"] = row["alpha_in_v_norms"] * header["v_norm"] / header["mean_residual_norm"]
     record: E2Stats = {
         "experiment": EXPERIMENT.title,
         **header,
-        "alpha_units": "mean residual norm",
+        "alpha_units": ALPHA_UNITS[settings.units],
         **curves,
     }
     EXPERIMENT.write(output, record, params)

@@ -44,6 +44,7 @@ class Sweep(Resampling):
     """E2's steering strengths and the fluency bound of the operational range."""
 
     alphas: Sequence[float] = _from("alpha_sweep.alphas")
+    units: str = _from("alpha_sweep.units")
     max_perplexity_ratio: float = _from("alpha_sweep.max_perplexity_ratio")
 
 

@@ -369,8 +369,10 @@ def read_condition_set(
     alpha: float | None,
     n_alone: int,
     alphas: Sequence[float],
+    alpha_units: str | None = None,
 ) -> dict[str, torch.Tensor]:
-    """The named steering additions of one condition set (see :mod:`steerid.conditions`)."""
+    """The named steering additions of one condition set (see :mod:`steerid.conditions`); ``alphas`` and
+    ``alpha_units`` are E2's strengths."""
     with store.open_complete(perturbations_file) as handle:
         v = handle["v"][()]
         deltas = {kind: handle[kind][()] for kind in conditions.PERTURBATION_TYPES if kind in handle}
@@ -386,7 +388,7 @@ def read_condition_set(
         }
         residual_norm = float(handle.attrs["mean_residual_norm"])
     if condition_set == "e2":
-        named = conditions.e2_conditions(v, deltas, alphas, residual_norm)
+        named = conditions.e2_conditions(v, deltas, alphas, residual_norm, units=alpha_units or "mean_residual_norm")
     elif alpha is None:
         raise ValueError(f"condition set {condition_set!r} needs a steering strength alpha, got None")
     elif condition_set == "e1":
@@ -417,6 +419,7 @@ def evaluate(
     positions: str,
     n_alone: int,
     alphas: Sequence[float],
+    alpha_units: str | None,
     sampling: Mapping,
     n_samples: int,
     seed: int,
@@ -426,7 +429,7 @@ def evaluate(
     """Steered generations of one condition set × an environment's prompts × samples, as JSON lines."""
     model_, tokenizer, manifest = open_model(model, layer, runtime)
     prompts_ = read_prompt_set(prompts)["eval"][environment]
-    named = read_condition_set(condition_set, vector, perturbations, alpha, n_alone, alphas)
+    named = read_condition_set(condition_set, vector, perturbations, alpha, n_alone, alphas, alpha_units)
     with tqdm(total=len(named) * len(prompts_) * n_samples, desc=f"{condition_set} {environment}") as progress:
         records = generate_conditions(
             model_,
