@@ -28,6 +28,15 @@ wildcard_constraints:
     shards=r"\d+",
 
 
+def perturbing_traits(trait):
+    """The traits whose vectors are ``trait``'s other-trait δ: other_traits when given, else the next
+    studied trait (cyclically), so a study of several traits needs no extra extractions."""
+    if config["other_traits"]:
+        return config["other_traits"]
+    studied = config["traits"]
+    return [studied[(studied.index(trait) + 1) % len(studied)]] if len(studied) > 1 else []
+
+
 def survey_layers(model):
     """E6/E8 layers of a model: its survey layers and its steering layer, ascending."""
     spec = config["models"][model]

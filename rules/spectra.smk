@@ -122,7 +122,7 @@ rule perturbations:
         vector="results/{model}/vectors/L{layer}/{trait}.h5",
         spectrum="results/{model}/spectra/L{layer}.h5",
         jacobian="results/{model}/jacobian/L{layer}/{trait}.h5",
-        others=expand("results/{{model}}/vectors/L{{layer}}/{other}.h5", other=config["other_traits"]),
+        others=lambda w: [f"results/{w.model}/vectors/L{w.layer}/{other}.h5" for other in perturbing_traits(w.trait)],
     output:
         "results/{model}/perturbations/L{layer}/{trait}.h5",
     log:
