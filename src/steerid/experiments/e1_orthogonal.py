@@ -18,6 +18,8 @@ NEUTRAL_TYPES = [pooled(kind.name) for kind in PERTURBATION_KINDS.values() if no
 CONTROL_TYPES = [pooled(kind.name) for kind in PERTURBATION_KINDS.values() if kind.positive_control]
 # Efficacy (R ≈ 1) is claimed for the δ drawn at random, not for other traits' vectors.
 RANDOM_TYPES = [pooled(kind.name) for kind in PERTURBATION_KINDS.values() if kind.draw and not kind.positive_control]
+# The paper's efficacy claim: orthogonal perturbations keep 95–100 % of v's effect.
+RETAINED = (0.95, 1.00)
 INTRO = (
     "Δ is the mean trait score minus the α = 0 baseline; R = Δ(v+δ)/Δ(v); d is the paired Cohen's d (d_av) of "
     "v+δ against v; every δ is ⟂ v with ‖δ‖ = ‖v‖. Intervals are 95% cluster-bootstrap CIs over prompts (all "
@@ -89,8 +91,33 @@ def claims(e1: Sequence[E1Stats], corrected: Mapping[str, dict]) -> list[Claim]:
             "Positive control: a δ in the high-gain subspace must break equivalence (E1)",
             _verdicts(e1, CONTROL_TYPES, corrected),
         ),
-        ("Efficacy is retained: R = Δ(v+δ)/Δ(v) ≈ 1 (E1)", efficacy),
+        ("Efficacy is retained: R = Δ(v+δ)/Δ(v) ≈ 1, the paper's 95–100 % (E1)", [*_retained(e1), *efficacy]),
     ]
+
+
+def _retained(e1: Sequence[E1Stats]) -> list[str]:
+    """How many random-δ cells of the grid keep 95–100 % of v's efficacy: by the estimate, and with the
+    whole CI at or above 95 %."""
+    ratios = [r["by_type"][k]["efficacy_ratio"] for r in e1 for k in RANDOM_TYPES if k in r["by_type"]]
+    if not ratios:
+        return []
+    within = sum(RETAINED[0] <= ratio["value"] <= RETAINED[1] for ratio in ratios)
+    assured = sum(ratio["ci_low"] >= RETAINED[0] for ratio in ratios)
+    return [
+        f"over the grid: {within} of {len(ratios)} random-δ cells have R within {RETAINED[0]:.0%}–{RETAINED[1]:.0%} "
+        f"(estimate); {assured} of {len(ratios)} have the whole 95% CI at or above {RETAINED[0]:.0%}"
+    ]
+
+
+def grid(e1: Sequence[E1Stats], corrected: Mapping[str, dict]) -> list[str]:
+    """Model × trait × δ-type: R, d and the verdict after Holm, one row each."""
+    rows = [
+        f"| {r['model']} | {r['trait']} | {TYPE_NAMES.get(k, k)} | {ci(r['by_type'][k]['efficacy_ratio'])} | "
+        f"{ci(r['by_type'][k]['cohens_d'])} | {corrected[f'{cell(r)}/{k}']['verdict']}{scorer_note(r)} |"
+        for r in e1
+        for k in r["judgements"]
+    ]
+    return ["| model | trait | δ | R | d(v, v+δ) | verdict after Holm |", "|---|---|---|---|---|---|", *rows, ""]
 
 
 def _rows(result: E1Stats, corrected: Mapping[str, dict]) -> list[str]:
@@ -111,7 +138,7 @@ def _rows(result: E1Stats, corrected: Mapping[str, dict]) -> list[str]:
 
 def section(e1: Sequence[E1Stats], corrected: Mapping[str, dict]) -> list[str]:
     """The table behind the E1 claims: every cell and δ-type, before and after Holm."""
-    lines = ["## E1: are v and v + δ behaviourally equivalent?", "", INTRO, ""]
+    lines = ["## E1: are v and v + δ behaviourally equivalent?", "", *grid(e1, corrected), INTRO, ""]
     for result in e1:
         delta_v, margins = result["by_type"]["v"]["delta"], result["margins"]
         lines.append(
