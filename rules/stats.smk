@@ -117,3 +117,24 @@ rule sparsity:
         **experiment_settings(EXPERIMENTS["e9"]),
     script:
         "../workflow_scripts/experiment.py"
+
+
+rule independence:
+    input:
+        contrast="results/{model}/activations/L{layer}/contrast-{trait}.h5",
+    output:
+        EXPERIMENTS["e10"].target,
+    log:
+        "logs/{model}/L{layer}/independence-{trait}.log",
+    benchmark:
+        "logs/{model}/L{layer}/independence-{trait}.benchmark.tsv"
+    conda:
+        "../envs/steerid.yaml"
+    resources:
+        cpu_threads=cpu_threads,
+        mem_mb=2000,
+        runtime=30,
+    params:
+        **experiment_settings(EXPERIMENTS["e10"]),
+    script:
+        "../workflow_scripts/experiment.py"

@@ -16,7 +16,7 @@ from steerid.pipeline.config_checks import validate_schema
 
 
 def test_the_registry_holds_the_papers_experiments_in_order():
-    assert list(EXPERIMENTS) == [f"e{i}" for i in range(1, 10)]
+    assert list(EXPERIMENTS) == [f"e{i}" for i in range(1, 11)]
     assert [e.rule for e in scored()] == ["stats_e1", "stats_e2", "stats_e3", "stats_e5", "stats_e7"]
     assert {e.scores.condition_set for e in scored()} == {"e1", "e2", "e7"}
 
@@ -39,7 +39,7 @@ def test_a_clashing_or_badly_named_experiment_is_refused():
         register(dataclasses.replace(EXPERIMENTS["e1"], name="other"))
     with pytest.raises(ValueError, match="experiment name 'E 9' must match"):
         register(dataclasses.replace(EXPERIMENTS["e1"], name="E 9", rule="stats_e9"))
-    assert list(EXPERIMENTS) == [f"e{i}" for i in range(1, 10)]
+    assert list(EXPERIMENTS) == [f"e{i}" for i in range(1, 11)]
 
 
 def test_an_unimportable_module_is_named():

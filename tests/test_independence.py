@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
+from steerid import store
+from steerid.experiments import e10_independence
+from steerid.experiments.settings import IndependenceSettings
 from steerid.stats.independence import (
     PLANTED_KINDS,
     chance_abs_cosine,
@@ -212,3 +215,27 @@ def test_planted_mixture_rejects_unknown_kinds_and_sizes():
         planted_mixture("laplace")
     with pytest.raises(ValueError, match="got n_pairs=1, d=576"):
         planted_mixture("gaussian", n_pairs=1)
+
+
+def write_contrast(directory, by_environment) -> str:
+    """A contrast dump holding each environment's instructed activations, as the E10 stage reads it."""
+    path = str(directory / "contrast.h5")
+    datasets = {
+        f"environments/{name}/{pole}": array
+        for name, (positive, negative) in by_environment.items()
+        for pole, array in (("positive", positive), ("negative", negative))
+    }
+    store.write(path, datasets, {"model": "toy", "layer": 3})
+    return path
+
+
+def test_the_e10_stage_calls_the_planted_independent_trait_stable(tmp_path):
+    by_environment, _ = planted_mixture("independent", n_pairs=64, d=96, seed=0)
+    settings = IndependenceSettings(seed=0, n_boot=10, components=8)
+    output = tmp_path / "e10.json"
+    with threadpool_limits(1):
+        e10_independence.stats(write_contrast(tmp_path, by_environment), "toy", settings, {}, str(output))
+    result = json.loads(output.read_text())
+    assert result["verdict"] == "stable" and result["ica"]["verdict"] == "stable"
+    assert result["model"] == "toy" and result["layer"] == 3 and result["n_pairs"] == {"a": 64, "b": 64, "c": 64}
+    assert "the ICA direction (k = 8 components) is stable" in e10_independence.finding(result)

@@ -7,6 +7,8 @@ import yaml
 from snakemake_runner import REPO, planned_jobs, printed, snakemake
 
 PAPER = REPO / "config" / "paper.yaml"
+# Stats rules with one job per (model, trait), generated text or not.
+PER_CELL_STATS = ("stats_e1", "stats_e5", "stats_e7", "null_space", "recovery", "sparsity", "independence")
 
 
 def expected_jobs(config: dict) -> dict[str, int]:
@@ -33,9 +35,12 @@ def expected_jobs(config: dict) -> dict[str, int]:
         "score": generations,
         "score_statements": models * (traits - generated) * 2,
         "logit_distance": models * generated,
-        **{rule: per_cell for rule in ("stats_e1", "stats_e5", "stats_e7", "null_space", "recovery", "sparsity")},
+        **{
+            rule: per_cell
+            for rule in ("stats_e1", "stats_e5", "stats_e7", "null_space", "recovery", "sparsity", "independence")
+        },
         **{rule: models * generated for rule in ("stats_e2", "stats_e3")},
-        "figure": 9,
+        "figure": 10,
         "summary": 1,
         "all": 1,
     }

@@ -13,21 +13,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_independence import write_contrast
 from test_sparsity import write_study
 
 from steerid.conditions import Condition
-from steerid.experiments import EXPERIMENTS, e9_sparsity
-from steerid.experiments.settings import SparsityGrid
+from steerid.experiments import EXPERIMENTS, e9_sparsity, e10_independence
+from steerid.experiments.settings import IndependenceSettings, SparsityGrid
 from steerid.linalg import nullspace
 from steerid.linalg import singular_value_rank_summary as rank_summary
 from steerid.linalg.spectrum import Spectrum
 from steerid.pipeline import plots
 from steerid.stats import analysis
+from steerid.stats.independence import planted_mixture
 
 N_BOOT = N_PERM = 100  # the statistics' minimum: the figures need the keys, not precise intervals
 SHAPE = (12, 2)
 ENVIRONMENTS = ("chat", "story")
-PANELS = {"e1": 2, "e2": 2, "e3": 2, "e4": 1, "e5": 1, "e6": 2, "e7": 1, "e8": 2, "e9": 2}
+PANELS = {"e1": 2, "e2": 2, "e3": 2, "e4": 1, "e5": 1, "e6": 2, "e7": 1, "e8": 2, "e9": 2, "e10": 2}
 
 
 def _json(payload: dict) -> dict:
@@ -200,11 +202,33 @@ def _e9(rng, trait, d=32):
         return json.loads(output.read_text())
 
 
-BUILDERS = {"e1": _e1, "e2": _e2, "e3": _e3, "e4": _e4, "e5": _e5, "e6": _e6, "e7": _e7, "e8": _e8, "e9": _e9}
+def _e10(rng, trait):
+    """E10's stats as its stage writes them, on a planted mixture (small d: the figure needs the keys)."""
+    by_environment, _ = planted_mixture("independent", n_pairs=32, d=24, seed=int(rng.integers(1000)))
+    with tempfile.TemporaryDirectory() as directory:
+        contrast = write_contrast(Path(directory), by_environment)
+        settings = IndependenceSettings(seed=0, n_boot=4, components=4)
+        output = Path(directory) / "e10.json"
+        e10_independence.stats(contrast, trait, settings, {}, str(output))
+        return json.loads(output.read_text())
+
+
+BUILDERS = {
+    "e1": _e1,
+    "e2": _e2,
+    "e3": _e3,
+    "e4": _e4,
+    "e5": _e5,
+    "e6": _e6,
+    "e7": _e7,
+    "e8": _e8,
+    "e9": _e9,
+    "e10": _e10,
+}
 
 
 def test_every_experiment_has_a_figure_tested_here():
-    assert set(EXPERIMENTS) == set(BUILDERS) == {f"e{i}" for i in range(1, 10)}
+    assert set(EXPERIMENTS) == set(BUILDERS) == {f"e{i}" for i in range(1, 11)}
 
 
 @pytest.mark.parametrize("kind", sorted(BUILDERS))

@@ -61,7 +61,8 @@ AFTER_LAYER = {
     "null_space": 1,
     "recovery": 1,
     "sparsity": 1,
-    "figure": 9,
+    "independence": 1,
+    "figure": 10,
     "summary": 1,
     "all": 1,
 }
@@ -72,7 +73,7 @@ def with_change(section: str, key: str, value) -> dict:
 
 
 CHANGES = {
-    "figure-style": (with_change("figures", "dpi", 90), {"figure": 9, "all": 1}),
+    "figure-style": (with_change("figures", "dpi", 90), {"figure": 10, "all": 1}),
     "scorer": (with_change("scoring", "sentiment", "minilm-labels"), AFTER_SCORER),
     "alpha": (with_change("steering", "alpha", 2.0), AFTER_ALPHA),
     "layer": ({"models": {"smollm2-135m": {**BASE["models"]["smollm2-135m"], "layer": 10}}}, AFTER_LAYER),
@@ -117,7 +118,8 @@ AFTER_TRUTHFULNESS = {
     "null_space": 1,
     "recovery": 1,
     "sparsity": 1,
-    "figure": 6,
+    "independence": 1,
+    "figure": 7,
     "summary": 1,
     "all": 1,
 }

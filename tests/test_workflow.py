@@ -22,7 +22,7 @@ def results(run: Path, relative: str) -> Path:
 
 
 ENVIRONMENTS = ("in_distribution", "topic_shift")
-EXPERIMENT_FIGURES = [f"e{i}" for i in range(1, 10)]
+EXPERIMENT_FIGURES = [f"e{i}" for i in range(1, 11)]
 
 
 def read_json(run: Path, relative: str) -> dict:

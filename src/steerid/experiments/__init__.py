@@ -13,6 +13,7 @@ from steerid.experiments import (  # noqa: F401  (each module registers its expe
     e7_spanning,
     e8_recovery,
     e9_sparsity,
+    e10_independence,
 )
 from steerid.experiments.registry import (
     EXPERIMENTS,

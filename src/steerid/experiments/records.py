@@ -108,3 +108,20 @@ class E9Stats(TypedDict):
     v: Table
     sparsest: Table
     recovery: list[Table]
+
+
+class E10Stats(TypedDict):
+    experiment: str
+    model: str
+    trait: str
+    layer: int
+    verdict: str
+    ica: Table
+    mean_difference: Table
+    thresholds: dict[str, float]
+    chance_abs_cosine: float
+    d: int
+    k: int
+    n_boot: int
+    seed: int
+    n_pairs: dict[str, int]

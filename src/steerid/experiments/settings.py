@@ -62,3 +62,11 @@ class SparsityGrid:
     inert_fractions: Sequence[float] = _from("sparsity.inert_fractions")
     trials: int = _from("sparsity.trials")
     seed: int = _from("seed")
+
+
+@dataclass(frozen=True)
+class IndependenceSettings(Resampling):
+    """E10: principal components kept before FastICA, and the bootstrap of prompts (``n_boot``)."""
+
+    n_boot: int = _from("independence.n_boot")
+    components: int = _from("independence.components")

@@ -31,6 +31,7 @@ from steerid.experiments.records import (
     E7Stats,
     E8Stats,
     E9Stats,
+    E10Stats,
 )
 from steerid.io import atomic_path
 from steerid.linalg import singular_values_from_eigenvalues
@@ -435,6 +436,34 @@ def e9_sparsity(results: Sequence[E9Stats]) -> Figure:
         profile_axis.plot(ranks, _positive(result["v"]["sorted_magnitudes"]), label="v")
         profile_axis.plot(ranks, _positive(result["sparsest"]["sorted_magnitudes"]), label="least-L1 equivalent")
         _decorate(profile_axis, "entry rank", "|entry| / max", "sorted magnitudes", "log", "log")
+    return figure
+
+
+def e10_independence(results: Sequence[E10Stats]) -> Figure:
+    """Per (model, trait): how stable the ICA and mean-difference directions are over resampled prompts
+    and across environments (|cos|), against the stability thresholds and chance."""
+    figure, axes = _grid(len(results), 2)
+    labels = ["ICA", "mean difference"]
+    for (stability_axis, environment_axis), result in zip(axes, results):
+        estimators = (result["ica"], result["mean_difference"])
+        positions = np.arange(len(estimators))
+        for offset, key, label in (
+            (-0.2, "bootstrap_mean_abs_cosine", "bootstrap mean"),
+            (0.2, "environment_min_abs_cosine", "environments, min"),
+        ):
+            stability_axis.bar(positions + offset, [entry[key] for entry in estimators], width=0.4, label=label)
+        for value, style in (
+            (result["thresholds"]["bootstrap_mean_abs_cosine"], "--"),
+            (result["chance_abs_cosine"], ":"),
+        ):
+            stability_axis.axhline(value, color="black", lw=1, ls=style)
+        stability_axis.set_xticks(positions, labels)
+        _decorate(stability_axis, "", "|cos| between directions", _title(result))
+        pairs = list(result["ica"]["environment_abs_cosines"])
+        for entry, label in zip(estimators, labels):
+            cosines = entry["environment_abs_cosines"]
+            environment_axis.plot(pairs, [cosines[pair] for pair in pairs], marker="o", label=label)
+        _decorate(environment_axis, "environment pair", "|cos|", "across environments")
     return figure
 
 
