@@ -348,6 +348,18 @@ void prepare_symmetric(SymmetricInput& input, const std::string& who) {
     }
 }
 
+// Checks and (for float32) widens C, then runs `solve` on it as a d x d float64 map, all without the
+// GIL: the solvers only read C and write their own result.
+template <typename Solve>
+steerid::EighResult solve_symmetric(SymmetricInput& input, const std::string& who, Solve&& solve) {
+    ensure_blas();
+    py::gil_scoped_release release;
+    prepare_symmetric(input, who);
+    const Index d = input.view.rows;
+    Eigen::Map<const Eigen::MatrixXd> c(input.data(), d, d);
+    return solve(c);
+}
+
 py::tuple eigh_result_to_python(const steerid::EighResult& result, Index d) {
     const Index k = result.values.size();
     py::array_t<double> values(static_cast<py::ssize_t>(k));
@@ -531,14 +543,10 @@ a non-zero state with ``count == 0``.
             }
             check_nonnegative(oversample, "oversample", who);
             check_nonnegative(power_iters, "power_iters", who);
-            ensure_blas();
-            steerid::EighResult result;
-            {
-                py::gil_scoped_release release;
-                prepare_symmetric(input, who);
-                Eigen::Map<const Eigen::MatrixXd> c(input.data(), d, d);
-                result = steerid::randomized_eigh(c, k, oversample, power_iters, seed);
-            }
+            const steerid::EighResult result =
+                solve_symmetric(input, who, [&](const Eigen::Map<const Eigen::MatrixXd>& c) {
+                    return steerid::randomized_eigh(c, k, oversample, power_iters, seed);
+                });
             return eigh_result_to_python(result, d);
         },
         py::arg("C"), py::arg("k"), py::arg("oversample") = 10, py::arg("power_iters") = 2, py::arg("seed") = 0,
@@ -613,14 +621,10 @@ C-contiguous, finite or symmetric, and for k, oversample or power_iters out of r
             }
             check_nonnegative(oversample, "oversample", who);
             check_nonnegative(power_iters, "power_iters", who);
-            ensure_blas();
-            steerid::EighResult result;
-            {
-                py::gil_scoped_release release;
-                prepare_symmetric(input, who);
-                Eigen::Map<const Eigen::MatrixXd> c(input.data(), d, d);
-                result = steerid::randomized_eigh_adaptive(c, rtol, block, max_k, oversample, power_iters, seed);
-            }
+            const steerid::EighResult result =
+                solve_symmetric(input, who, [&](const Eigen::Map<const Eigen::MatrixXd>& c) {
+                    return steerid::randomized_eigh_adaptive(c, rtol, block, max_k, oversample, power_iters, seed);
+                });
             py::tuple pair = eigh_result_to_python(result, d);
             return py::make_tuple(pair[0], pair[1], py::bool_(result.saturated));
         },
