@@ -4,4 +4,6 @@ from steerid.logs import logged
 from steerid.pipeline import workflow
 
 with logged(snakemake.log[0]):
+    # A researcher's own experiments register themselves in this job's process too.
+    experiments.load(snakemake.config["experiment_modules"])
     workflow.call(experiments.by_rule(snakemake.rule).stage, snakemake)
