@@ -4,6 +4,5 @@ from steerid.logs import logged
 from steerid.pipeline import workflow
 
 with logged(snakemake.log[0]):
-    # A researcher's own experiments register themselves in this job's process too.
-    experiments.load(snakemake.config["experiment_modules"])
+    experiments.load(snakemake.config["experiment_modules"])  # the rule may be a researcher's experiment
     workflow.call(experiments.by_rule(snakemake.rule).stage, snakemake)

@@ -8,6 +8,7 @@ import os
 import typing
 from collections.abc import Callable, Mapping
 
+from steerid import experiments
 from steerid.pipeline.stages import Runtime
 
 
@@ -32,6 +33,8 @@ def call(stage: Callable, snakemake) -> None:
     stage with ``**inputs`` also gets every named input no other argument takes. A stage argument
     the rule does not provide is an error naming it, not a silent default.
     """
+    # A researcher's own experiments register themselves in every job's process too (stats, figure, summary).
+    experiments.load(snakemake.config.get("experiment_modules", []))
     inputs = dict(snakemake.input.items())
     available = {
         **dict(snakemake.wildcards.items()),
