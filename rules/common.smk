@@ -5,7 +5,7 @@ import os
 
 from steerid.conditions import CONDITION_SETS
 from steerid.experiments import EXPERIMENTS, scored
-from steerid.experiments.settings import config_keys
+from steerid.experiments.settings import config_values
 from steerid.scoring import measurement_of
 
 ENVIRONMENTS = config["prompts"]["environments"]
@@ -116,17 +116,9 @@ FIGURES = [f"results/figures/{name}.{ext}" for name in sorted(STATS) if STATS[na
 VALIDATIONS = model_targets("results/{model}/validation/{trait}.json")
 
 
-def config_value(key):
-    """The config value at a dotted key ("stats.n_boot")."""
-    value = config
-    for part in key.split("."):
-        value = value[part]
-    return value
-
-
 def experiment_settings(experiment):
     """The params of an experiment's stats rule: the config values of its settings' fields."""
-    return {name: config_value(key) for name, key in config_keys(experiment.settings).items()}
+    return config_values(experiment.settings, config)
 
 
 def pooled_scores(condition_set):

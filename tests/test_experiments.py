@@ -10,7 +10,7 @@ from snakemake_runner import REPO, TEST_CONFIG
 
 from steerid import experiments
 from steerid.experiments import EXPERIMENTS, by_rule, register, scored
-from steerid.experiments.settings import EndpointSettings, Equivalence, config_keys
+from steerid.experiments.settings import EndpointSettings, Equivalence, config_keys, config_values
 from steerid.pipeline import workflow
 from steerid.pipeline.config_checks import validate_schema
 
@@ -51,11 +51,9 @@ def test_every_setting_names_a_key_of_the_schema():
     config = yaml.safe_load(TEST_CONFIG.read_text())
     assert validate_schema(config, yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text())) == []
     for experiment in EXPERIMENTS.values():
-        for key in config_keys(experiment.settings).values() if experiment.settings else []:
-            value = config
-            for part in key.split("."):
-                value = value[part]
-            assert value is not None, f"{experiment.name}: {key}"
+        values = config_values(experiment.settings, config)
+        assert set(values) == set(config_keys(experiment.settings) if experiment.settings else {})
+        assert None not in values.values(), experiment.name
 
 
 def test_stage_settings_are_built_from_the_rules_flat_params():

@@ -10,7 +10,7 @@ from steerid import conditions
 from steerid.conditions import BASELINE, REFERENCE, pooled
 from steerid.experiments.records import E4Stats
 from steerid.experiments.registry import Experiment, one_claim, register
-from steerid.experiments.text import TYPE_NAMES, cell
+from steerid.experiments.text import cell, short_kind
 from steerid.pipeline import plots
 from steerid.pipeline.stages import Runtime, open_model, read_condition_set, read_generations
 
@@ -77,7 +77,7 @@ def stats(
 
 def finding(result: E4Stats) -> str:
     relative = ", ".join(
-        f"{TYPE_NAMES.get(pooled(kind), kind).split(' (')[0]}: KL {ratios['kl']:.2f}, JS {ratios['js']:.2f}"
+        f"{short_kind(pooled(kind))}: KL {ratios['kl']:.2f}, JS {ratios['js']:.2f}"
         for kind, ratios in result["relative_to_0_vs_v"].items()
     )
     return (

@@ -8,8 +8,9 @@ the params a dataclass needs.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 
 def _from(key: str):
@@ -51,6 +52,17 @@ class Sweep(Resampling):
 def config_keys(settings: type) -> dict[str, str]:
     """Field name → dotted config key of a settings dataclass (the params of the rule that uses it)."""
     return {f.name: f.metadata["config"] for f in dataclasses.fields(settings)}
+
+
+def config_values(settings: type | None, config: Mapping) -> dict[str, Any]:
+    """Field name → its value in ``config`` (a validated study config); {} for an experiment without settings."""
+    values = {}
+    for name, key in (config_keys(settings) if settings else {}).items():
+        value: Any = config
+        for part in key.split("."):
+            value = value[part]
+        values[name] = value
+    return values
 
 
 @dataclass(frozen=True)
