@@ -12,7 +12,7 @@ import yaml
 from snakemake_runner import REPO, TEST_CONFIG
 
 from steerid import scoring
-from steerid.prompts import load_trait
+from steerid.prompts import TRAITS, load_trait
 from steerid.scoring import (
     HF_CLASSIFIERS,
     MODEL_SCORERS,
@@ -30,6 +30,7 @@ from steerid.scoring import (
     get_scorer,
     measurement_of,
     median_split_accuracy,
+    own_trait_schema,
     register,
     schema_enums,
     scorer_record,
@@ -319,7 +320,12 @@ def test_schema_scorer_enums_equal_the_registry():
         for trait, node in _schema_scorer_properties().items()
     }
     assert from_schema == schema_enums()
-    assert set(SCHEMA["properties"]["traits"]["items"]["enum"]) == set(scorer_traits())
+    # the schema's scoring properties are the built-in traits; an own trait (config trait_files) gets
+    # its scorer through additionalProperties, whose enum and default are the own-trait scorers'
+    assert set(from_schema) == set(TRAITS)
+    own = SCHEMA["properties"]["scoring"]["additionalProperties"]
+    assert {"enum": own["enum"], "default": own["default"]} == own_trait_schema()
+    assert own_trait_schema() == {"enum": ["minilm-exemplars"], "default": "minilm-exemplars"}
     # the schema says hf-* scorers are the ones that need the network
     assert {n for n in REGISTRY if n.startswith("hf-")} == set(REGISTRY) - set(OFFLINE_SCORERS)
 

@@ -1,7 +1,6 @@
-"""Trait prompt sets written for this project.
+"""Trait prompt sets: the packaged traits and a researcher's own, behind one registry.
 
-Each trait (formality, politeness, sentiment, truthfulness, agreeableness) has a JSON file
-under ``steerid/data/prompts`` with:
+Each trait has a JSON file in the format of ``schemas/trait.schema.json``:
 
 * contrast ``pairs``: the same instruction asking for the positive and for the negative pole
   of the trait on one topic (used to extract steering vectors);
@@ -11,6 +10,10 @@ under ``steerid/data/prompts`` with:
 * ``exemplars``: sentences that clearly show each pole (used to validate scorers);
 * ``statements`` (truthfulness only): true / minimally different false sentence pairs.
 
+The built-in traits (:data:`TRAITS`) are packaged under ``steerid/data/prompts`` and registered
+at import; :func:`register_trait_files` adds a researcher's own traits (config ``trait_files``).
+:func:`load_trait` loads either kind with one parser: the schema, then the checks a schema
+cannot express (the ``trait`` field is the registered name, the two poles differ, ...).
 ``background.json`` holds neutral texts from many domains for the activation covariance.
 
 :func:`select_prompt_set` draws a deterministic subset for one experiment, and
@@ -19,8 +22,10 @@ under ``steerid/data/prompts`` with:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -30,6 +35,11 @@ from typing import Any
 import numpy as np
 
 TRAITS: tuple[str, ...] = ("formality", "politeness", "sentiment", "truthfulness", "agreeableness")
+"""The built-in traits, packaged with steerid (own traits come from :func:`register_trait_files`)."""
+TRAIT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+"""What a trait's name looks like: it is a path component and a Snakemake wildcard value."""
+TRAIT_SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "trait.schema.json"
+"""The trait file format; steerid is always installed editable (install.sh), so the repository's copy is found."""
 ENVIRONMENTS: tuple[str, ...] = ("in_distribution", "topic_shift", "genre_shift")
 POLES: tuple[str, ...] = ("positive", "negative")
 
@@ -58,7 +68,7 @@ class ContrastPair:
 
 @dataclass(frozen=True)
 class TraitPrompts:
-    """Everything written for one trait, as loaded from its packaged JSON file."""
+    """Everything written for one trait, as loaded from its trait file (packaged or own)."""
 
     trait: str
     description: str
@@ -70,94 +80,245 @@ class TraitPrompts:
     statements: tuple[tuple[str, str], ...] = ()
 
 
-def _read_packaged_json(name: str) -> dict[str, Any]:
-    """Read ``steerid/data/prompts/<name>.json`` from the installed package."""
-    resource = resources.files(_DATA_PACKAGE)
-    for part in (*_DATA_DIR, f"{name}.json"):
-        resource = resource / part
-    with resource.open("r", encoding="utf-8") as handle:
-        data = json.load(handle)
-    if not isinstance(data, dict):
-        raise ValueError(f"prompt file {name}.json: expected a JSON object, got {type(data).__name__}")
-    return data
+class TraitFileError(ValueError):
+    """A trait file that cannot be used: names the file, the JSON path, the problem and what was expected."""
+
+    def __init__(self, file: str, json_path: str, problem: str, expected: str) -> None:
+        self.file, self.json_path, self.problem, self.expected = file, json_path, problem, expected
+        super().__init__(f"trait file {file}: {json_path}: {problem}; expected {expected}")
 
 
-def _check_trait(trait: str) -> None:
-    """Raise ValueError naming ``trait`` when it is not one of :data:`TRAITS`."""
-    if trait not in TRAITS:
-        raise ValueError(f"unknown trait {trait!r}; expected one of {', '.join(TRAITS)}")
+_REGISTRY: dict[str, Path | None] = dict.fromkeys(TRAITS)
+"""Every registered trait → its own trait file (absolute), or None for a packaged, built-in trait."""
 
 
-def _string_tuple(value: Any, where: str) -> tuple[str, ...]:
-    """Return ``value`` as a tuple of non-empty strings, or raise ValueError naming ``where``."""
-    if not isinstance(value, list) or not all(isinstance(x, str) and x.strip() for x in value):
-        raise ValueError(f"{where}: expected a list of non-empty strings")
-    return tuple(value)
+def register_trait_files(mapping: Mapping[str, str | os.PathLike[str]]) -> None:
+    """Register a researcher's own traits, name → trait file (config ``trait_files``).
+
+    Every job registers its config's files again, so a name registered with the file it already
+    has is left as it is. Files are read when a trait is loaded, so an edited file is seen.
+    Raises ValueError, registering none of ``mapping``, for a name that is not a trait name, a
+    built-in trait, or a name registered with another file (naming both files).
+    """
+    files = {name: _own_file(name, path) for name, path in mapping.items()}
+    _REGISTRY.update(files)
 
 
-def _parse_pairs(raw: Any, trait: str) -> tuple[ContrastPair, ...]:
-    """Build the contrast pairs of one trait file."""
-    if not isinstance(raw, list) or not raw:
-        raise ValueError(f"{trait}.json: 'pairs' must be a non-empty list")
-    pairs = []
-    for i, item in enumerate(raw):
-        if not isinstance(item, dict) or not all(
-            isinstance(item.get(k), str) for k in ("topic", "positive", "negative")
-        ):
-            raise ValueError(f"{trait}.json: pairs[{i}] must have string fields topic, positive, negative")
-        pairs.append(ContrastPair(topic=item["topic"], positive=item["positive"], negative=item["negative"]))
-    return tuple(pairs)
+def _own_file(name: str, path: str | os.PathLike[str]) -> Path:
+    """The absolute file of own trait ``name``, or a ValueError when it clashes with the registry."""
+    if not isinstance(name, str) or not TRAIT_NAME.match(name):
+        raise ValueError(f"trait name {name!r} is not a trait name; expected a name matching {TRAIT_NAME.pattern}")
+    file = Path(path).resolve()  # one spelling per file: relative paths start at the working directory
+    if name in TRAITS:
+        raise ValueError(
+            f"trait {name!r} (file {file}) is a built-in trait; expected a name other than {', '.join(TRAITS)}"
+        )
+    known = _REGISTRY.get(name)
+    if known is not None and known != file:
+        raise ValueError(f"trait {name!r} is registered with the file {known}; it cannot also be {file}")
+    return file
 
 
-def _parse_statements(raw: Any, trait: str) -> tuple[tuple[str, str], ...]:
-    """Build the (true, false) statement pairs; absent means none."""
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        raise ValueError(f"{trait}.json: 'statements' must be a list")
-    out = []
-    for i, item in enumerate(raw):
-        if (
-            not isinstance(item, dict)
-            or not isinstance(item.get("true"), str)
-            or not isinstance(item.get("false"), str)
-        ):
-            raise ValueError(f"{trait}.json: statements[{i}] must have string fields true and false")
-        out.append((item["true"], item["false"]))
-    return tuple(out)
+def unregister_trait_file(name: str) -> Path:
+    """Remove the own trait ``name`` from the registry and return its file (a built-in trait stays)."""
+    file = _registered_file(name)
+    if file is None:
+        raise ValueError(f"trait {name!r} is built in; expected an own trait ({', '.join(own_trait_names())})")
+    del _REGISTRY[name]
+    return file
+
+
+def trait_names() -> tuple[str, ...]:
+    """Every registered trait: the built-in ones, then own traits in registration order."""
+    return tuple(_REGISTRY)
+
+
+def own_trait_names() -> tuple[str, ...]:
+    """The traits registered from a researcher's trait files."""
+    return tuple(name for name, file in _REGISTRY.items() if file is not None)
+
+
+def _registered_file(name: str) -> Path | None:
+    """The registered file of ``name`` (None: packaged), or a ValueError naming it and the registered traits."""
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown trait {name!r}; expected one of {', '.join(_REGISTRY)} (or an own trait registered from a "
+            "trait file, config trait_files)"
+        ) from None
 
 
 def load_trait(trait: str) -> TraitPrompts:
-    """Load the packaged prompt file of ``trait``.
+    """Load the prompt data of a registered trait, packaged or from its file, with one parser.
 
-    Raises ValueError for a trait not in :data:`TRAITS` or a malformed file.
+    Raises ValueError for an unregistered trait, :class:`TraitFileError` for a malformed file.
     """
-    _check_trait(trait)
-    data = _read_packaged_json(trait)
-    if data.get("trait") != trait:
-        raise ValueError(f"{trait}.json: 'trait' field is {data.get('trait')!r}, expected {trait!r}")
-    raw_eval = data.get("eval")
-    if not isinstance(raw_eval, dict) or set(raw_eval) != set(ENVIRONMENTS):
-        raise ValueError(f"{trait}.json: 'eval' must have exactly the environments {', '.join(ENVIRONMENTS)}")
-    raw_ex = data.get("exemplars")
-    if not isinstance(raw_ex, dict) or set(raw_ex) != set(POLES):
-        raise ValueError(f"{trait}.json: 'exemplars' must have exactly the keys {', '.join(POLES)}")
+    file = _registered_file(trait)
+    if file is not None:
+        return load_trait_file(file, trait)
+    text = _packaged(f"{trait}.json").read_text(encoding="utf-8")
+    return _parse_trait(text, trait, f"steerid/data/prompts/{trait}.json")
+
+
+def load_trait_file(path: str | os.PathLike[str], trait: str) -> TraitPrompts:
+    """Load ``path`` as the trait ``trait`` without registering it (the parse-time config checks do this).
+
+    Raises :class:`TraitFileError` naming the file for a missing or unreadable file, text that is
+    not JSON, a schema violation (``schemas/trait.schema.json``) or data a schema cannot check.
+    """
+    where = os.fspath(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        problem = f"no such file (relative paths start at the working directory {Path.cwd()})"
+        raise TraitFileError(where, "$", problem, "a trait file, as schemas/trait.schema.json describes") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise TraitFileError(where, "$", f"cannot be read ({err})", "a UTF-8 JSON text file") from None
+    return _parse_trait(text, trait, where)
+
+
+def _packaged(name: str) -> Any:
+    """The resource ``steerid/data/prompts/<name>`` of the installed package."""
+    resource = resources.files(_DATA_PACKAGE)
+    for part in (*_DATA_DIR, name):
+        resource = resource / part
+    return resource
+
+
+def _parse_trait(text: str, trait: str, where: str) -> TraitPrompts:
+    """Parse one trait file's text: JSON, then the schema, then what a schema cannot express."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        problem = f"not JSON ({err.msg} at line {err.lineno}, column {err.colno})"
+        raise TraitFileError(where, "$", problem, "a JSON object") from None
+    _check_schema(data, where)
+    _check_name_and_poles(data, trait, where)
+    _check_pairs(data["pairs"], where)
+    _check_exemplars(data["exemplars"], where)
+    return _trait_prompts(data)
+
+
+@functools.cache
+def _trait_validator() -> Any:
+    """The validator of ``schemas/trait.schema.json`` (read once per process)."""
+    from jsonschema import Draft202012Validator
+
+    try:
+        schema = json.loads(TRAIT_SCHEMA.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{TRAIT_SCHEMA}: the trait file schema is missing; install steerid editable from its repository"
+        ) from None
+    return Draft202012Validator(schema)
+
+
+def _check_schema(data: Any, where: str) -> None:
+    """Raise :class:`TraitFileError` for the most relevant schema violation of ``data``, if any."""
+    from jsonschema.exceptions import best_match
+
+    error = best_match(_trait_validator().iter_errors(data))
+    if error is not None:
+        problem, expected = _schema_problem(error)
+        raise TraitFileError(where, error.json_path, problem, expected)
+
+
+# What the keys of these objects are, in the words of a schema error about them.
+_KEY_KINDS = {"$.eval": "environment", "$.exemplars": "pole"}
+_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+
+
+def _schema_problem(error: Any) -> tuple[str, str]:
+    """(problem, expectation) of one jsonschema error, in words rather than schema keywords."""
+    kind, value, instance = error.validator, error.validator_value, error.instance
+    if kind == "required":
+        missing = [key for key in value if key not in instance]
+        return f"missing key {', '.join(map(repr, missing))}", f"the keys {', '.join(value)}"
+    if kind == "additionalProperties":
+        known = list(error.schema.get("properties", {}))
+        unknown = [key for key in instance if key not in known]
+        word = _KEY_KINDS.get(error.json_path, "key")
+        return f"unknown {word} {', '.join(map(repr, unknown))}", f"only the {word}s {', '.join(known)}"
+    if kind == "type":
+        found = _JSON_TYPES.get(type(instance), "a number")
+        return f"{_shown(instance)} is {found}", f"{'an' if value[0] in 'aeiou' else 'a'} {value}"
+    if kind == "minItems":
+        return "an empty list", f"at least {value} item{'s' if value > 1 else ''}"
+    if kind == "uniqueItems":
+        repeated = next(item for i, item in enumerate(instance) if item in instance[:i])
+        return f"{_shown(repeated)} appears more than once", "distinct items"
+    if kind == "pattern" and value == r"\S":
+        return "a blank string", "a string with a non-space character"
+    if kind == "pattern":
+        return f"{_shown(instance)} does not match {value}", f"a string matching {value}"
+    return error.message, error.schema.get("description", "what schemas/trait.schema.json describes")
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
+def _check_name_and_poles(data: dict[str, Any], trait: str, where: str) -> None:
+    """The file is the trait it is registered as, and its two poles are different words."""
+    if data["trait"] != trait:
+        raise TraitFileError(
+            where, "$.trait", f"the trait is {data['trait']!r}", f"{trait!r}, the name the file is registered under"
+        )
+    if data["positive_pole"].strip().casefold() == data["negative_pole"].strip().casefold():
+        raise TraitFileError(
+            where, "$.negative_pole", f"{data['negative_pole']!r} is the positive pole too", "a different pole"
+        )
+
+
+def _check_pairs(pairs: list[dict[str, str]], where: str) -> None:
+    """Each pair asks for two different things, and no two pairs share a topic."""
+    first_of: dict[str, int] = {}
+    for i, pair in enumerate(pairs):
+        if pair["positive"].strip() == pair["negative"].strip():
+            raise TraitFileError(
+                where, f"$.pairs[{i}]", "positive and negative are the same instruction", "one instruction per pole"
+            )
+        topic = pair["topic"].strip().casefold()
+        if topic in first_of:
+            raise TraitFileError(
+                where,
+                f"$.pairs[{i}].topic",
+                f"{pair['topic']!r} is the topic of pairs[{first_of[topic]}] too",
+                "a new topic",
+            )
+        first_of[topic] = i
+
+
+def _check_exemplars(exemplars: dict[str, list[str]], where: str) -> None:
+    """No sentence is an exemplar of both poles."""
+    both = sorted(set(exemplars["positive"]) & set(exemplars["negative"]))
+    if both:
+        raise TraitFileError(where, "$.exemplars", f"{_shown(both[0])} is an exemplar of both poles", "one pole each")
+
+
+def _trait_prompts(data: dict[str, Any]) -> TraitPrompts:
+    """The :class:`TraitPrompts` of data that passed every check."""
     return TraitPrompts(
-        trait=trait,
-        description=str(data.get("description", "")),
-        positive_pole=str(data["positive_pole"]),
-        negative_pole=str(data["negative_pole"]),
-        pairs=_parse_pairs(data.get("pairs"), trait),
-        eval={env: _string_tuple(raw_eval[env], f"{trait}.json eval.{env}") for env in ENVIRONMENTS},
-        exemplars={pole: _string_tuple(raw_ex[pole], f"{trait}.json exemplars.{pole}") for pole in POLES},
-        statements=_parse_statements(data.get("statements"), trait),
+        trait=data["trait"],
+        description=data["description"],
+        positive_pole=data["positive_pole"],
+        negative_pole=data["negative_pole"],
+        pairs=tuple(ContrastPair(p["topic"], p["positive"], p["negative"]) for p in data["pairs"]),
+        eval={env: tuple(data["eval"][env]) for env in ENVIRONMENTS},
+        exemplars={pole: tuple(data["exemplars"][pole]) for pole in POLES},
+        statements=tuple((s["true"], s["false"]) for s in data.get("statements", ())),
     )
 
 
 def load_background() -> tuple[str, ...]:
     """Load the neutral multi-domain texts used for the activation covariance."""
-    data = _read_packaged_json("background")
-    return _string_tuple(data.get("texts"), "background.json texts")
+    with _packaged("background.json").open("r", encoding="utf-8") as handle:
+        texts = json.load(handle).get("texts")
+    if not isinstance(texts, list) or not all(isinstance(x, str) and x.strip() for x in texts):
+        raise ValueError("background.json texts: expected a list of non-empty strings")
+    return tuple(texts)
 
 
 def _check_count(name: str, value: int, available: int, where: str = "") -> None:
@@ -206,7 +367,7 @@ def select_prompt_set(
     Raises ValueError naming the value for an unknown trait or environment, or an
     ``n_pairs`` / ``n_eval`` below 1 or above what exists.
     """
-    _check_trait(trait)
+    _registered_file(trait)
     envs = _check_environments(environments)
     seed = _check_seed(seed)
     prompts = load_trait(trait)

@@ -8,7 +8,7 @@ import os
 import typing
 from collections.abc import Callable, Mapping
 
-from steerid import experiments
+from steerid import experiments, prompts
 from steerid.pipeline.stages import Runtime
 
 
@@ -35,6 +35,8 @@ def call(stage: Callable, snakemake) -> None:
     """
     # A researcher's own experiments register themselves in every job's process too (stats, figure, summary).
     experiments.load(snakemake.config.get("experiment_modules", []))
+    # ... and its own traits, so a stage can load or score a trait defined by a config's trait file.
+    prompts.register_trait_files(snakemake.config.get("trait_files", {}))
     inputs = dict(snakemake.input.items())
     available = {
         **dict(snakemake.wildcards.items()),

