@@ -6,7 +6,7 @@ from pathlib import Path
 from snakemake.logging import logger
 from snakemake.utils import min_version
 
-from steerid import experiments
+from steerid import experiments, prompts
 from steerid.pipeline.config_checks import RunContext, check_config, check_lock
 from steerid.io import remove_stale_partials
 
@@ -32,6 +32,7 @@ RUN = RunContext(
 )
 for warning in check_config(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml", RUN):
     logger.warning(f"Warning: {warning}")
+prompts.register_trait_files(config["trait_files"])
 # A researcher's own experiments register themselves before the rules that iterate the registry exist.
 experiments.load(config["experiment_modules"])
 # A dry run ignores Snakemake's lock; it must not answer "all is well" for a directory that a
@@ -64,3 +65,4 @@ rule all:
         "results/summary.md",
         FIGURES,
         GENERATIONS,
+        EXPORTS,

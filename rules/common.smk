@@ -17,6 +17,10 @@ MEASUREMENT = {trait: measurement_of(config["scoring"][trait]) for trait in conf
 GENERATION_TRAITS = [trait for trait in config["traits"] if MEASUREMENT[trait].generates_text]
 
 
+# The file formats every studied vector is also written in (steerid.interchange's writable formats).
+EXPORTED_FORMATS = ("gguf", "safetensors")
+
+
 wildcard_constraints:
     model="|".join(config["models"]),
     trait="|".join(ALL_TRAITS),
@@ -26,6 +30,7 @@ wildcard_constraints:
     figure="|".join(EXPERIMENTS),
     shard=r"\d+",
     shards=r"\d+",
+    vector_format="|".join(EXPORTED_FORMATS),
 
 
 def perturbing_traits(trait):
@@ -153,6 +158,13 @@ GENERATIONS = [
     for path in steering_targets(
         f"results/{{model}}/generations/{condition_set}/L{{layer}}/{{trait}}/{environment}.jsonl", GENERATION_TRAITS
     )
+]
+
+
+EXPORTS = [
+    path
+    for vector_format in EXPORTED_FORMATS
+    for path in steering_targets(f"results/{{model}}/vectors/L{{layer}}/{{trait}}.{vector_format}")
 ]
 
 

@@ -1,6 +1,18 @@
+def imported_vector(wildcards):
+    """The ``models.<model>.vectors.<trait>`` entry (a vector file to use as v), or None: extract v."""
+    return config["models"][wildcards.model]["vectors"].get(wildcards.trait)
+
+
+def imported_vector_file(wildcards):
+    entry = imported_vector(wildcards)
+    return {} if entry is None else {"imported_file": entry["file"]}
+
+
 rule steering_vectors:
     input:
+        unpack(imported_vector_file),
         contrast="results/{model}/activations/L{layer}/contrast-{trait}.h5",
+        model="resources/models/{model}",
     output:
         "results/{model}/vectors/L{layer}/{trait}.h5",
     log:
@@ -11,5 +23,26 @@ rule steering_vectors:
         cpu_threads=cpu_threads,
         mem_mb=1000,
         runtime=5,
+    params:
+        imported=imported_vector,
     script:
         "../workflow_scripts/steering_vectors.py"
+
+
+# Every vector steerid uses, as files that llama.cpp, repeng (GGUF) and safetensors readers load.
+rule export_vector:
+    input:
+        vector="results/{model}/vectors/L{layer}/{trait}.h5",
+        model="resources/models/{model}",
+    output:
+        "results/{model}/vectors/L{layer}/{trait}.{vector_format}",
+    log:
+        "logs/{model}/L{layer}/export_vector-{trait}-{vector_format}.log",
+    conda:
+        "../envs/steerid.yaml"
+    resources:
+        cpu_threads=cpu_threads,
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../workflow_scripts/export_vector.py"

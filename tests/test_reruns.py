@@ -45,6 +45,7 @@ AFTER_SCORER = {
 AFTER_LAYER = {
     "dump_contrast": 2,
     "steering_vectors": 2,
+    "export_vector": 2,
     "dump_background": 1,
     "covariance": 1,
     "spectrum": 1,
@@ -108,6 +109,7 @@ AFTER_TRUTHFULNESS = {
     "prompts": 1,
     "dump_contrast": 1,
     "steering_vectors": 1,
+    "export_vector": 2,
     "jacobian": 2,
     "perturbations": 1,
     "validate_scorer": 1,

@@ -79,7 +79,7 @@ def write_study(directory, planted: np.ndarray, responsive_dim: int, seed: int =
     eigenvalues = np.concatenate([np.linspace(4.0, 1.0, responsive_dim), np.zeros(d - responsive_dim)])
     v = planted + basis[:, responsive_dim:] @ rng.standard_normal(d - responsive_dim)
     paths = {"vector": str(directory / "vector.h5"), "jacobian": str(directory / "jacobian.h5")}
-    store.write(paths["vector"], {"mean_difference": v}, {"model": "toy", "layer": 3})
+    store.write(paths["vector"], {"v": v}, {"model": "toy", "layer": 3})
     store.write(
         paths["jacobian"],
         {"pooled/eigenvalues": eigenvalues, "pooled/eigenvectors": basis},

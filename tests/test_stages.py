@@ -3,10 +3,12 @@ writes one output, so its contract is testable in seconds without Snakemake or a
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
-from steerid import conditions, store
+from steerid import conditions, interchange, store, vectors
 from steerid.pipeline import stages
 
 D = 24
@@ -30,8 +32,8 @@ def inputs(tmp_path):
     covariance_basis = np.linalg.qr(rng.standard_normal((D, D)))[0]
     gain_basis = np.linalg.qr(rng.standard_normal((D, D)))[0]
     paths = {name: str(tmp_path / f"{name}.h5") for name in ("vector", "spectrum", "jacobian", "other")}
-    store.write(paths["vector"], {"mean_difference": v}, {"model": "toy", "layer": 3})
-    store.write(paths["other"], {"mean_difference": rng.standard_normal(D) + 0.3 * v}, {"model": "toy", "layer": 3})
+    store.write(paths["vector"], {"v": v}, {"model": "toy", "layer": 3})
+    store.write(paths["other"], {"v": rng.standard_normal(D) + 0.3 * v}, {"model": "toy", "layer": 3})
     eigenvectors = f"{stages.PERTURBATION_VIEW}/eigenvectors"
     store.write(paths["spectrum"], {eigenvectors: covariance_basis.astype(np.float32)}, {})
     store.write(paths["jacobian"], {"pooled/eigenvectors": gain_basis}, {})
@@ -137,7 +139,7 @@ def test_condition_sets_read_back_every_named_addition(inputs, tmp_path):
     environments = {"environments/in_distribution": v * 0.5}
     store.write(
         paths["vector"],
-        {"mean_difference": v, **directions, **environments},
+        {"v": v, **directions, **environments},
         {"model": "toy", "layer": 3, "mean_residual_norm": 10.0},
     )
     named = stages.read_condition_set("e7", paths["vector"], output, 1.0, 1, ())
@@ -149,16 +151,81 @@ def test_condition_sets_read_back_every_named_addition(inputs, tmp_path):
         stages.read_condition_set("e1", paths["vector"], output, None, 1, ())
 
 
-def test_steering_vector_is_the_mean_difference_of_the_contrast_dump(tmp_path):
-    rng = np.random.default_rng(3)
+def _contrast_and_model(tmp_path, seed=3):
+    """A toy contrast dump of layer 3 and the manifest of a prepared toy model (6 blocks, width D)."""
+    rng = np.random.default_rng(seed)
     positive, negative = rng.standard_normal((12, D)) + 1.0, rng.standard_normal((12, D))
     environment = {"environments/topic_shift/positive": positive[:6], "environments/topic_shift/negative": negative[:6]}
     contrast = str(tmp_path / "contrast.h5")
     store.write(contrast, {"positive": positive, "negative": negative, **environment}, {"model": "toy", "layer": 3})
+    model = tmp_path / "model"
+    model.mkdir()
+    manifest = {"spec": "toy", "kind": "local", "load_from": ".", "revision": None, "architecture": "llama"}
+    (model / "model.json").write_text(json.dumps({**manifest, "n_layers": 6, "d_model": D, "has_chat_template": False}))
+    return contrast, str(model), positive, negative
+
+
+def test_steering_vector_is_the_mean_difference_of_the_contrast_dump(tmp_path):
+    contrast, model, positive, negative = _contrast_and_model(tmp_path)
     output = str(tmp_path / "vector.h5")
-    stages.steering_vector(contrast, {"layer": 3}, output)
-    v, shifted = store.read(output, "mean_difference", "environments/topic_shift")
+    stages.steering_vector(contrast, model, {"layer": 3}, output)
+    v, mean_difference, shifted = store.read(output, "v", "mean_difference", "environments/topic_shift")
     np.testing.assert_allclose(v, positive.mean(axis=0) - negative.mean(axis=0), rtol=1e-12)
+    np.testing.assert_array_equal(v, mean_difference)
     np.testing.assert_allclose(shifted, positive[:6].mean(axis=0) - negative[:6].mean(axis=0), rtol=1e-12)
     attrs = store.read_attrs(output)
     assert attrs["params_sha256"] == store.params_digest({"layer": 3}) and attrs["model"] == "toy"
+    assert attrs["source"] == "mean difference of the contrast pairs"
+
+
+def _imported(tmp_path, layers=(2, 3), **entry):
+    direction = np.random.default_rng(9).standard_normal(D)
+    path = tmp_path / "imported.safetensors"
+    interchange.export_vector({layer: direction * (layer + 1) for layer in layers}, path, model_hint="llama")
+    defaults = {"file": str(path), "format": None, "index_means": None, "strength": None, "allow_model_mismatch": False}
+    return direction, {**defaults, **entry}
+
+
+def test_an_imported_vector_is_v_at_the_strength_asked_for_and_names_its_source(tmp_path):
+    contrast, model, positive, negative = _contrast_and_model(tmp_path)
+    direction, entry = _imported(tmp_path, strength=0.5)
+    output = str(tmp_path / "vector.h5")
+    stages.steering_vector(contrast, model, {"layer": 3}, output, imported=entry)
+    v, mean_difference = store.read(output, "v", "mean_difference")
+    attrs = store.read_attrs(output)
+    residual_norm = np.linalg.norm(np.concatenate([positive, negative]), axis=1).mean()
+    assert np.linalg.norm(v) == pytest.approx(0.5 * residual_norm, rel=1e-6)
+    assert vectors.cosine(v, direction) == pytest.approx(1.0, abs=1e-6)
+    np.testing.assert_allclose(mean_difference, positive.mean(axis=0) - negative.mean(axis=0), rtol=1e-12)
+    assert attrs["source"] == f"imported from {entry['file']} (safetensors, layer 3)"
+    assert attrs["source_norm"] == pytest.approx(4 * np.linalg.norm(direction), rel=1e-6)
+    assert attrs["strength_in_residual_norms"] == 0.5 and attrs["norm"] == pytest.approx(np.linalg.norm(v))
+
+
+def test_an_imported_vector_without_a_strength_keeps_the_length_the_file_stores(tmp_path):
+    contrast, model, *_ = _contrast_and_model(tmp_path)
+    direction, entry = _imported(tmp_path)
+    output = str(tmp_path / "vector.h5")
+    stages.steering_vector(contrast, model, {"layer": 3}, output, imported=entry)
+    np.testing.assert_allclose(store.read(output, "v")[0], 4 * direction, rtol=1e-6)
+
+
+def test_an_imported_file_without_the_steering_layer_fails_naming_it(tmp_path):
+    contrast, model, *_ = _contrast_and_model(tmp_path)
+    _, entry = _imported(tmp_path, layers=(1, 2))
+    with pytest.raises(interchange.VectorFileError, match=r"no direction for layers \[3\]"):
+        stages.steering_vector(contrast, model, {"layer": 3}, str(tmp_path / "vector.h5"), imported=entry)
+    assert not (tmp_path / "vector.h5").exists()
+
+
+def test_export_writes_v_as_a_gguf_and_a_safetensors_file_that_read_back(tmp_path):
+    contrast, model, *_ = _contrast_and_model(tmp_path)
+    vector = str(tmp_path / "vector.h5")
+    stages.steering_vector(contrast, model, {"layer": 3}, vector)
+    (v,) = store.read(vector, "v")
+    for vector_format in ("gguf", "safetensors"):
+        output = tmp_path / f"v.{vector_format}"
+        stages.export_vector(vector, model, vector_format, str(output))
+        read = interchange.read_vector(output)
+        assert read.layers == [3] and read.model_hint == "llama"
+        np.testing.assert_allclose(read.directions[3], v, rtol=1e-6)

@@ -1,4 +1,5 @@
-"""The ``steerid`` command line: ``steerid vector inspect FILE`` and ``steerid vector convert IN OUT``.
+"""The ``steerid`` command line: ``steerid vector inspect FILE``, ``steerid vector convert IN OUT`` and
+``steerid init`` (a study config for a model, a vector file and a trait file).
 
 A file that cannot be read or written as asked ends the command with exit status 1 and the
 reason on stderr; usage errors are argparse's (status 2).
@@ -10,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from steerid.interchange import FORMATS, VectorFile, VectorFileError, read_vector, write_vector
+from steerid.interchange import FORMATS, VectorFile, read_vector, write_vector
 from steerid.interchange.svec import INDEX_MEANINGS
 
 __all__ = ["build_parser", "main"]
@@ -73,11 +74,35 @@ def _add_vector_commands(commands: argparse._SubParsersAction) -> None:
     convert.set_defaults(run=_convert)
 
 
+def _init(args: argparse.Namespace) -> None:
+    from steerid.pipeline.study_config import choose_study, write_study_config
+
+    choice = choose_study(args.model, args.vector, args.trait_file, args.layer, args.strength)
+    write_study_config(args.output, choice, overwrite=args.force)
+    print(
+        f"wrote {args.output}: {choice.trait} on {choice.spec} at layer {choice.layer}, v from {choice.vector_path}\n"
+        f"run it with: snakemake --cores 8 --configfile {args.output}"
+    )
+
+
+def _add_init_command(commands: argparse._SubParsersAction) -> None:
+    init = commands.add_parser("init", help="write a commented study config: a model, a vector file, a trait file")
+    init.add_argument("--model", required=True, help="embedded name (smollm2-135m, gemma3-270m), folder or hub id")
+    init.add_argument("--vector", required=True, help="the vector file to test (format from its name)")
+    init.add_argument("--trait-file", required=True, help="the trait file (schemas/trait.schema.json)")
+    init.add_argument("--layer", type=int, help="layer to steer (default: the vector file's only, or middle, layer)")
+    init.add_argument("--strength", type=float, help="‖v‖ in mean residual norms (default: the file's own length)")
+    init.add_argument("--output", "-o", default="study.yaml", help="config file to write (default: study.yaml)")
+    init.add_argument("--force", action="store_true", help="replace an existing config file")
+    init.set_defaults(run=_init)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``steerid`` argument parser; each command stores the function that runs it as ``run``."""
     parser = argparse.ArgumentParser(prog="steerid", description="Steering-vector identifiability tests and files.")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_vector_commands(commands)
+    _add_init_command(commands)
     return parser
 
 
@@ -86,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except VectorFileError as err:
+    except (ValueError, FileExistsError) as err:  # VectorFileError is a ValueError
         print(f"steerid: error: {err}", file=sys.stderr)
         return 1
     return 0

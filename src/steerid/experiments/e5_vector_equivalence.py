@@ -29,14 +29,16 @@ def stats(
     by_environment, attrs = score_files.by_environment(scores)
     pooled = analysis.pool_environments(by_environment)
     with store.open_complete(vector) as handle:
-        found = {name: handle[name][()] for name in ("mean_difference", "pca", "probe")}
-    cosines = {name: vectors.cosine(found["mean_difference"], found[name]) for name in ("pca", "probe")}
+        found = {name: handle[name][()] for name in ("v", "mean_difference", "pca", "probe")}
+    # v is the mean difference unless the study imported it; the contrast's estimates are compared with v either way.
+    cosines = {name: vectors.cosine(found["v"], found[name]) for name in ("pca", "probe")}
     margin = analysis.margins(pooled, settings.margin_sd, 1.0)["baseline_sd"]
     record: E5Stats = {
         "experiment": EXPERIMENT.title,
         **score_files.header(attrs, vector, validation),
         "cosine_pca_probe": vectors.cosine(found["pca"], found["probe"]),
-        "natural_norms": {name: float(np.linalg.norm(vec)) for name, vec in found.items()},
+        "cosine_v_mean_difference": vectors.cosine(found["v"], found["mean_difference"]),
+        "natural_norms": {name: float(np.linalg.norm(vec)) for name, vec in found.items() if name != "v"},
         "margin": margin,
         "n_prompts": int(pooled[BASELINE].shape[0]),
         "by_direction": analysis.direction_equivalence(

@@ -17,7 +17,7 @@ from steerid.pipeline import plots
 
 def stats(vector: str, jacobian: str, trait: str, settings: SparsityGrid, params: Mapping, output: str) -> None:
     """E9 at the steering layer: the sparsest equivalent of v, and planted recovery over k × inert dimension."""
-    (v,) = store.read(vector, "mean_difference")
+    (v,) = store.read(vector, "v")
     with store.open_complete(jacobian) as jac:
         values, basis = jac["pooled/eigenvalues"][()], jac["pooled/eigenvectors"][()]
         model, layer = str(jac.attrs["model"]), int(jac.attrs["layer"])

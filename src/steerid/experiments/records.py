@@ -27,6 +27,7 @@ class ScoreHeader(TypedDict):
     alpha: float | None
     v_norm: float
     mean_residual_norm: float
+    vector_source: str
     scorer_validation: ScorerCheck
 
 
@@ -62,6 +63,7 @@ class E4Stats(TypedDict):
 class E5Stats(ScoreHeader):
     experiment: str
     cosine_pca_probe: float
+    cosine_v_mean_difference: float
     natural_norms: dict[str, float]
     margin: Table
     n_prompts: int

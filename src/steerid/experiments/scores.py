@@ -26,7 +26,7 @@ def by_environment(paths: Sequence[str]) -> tuple[dict[str, Grids], dict]:
 
 
 def header(attrs: Mapping, vector: str, validation: str) -> ScoreHeader:
-    """The cell a stats JSON describes: model, layer, trait, scorer (and its validation), α and ‖v‖."""
+    """The cell a stats JSON describes: model, layer, trait, scorer (and its validation), α, ‖v‖ and v's source."""
     vector_attrs = store.read_attrs(vector)
     scorer = json.loads(Path(validation).read_text())
     return {
@@ -37,6 +37,7 @@ def header(attrs: Mapping, vector: str, validation: str) -> ScoreHeader:
         "alpha": None if attrs["alpha"] == "none" else float(attrs["alpha"]),
         "v_norm": float(vector_attrs["norm"]),
         "mean_residual_norm": float(vector_attrs["mean_residual_norm"]),
+        "vector_source": str(vector_attrs["source"]),
         "scorer_validation": {
             "auroc": scorer["auroc"],
             "min_auroc": scorer["min_auroc"],

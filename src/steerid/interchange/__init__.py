@@ -20,6 +20,7 @@ from steerid.interchange.registry import (
     write_vector,
 )
 from steerid.interchange.strength import ScaledDirection, at_residual_strength
+from steerid.interchange.study import VectorImport, checked_import, study_vector
 from steerid.interchange.vector_file import LAYER_CONVENTION, VectorFile, VectorFileError
 
 __all__ = [
@@ -29,11 +30,14 @@ __all__ = [
     "VectorFile",
     "VectorFileError",
     "VectorFormat",
+    "VectorImport",
     "at_residual_strength",
     "check_against",
+    "checked_import",
     "export_vector",
     "format_named",
     "guess_format",
     "read_vector",
+    "study_vector",
     "write_vector",
 ]

@@ -30,6 +30,7 @@ import importlib.util
 import json
 import os
 import re
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +46,7 @@ from steerid.engine.specs import (
     shape_from_config,
     spec_kind,
 )
-from steerid.prompts import load_background, load_trait
+from steerid.prompts import TRAITS, TraitFileError, TraitPrompts, load_background, load_trait, load_trait_file
 from steerid.scoring import OFFLINE_SCORERS, hub_models, scorers_for
 
 __all__ = ["ConfigError", "RunContext", "StaleLockError", "check_config", "check_lock"]
@@ -109,12 +110,17 @@ def check_config(config: dict, schema_path: str | Path, context: RunContext = Ru
     if schema_problems:
         raise ConfigError(schema_problems)
     findings = _Findings(context)
+    _check_trait_names(config, schema, findings)
+    if findings.errors:  # every check below reads each trait's prompts or scorer
+        raise ConfigError(findings.errors)
+    _fill_own_trait_scorers(config, schema)
     _check_relations(config, findings)
     _check_prompt_sets(config, findings)
     shapes = {name: _model_shape(name, entry, findings) for name, entry in config["models"].items()}
     for name, shape in shapes.items():
         if shape is not None:
             _check_against_model(config, name, shape, findings)
+            _check_vector_imports(config, name, shape, findings)
     if context.main_process:
         _check_device(config["runtime"], findings)
         _check_scorers(config, findings)
@@ -275,7 +281,7 @@ def _check_prompt_sets(config: dict, findings: _Findings) -> None:
     prompts = config["prompts"]
     pairs, prompts_per_set = [], []
     for trait in config["traits"] + config["other_traits"]:
-        sets = load_trait(trait)
+        sets = _prompt_data(config, trait)
         pairs.append((len(sets.pairs), f"trait {trait!r}"))
         prompts_per_set += [
             (len(sets.eval[env]), f"trait {trait!r} in environment {env!r}") for env in prompts["environments"]
@@ -289,6 +295,54 @@ def _check_prompt_sets(config: dict, findings: _Findings) -> None:
                 f"{key}={prompts[key]} exceeds the {available} prompts of {where}",
                 f"at most {available}",
             )
+
+
+def _prompt_data(config: dict, trait: str) -> TraitPrompts:
+    """A trait's prompt data; an own trait's from its file (the Snakefile registers it only after these checks)."""
+    files = config["trait_files"]
+    return load_trait_file(files[trait], trait) if trait in files else load_trait(trait)
+
+
+# --------------------------------------------------------------------------------------------
+# Trait names: built in, or own traits from trait_files
+# --------------------------------------------------------------------------------------------
+
+
+def _check_trait_names(config: dict, schema: dict, findings: _Findings) -> None:
+    """Every trait named in traits, other_traits and scoring is built in or has a usable trait file."""
+    files = config["trait_files"]
+    for name, path in files.items():
+        _check_trait_file(name, path, findings)
+    expected = f"a built-in trait ({', '.join(TRAITS)}) or a trait_files name ({', '.join(files) or 'none given'})"
+    for key in ("traits", "other_traits"):
+        for i, trait in enumerate(config[key]):
+            if trait not in TRAITS and trait not in files:
+                findings.error(f"{key}[{i}]", trait, "neither a built-in trait nor a trait_files name", expected)
+    settings = schema["properties"]["scoring"]["properties"]
+    for trait, scorer in config["scoring"].items():
+        if trait not in settings and trait not in files:
+            findings.error(f"scoring.{trait}", scorer, f"{trait!r} is no trait of this study", expected)
+
+
+def _check_trait_file(name: str, path: str, findings: _Findings) -> None:
+    """An own trait's file exists and is a valid trait file of that name (schemas/trait.schema.json)."""
+    key = f"trait_files.{name}"
+    if name in TRAITS:
+        findings.error(key, path, f"{name!r} is a built-in trait", f"a name other than {', '.join(TRAITS)}")
+        return
+    try:
+        load_trait_file(path, name)
+    except TraitFileError as err:
+        where = "" if err.json_path == "$" else f"{err.json_path}: "
+        findings.error(key, path, f"{where}{err.problem}", err.expected)
+
+
+def _fill_own_trait_scorers(config: dict, schema: dict) -> None:
+    """Give each own trait the schema's default scorer of own traits (``scoring.additionalProperties``),
+    as the schema's defaults are filled in for the built-in traits (tested equal to the scorer registry)."""
+    default = schema["properties"]["scoring"]["additionalProperties"]["default"]
+    for name in config["trait_files"]:
+        config["scoring"].setdefault(name, default)
 
 
 # --------------------------------------------------------------------------------------------
@@ -417,6 +471,37 @@ def _check_against_model(config: dict, name: str, shape: ModelShape, findings: _
             findings.error(
                 f"perturbations.{key}", perturbations[key], f"too many directions ⟂ v {width}", f"at most {d - 1}"
             )
+
+
+def _check_vector_imports(config: dict, name: str, shape: ModelShape, findings: _Findings) -> None:
+    """Each imported vector file: for a trait of the study, readable, and able to steer the model's layer."""
+    entry = config["models"][name]
+    if not entry["vectors"]:
+        return
+    # Imported only here: the vector readers bring torch, which a study without imports never loads at parse time.
+    from steerid.interchange import VectorFileError, VectorImport, checked_import
+
+    extracted = config["traits"] + config["other_traits"]
+    for trait, spec in entry["vectors"].items():
+        key = f"models.{name}.vectors.{trait}"
+        if trait not in extracted:
+            findings.error(key, spec["file"], f"{trait!r} is not a trait of the study", f"one of {extracted}")
+            continue
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                checked_import(
+                    VectorImport.from_config(spec),
+                    d_model=shape.d_model,
+                    n_layers=shape.n_layers,
+                    model_type=shape.model_type,
+                    layer=entry["layer"],
+                )
+        except VectorFileError as err:  # its message names the file and the value
+            expected = f"a vector file that can steer layer {entry['layer']}"
+            findings.error(f"{key}.file", spec["file"], str(err), expected)
+            continue
+        findings.warnings += [f"config {key}.file = {spec['file']!r}: {w.message}" for w in caught]
 
 
 # --------------------------------------------------------------------------------------------

@@ -89,6 +89,31 @@ def validation_section(checks: Sequence[Mapping]) -> list[str]:
     ]
 
 
+def vectors_section(results: Mapping[str, Sequence[Any]]) -> list[str]:
+    """Where each studied v came from (extracted or imported), as every stats record's header names it."""
+    cells = {
+        (r["model"], r["layer"], r["trait"]): (r["vector_source"], r["v_norm"], r["mean_residual_norm"])
+        for records in results.values()
+        for r in records
+        if "vector_source" in r
+    }
+    rows = [
+        f"| {model} | {layer} | {trait} | {source} | {norm:.3g} | {residual:.3g} |"
+        for (model, layer, trait), (source, norm, residual) in sorted(cells.items())
+    ]
+    return [
+        "## Steering vectors",
+        "",
+        "The v each experiment steered with, and where it came from. Each is also written as a GGUF control vector "
+        "and as safetensors next to its HDF5 file (`results/<model>/vectors/L<layer>/<trait>.gguf`).",
+        "",
+        "| model | layer | trait | v | ‖v‖ | mean ‖h‖ |",
+        "|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
 def _fraction_columns(views: Mapping) -> list[str]:
     first = next(iter(views.values()))
     return sorted(key for key in first if key.startswith("fraction_of_d_"))
@@ -131,6 +156,7 @@ def write_summary(
         "# steerid summary",
         "",
         *claims(results, corrected),
+        *vectors_section(results),
         *validation_section(checks),
         *[
             line

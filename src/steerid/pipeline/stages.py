@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from steerid import conditions, linalg, perturb, store, vectors
+from steerid import conditions, interchange, linalg, perturb, store, vectors
 from steerid.conditions import BASELINE
 from steerid.engine import activations, architectures
 from steerid.engine.generate import Sampling, generate_conditions
-from steerid.engine.models import check_layer, load_model, prepare_model
+from steerid.engine.models import check_layer, load_model, prepare_model, read_manifest
 from steerid.io import atomic_path, atomic_write_json
 from steerid.linalg import nullspace, spectrum
 from steerid.linalg.streaming import covariance_from_hdf5, merged, read_accumulator, shard_slice, write_accumulator
@@ -143,19 +143,24 @@ def dump_background(
         log.info("wrote %d tokens from %d texts", handle["activations"].shape[0], len(texts))
 
 
-def steering_vector(contrast: str, params: Mapping, output: str) -> None:
-    """Steering vectors of one trait: mean difference (v), PCA and probe directions (E5), one per environment (E3)."""
+def steering_vector(contrast: str, model: str, params: Mapping, output: str, imported: Mapping | None = None) -> None:
+    """Steering vectors of one trait: the study's v — the mean difference, or the ``imported`` file's
+    direction (a ``models.<name>.vectors.<trait>`` entry) — with the mean difference, PCA and probe
+    directions of the contrast (E5) and one per environment (E3)."""
     positive, negative = store.read(contrast, "positive", "negative")
-    v = vectors.mean_difference(positive, negative)
+    mean_difference = vectors.mean_difference(positive, negative)
     with store.open_complete(contrast) as handle:
         environments = {
             name: vectors.mean_difference(group["positive"][()], group["negative"][()])
             for name, group in handle["environments"].items()
         }
     source = store.read_attrs(contrast)
+    layer = int(source["layer"])
     residual_norm = vectors.mean_norm(np.concatenate([positive, negative]))
+    v, origin = _study_vector(mean_difference, imported, read_manifest(Path(model)), layer, residual_norm)
     datasets = {
-        "mean_difference": v,
+        "v": v,
+        "mean_difference": mean_difference,
         "pca": vectors.pca_direction(positive, negative),
         "probe": vectors.probe_direction(positive, negative),
         **{f"environments/{name}": vector for name, vector in environments.items()},
@@ -163,20 +168,52 @@ def steering_vector(contrast: str, params: Mapping, output: str) -> None:
     attrs = store.provenance(
         params,
         model=source["model"],
-        layer=int(source["layer"]),
-        method="mean difference",
+        layer=layer,
         n_pairs=len(positive),
         norm=float(np.linalg.norm(v)),
         mean_residual_norm=residual_norm,
+        **origin,
     )
     store.write(output, datasets, attrs)
     log.info(
-        "‖v‖ = %.3f, mean ‖h‖ = %.3f; cos(v, pca) = %.3f, cos(v, probe) = %.3f",
+        "v: %s; ‖v‖ = %.3f, mean ‖h‖ = %.3f; cos(v, mean difference) = %.3f, cos(v, pca) = %.3f, cos(v, probe) = %.3f",
+        origin["source"],
         np.linalg.norm(v),
         residual_norm,
+        vectors.cosine(v, mean_difference),
         vectors.cosine(v, datasets["pca"]),
         vectors.cosine(v, datasets["probe"]),
     )
+
+
+def _study_vector(
+    mean_difference: np.ndarray, imported: Mapping | None, manifest, layer: int, residual_norm: float
+) -> tuple[np.ndarray, dict]:
+    if imported is None:
+        return mean_difference, {"source": "mean difference of the contrast pairs", "source_format": "steerid"}
+    entry = interchange.VectorImport.from_config(imported)
+    # Checked at parse time too, against the model's config.json; again here against the prepared model.
+    vector_file = interchange.checked_import(
+        entry, d_model=manifest.d_model, n_layers=manifest.n_layers, model_type=manifest.architecture, layer=layer
+    )
+    return interchange.study_vector(entry, vector_file, layer, residual_norm)
+
+
+def export_vector(vector: str, model: str, vector_format: str, output: str) -> None:
+    """The study's v at its layer as a ``vector_format`` file (a GGUF control vector llama.cpp and repeng load,
+    or steerid's safetensors), at its own length: loaded with strength 1 it adds what steerid added at α = 1."""
+    (v,) = store.read(vector, "v")
+    attrs = store.read_attrs(vector)
+    layer = int(attrs["layer"])
+    metadata = {key: str(attrs[key]) for key in ("model", "source", "mean_residual_norm", "params_sha256")}
+    interchange.export_vector(
+        {layer: v},
+        output,
+        model_hint=read_manifest(Path(model)).architecture,
+        metadata=metadata,
+        format_name=vector_format,
+    )
+    log.info("wrote v of layer %d (‖v‖ = %.3f) as %s to %s", layer, np.linalg.norm(v), vector_format, output)
 
 
 def _covariance_views(background: str, chunk_rows: int, sink_positions: Sequence[int]) -> dict:
@@ -329,7 +366,7 @@ def perturbations(
     """Every δ (⟂ v, ‖δ‖ = ‖v‖) of each kind in :data:`conditions.PERTURBATION_KINDS` — as many random
     draws as ``params[kind.count_key]``, from the kind's subspace — other traits' vectors, and the E7
     bottom/top-k draws."""
-    (v,) = store.read(vector, "mean_difference")
+    (v,) = store.read(vector, "v")
     (covariance_basis,) = store.read(spectrum, f"{PERTURBATION_VIEW}/eigenvectors")
     (gain_basis,) = store.read(jacobian, "pooled/eigenvectors")
     bases = {"covariance": covariance_basis.astype(np.float64), "jacobian": gain_basis}
@@ -343,9 +380,7 @@ def perturbations(
         basis = None if where is None else perturb.eigen_subspace(bases[where.basis], sizes[where.size], where.end)
         draws[name] = perturb.orthogonal_draws(v, counts[name], seed + draw.seed_offset, basis)
     if others:
-        draws["other"] = np.stack(
-            [perturb.orthogonalised(store.read(path, "mean_difference")[0], v) for path in others]
-        )
+        draws["other"] = np.stack([perturb.orthogonalised(store.read(path, "v")[0], v) for path in others])
     spans = [conditions.Span(s, e, k) for s in bases for e in ("bottom", "top") for k in span_ks]
     for offset, span in enumerate(spans):
         subspace = perturb.eigen_subspace(bases[span.source], span.k, span.end)
