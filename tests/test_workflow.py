@@ -46,6 +46,10 @@ def test_summary_states_every_claim_and_every_figure_exists(run):
         assert claim in summary
     assert "not run" not in summary
     assert "excluding_sinks" in summary and "all_tokens" in summary
+    # The paper's claims, each answered over the grid with a standing the judges could reach.
+    for key in (f"H{n}" for n in range(1, 11)):
+        paragraph = next(line for line in summary.splitlines() if line.startswith(f"**{key}. "))
+        assert paragraph.split(".** ", 1)[1].startswith(("Supported", "Contradicted", "Partly", "Undecided", "Sever"))
     for name in EXPERIMENT_FIGURES:
         png, pdf = results(run, f"figures/{name}.png").read_bytes(), results(run, f"figures/{name}.pdf").read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) > 5_000, name

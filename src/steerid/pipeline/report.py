@@ -17,6 +17,7 @@ import numpy as np
 from steerid import store
 from steerid.experiments import EXPERIMENTS
 from steerid.experiments.e1_orthogonal import corrected_verdicts
+from steerid.experiments.paper_claims import Grid, paragraphs
 from steerid.io import atomic_write_text
 from steerid.linalg import spectrum
 from steerid.pipeline import plots
@@ -59,7 +60,7 @@ def _plain(value):
 
 def claims(results: Mapping[str, Sequence[Any]], corrected: Mapping[str, dict]) -> list[str]:
     """One bullet per claim of the paper: what it says, and what this run found."""
-    lines = ["## The paper's claims, tested", ""]
+    lines = ["## Each claim, cell by cell", ""]
     for name, experiment in EXPERIMENTS.items():
         for title, findings in experiment.claims(results.get(name, []), corrected):
             lines += _claim(title, findings)
@@ -155,6 +156,7 @@ def write_summary(
     lines = [
         "# steerid summary",
         "",
+        *paragraphs(Grid(results, corrected, checks)),
         *claims(results, corrected),
         *vectors_section(results),
         *validation_section(checks),
