@@ -19,19 +19,13 @@ STEERED_POSITIONS = "all"
 
 
 def steered_preferences(
-    model,
-    tokenizer,
-    layer: int,
-    statements: Sequence[tuple[str, str]],
-    named: Mapping[str, torch.Tensor],
-    norm_preserving: bool = False,
+    model, tokenizer, layer: int, statements: Sequence[tuple[str, str]], named: Mapping[str, torch.Tensor]
 ) -> dict[str, np.ndarray]:
     """Per condition, each pair's mean logP(true) − mean logP(false) with that condition's vector
-    added at every position of the output of decoder ``layer`` (rescaled to the residual's norm
-    with ``norm_preserving``)."""
+    added at every position of the output of decoder ``layer``."""
     if not statements:
         raise ValueError("steered_preferences needs at least one (true, false) statement pair, got none")
-    likelihood = TruthfulnessLikelihood(model, tokenizer, norm_preserving=norm_preserving)
+    likelihood = TruthfulnessLikelihood(model, tokenizer)
     trues, falses = (list(column) for column in zip(*statements))
     return {name: likelihood.score_pairs(trues, falses, delta, layer) for name, delta in named.items()}
 
