@@ -171,3 +171,19 @@ EXPORTS = [
 STATS_INPUTS = dict(
     vector="results/{model}/vectors/L{layer}/{trait}.h5", validation="results/{model}/validation/{trait}.json"
 )
+
+
+def own_trait_file(wildcards):
+    """An own trait's file (config trait_files) is an input of its prompt set, so editing the file
+    reruns it; a built-in trait's prompts are packaged with steerid and need none."""
+    return config["trait_files"].get(wildcards.trait, [])
+
+
+def imported_vector(wildcards):
+    """The ``models.<model>.vectors.<trait>`` entry (a vector file to use as v), or None: extract v."""
+    return config["models"][wildcards.model]["vectors"].get(wildcards.trait)
+
+
+def imported_vector_file(wildcards):
+    entry = imported_vector(wildcards)
+    return {} if entry is None else {"imported_file": entry["file"]}

@@ -1,9 +1,3 @@
-def own_trait_file(wildcards):
-    """An own trait's file (config trait_files) is an input of its prompt set, so editing the file
-    reruns it; a built-in trait's prompts are packaged with steerid and need none."""
-    return config["trait_files"].get(wildcards.trait, [])
-
-
 rule prompts:
     input:
         trait_file=own_trait_file,

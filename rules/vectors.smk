@@ -1,13 +1,3 @@
-def imported_vector(wildcards):
-    """The ``models.<model>.vectors.<trait>`` entry (a vector file to use as v), or None: extract v."""
-    return config["models"][wildcards.model]["vectors"].get(wildcards.trait)
-
-
-def imported_vector_file(wildcards):
-    entry = imported_vector(wildcards)
-    return {} if entry is None else {"imported_file": entry["file"]}
-
-
 rule steering_vectors:
     input:
         unpack(imported_vector_file),

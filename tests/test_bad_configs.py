@@ -147,11 +147,11 @@ BAD_DATA = {
     ),
     "nan-in-vector": (
         "vectors/L15/sentiment.h5",
-        "mean_difference",
+        "v",
         (5,),
         "perturbations/L15/sentiment.h5",
         "L15/perturbations-sentiment.log",
-        ["dataset 'mean_difference' holds 1 NaN/Inf value(s) of 576, the first at index (5,)"],
+        ["dataset 'v' holds 1 NaN/Inf value(s) of 576, the first at index (5,)"],
     ),
     # Already held: the native accumulator names the slab, the count and the position.
     "nan-in-background": (

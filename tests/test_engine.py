@@ -88,7 +88,8 @@ def test_stopping_at_the_site_returns_the_sites_output(tiny):
     with torch.no_grad(), capture_residual(site) as captured:
         tiny(input_ids=ids, attention_mask=valid.long(), position_ids=positions)
     hidden = Decoder(tiny).forward(ids, valid, positions, stop_after=1)
-    torch.testing.assert_close(hidden[valid], captured[0][valid], rtol=0, atol=1e-6)
+    # float32 rounding of a different summation order: a few ulps of values near 4.
+    torch.testing.assert_close(hidden[valid], captured[0][valid], rtol=1e-6, atol=1e-6)
 
 
 def test_cached_decoding_equals_one_full_forward(tiny):

@@ -28,6 +28,7 @@ def expected_jobs(config: dict) -> dict[str, int]:
         "spectrum": layers,
         "dump_contrast": per_cell,
         "steering_vectors": per_cell,
+        "export_vector": 2 * per_cell,
         "validate_scorer": per_cell,
         "perturbations": per_cell,
         "jacobian": traits * layers,

@@ -67,8 +67,7 @@ def _trait_of(trait_path: str) -> tuple[str, dict[str, int]]:
         name = json.loads(Path(trait_path).read_text(encoding="utf-8"))["trait"]
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ValueError(f"{trait_path}: not a trait file with a 'trait' field ({err})") from err
-    prompts.register_trait_files({name: trait_path})
-    trait = prompts.load_trait(name)
+    trait = prompts.load_trait_file(trait_path, name)  # validated, not registered: init writes a config, no more
     available = {"n_pairs": len(trait.pairs), "n_eval": min(len(texts) for texts in trait.eval.values())}
     return name, {key: count for key, count in available.items() if count < DEFAULT_PROMPT_COUNTS[key]}
 
