@@ -21,6 +21,7 @@ from steerid.cli import main
 from steerid.experiments import EXPERIMENTS
 from steerid.interchange import export_vector, read_vector
 from steerid.pipeline.config_checks import ConfigError, check_config
+from steerid.pipeline.study_config import DEFAULT_PROMPT_COUNTS
 
 MODEL, LAYER, TRAIT = "smollm2-135m", 15, "refusal"
 VECTOR = REPO / "examples" / "vectors" / "refusal-smollm2-135m.gguf"
@@ -132,6 +133,11 @@ def test_init_writes_a_config_that_passes_the_checks_and_plans_the_study(tmp_pat
     assert check_config(config, SCHEMA) == []
     assert main(["init", "--model", MODEL, *arguments]) == 1
     assert "exists" in capsys.readouterr().err
+
+
+def test_inits_prompt_defaults_are_the_schemas():
+    prompts = yaml.safe_load(SCHEMA.read_text())["properties"]["prompts"]["properties"]
+    assert {key: prompts[key]["default"] for key in DEFAULT_PROMPT_COUNTS} == DEFAULT_PROMPT_COUNTS
 
 
 def test_init_refuses_a_vector_that_cannot_steer_the_model(tmp_path, capsys):

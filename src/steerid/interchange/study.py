@@ -38,7 +38,8 @@ class VectorImport:
 
     @classmethod
     def from_config(cls, entry: Mapping) -> VectorImport:
-        return cls(**{key: entry[key] for key in ("file", "format", "index_means", "strength", "allow_model_mismatch")})
+        """From a schema-checked entry (the schema allows exactly these keys and fills their defaults)."""
+        return cls(**entry)
 
     @property
     def format_name(self) -> str:

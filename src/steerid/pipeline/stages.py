@@ -157,7 +157,7 @@ def steering_vector(contrast: str, model: str, params: Mapping, output: str, imp
     source = store.read_attrs(contrast)
     layer = int(source["layer"])
     residual_norm = vectors.mean_norm(np.concatenate([positive, negative]))
-    v, origin = _study_vector(mean_difference, imported, read_manifest(Path(model)), layer, residual_norm)
+    v, origin = _study_vector(mean_difference, imported, model, layer, residual_norm)
     datasets = {
         "v": v,
         "mean_difference": mean_difference,
@@ -187,11 +187,12 @@ def steering_vector(contrast: str, model: str, params: Mapping, output: str, imp
 
 
 def _study_vector(
-    mean_difference: np.ndarray, imported: Mapping | None, manifest, layer: int, residual_norm: float
+    mean_difference: np.ndarray, imported: Mapping | None, model: str, layer: int, residual_norm: float
 ) -> tuple[np.ndarray, dict]:
     if imported is None:
         return mean_difference, {"source": "mean difference of the contrast pairs", "source_format": "steerid"}
     entry = interchange.VectorImport.from_config(imported)
+    manifest = read_manifest(Path(model))
     # Checked at parse time too, against the model's config.json; again here against the prepared model.
     vector_file = interchange.checked_import(
         entry, d_model=manifest.d_model, n_layers=manifest.n_layers, model_type=manifest.architecture, layer=layer

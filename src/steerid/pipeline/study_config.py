@@ -56,7 +56,8 @@ def _known_shape(spec: str) -> ModelShape | None:
     return None
 
 
-# The schema's defaults of prompts.n_pairs and prompts.n_eval; a smaller trait file lowers them.
+# The schema's defaults of prompts.n_pairs and prompts.n_eval (the schema is not installed with the
+# package; tests/test_own_vector.py checks the two agree); a smaller trait file lowers them.
 DEFAULT_PROMPT_COUNTS = {"n_pairs": 64, "n_eval": 60}
 
 
@@ -150,7 +151,11 @@ def _prompt_lines(counts: dict[str, int]) -> list[str]:
     if not counts:
         return []
     keys = ", ".join(f"{key}: {count}" for key, count in counts.items())
-    note = "# The trait file has fewer prompts than the defaults (64 pairs, 60 per environment):"
+    defaults = DEFAULT_PROMPT_COUNTS
+    note = (
+        f"# The trait file has fewer prompts than the defaults ({defaults['n_pairs']} pairs, "
+        f"{defaults['n_eval']} per environment):"
+    )
     return [note, f"prompts: {{{keys}}}"]
 
 
