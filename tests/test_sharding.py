@@ -94,5 +94,8 @@ def test_shards_run_as_separate_jobs_and_merge_to_the_covariance_of_their_rows(r
         np.testing.assert_allclose(mean, activations[rows].astype(np.float64).mean(axis=0), rtol=1e-10, atol=1e-9)
         (unsharded,) = store.read(unsharded_file, f"{view}/covariance")
         assert relative_error(covariance, unsharded) < 1e-3
-    np.testing.assert_allclose(activations, whole_activations, rtol=1e-3, atol=1e-3)
+    # Batch composition changes fp32 rounding inside attention by a few 1e-5 of a row's largest entry
+    # (the residual stream reaches several hundred at sink positions), not by a fixed absolute amount.
+    row_scale = np.abs(whole_activations).max(axis=1, keepdims=True)
+    assert float((np.abs(activations - whole_activations) / row_scale).max()) < 1e-4
     assert store.read_attrs(merged_file)["shards"] == 3
