@@ -48,6 +48,9 @@ rule logit_distance:
         runtime=60,
     params:
         alpha=config["steering"]["alpha"],
+        # The continuations are teacher-forced steered as the generations were.
+        positions=config["steering"]["positions"],
+        norm_preserving=config["steering"]["norm_preserving"],
         n_sequences=config["logit_distance"]["n_sequences"],
         runtime=runtime_params(),
     script:

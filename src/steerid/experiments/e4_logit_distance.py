@@ -23,13 +23,16 @@ def stats(
     trait: str,
     layer: int,
     alpha: float,
+    positions: str,
+    norm_preserving: bool,
     n_sequences: int,
     runtime: Runtime,
     params: Mapping,
     output: str,
 ) -> None:
     """E4: teacher-forced next-token distributions of the baseline's own completions under v and v + δ
-    (matched ‖δ‖); KL, JS and centred-logit L2 of v vs v + δ per δ-type, and of 0 vs v for scale."""
+    (matched ‖δ‖); KL, JS and centred-logit L2 of v vs v + δ per δ-type, and of 0 vs v for scale.
+    The deltas are added as the generations were (``positions``, ``norm_preserving``)."""
     from steerid.engine.logit_distance import distances
 
     model_, tokenizer, manifest = open_model(model, layer, runtime)
@@ -45,7 +48,16 @@ def stats(
     used = {name: named[name] for pair in pairs for name in pair}
     continuations = [tokenizer(r["completion"], add_special_tokens=False)["input_ids"] for r in records]
     found = distances(
-        model_, tokenizer, layer, [r["prompt"] for r in records], continuations, used, pairs, runtime.batch_size
+        model_,
+        tokenizer,
+        layer,
+        [r["prompt"] for r in records],
+        continuations,
+        used,
+        pairs,
+        runtime.batch_size,
+        positions=positions,
+        norm_preserving=norm_preserving,
     )
     summary = {
         f"{a} vs {b}": {
@@ -72,7 +84,7 @@ def stats(
         "relative_to_0_vs_v": relative,
         "conditions": {kind: name for kind, name in kinds.items()},
     }
-    EXPERIMENT.write(output, record, params)
+    EXPERIMENT.write(output, record, params, positions=positions, norm_preserving=norm_preserving)
 
 
 def finding(result: E4Stats) -> str:
