@@ -33,6 +33,7 @@ rule evaluate:
         prompts="results/prompts/{trait}.json",
         vector="results/{model}/vectors/L{layer}/{trait}.h5",
         perturbations="results/{model}/perturbations/L{layer}/{trait}.h5",
+        operating_point=lambda w: [] if w.condition_set == "e2" else operating_point(w),
     output:
         "results/{model}/generations/{condition_set}/L{layer}/{trait}/{environment}.jsonl",
     log:

@@ -32,6 +32,7 @@ rule logit_distance:
         generations=f"results/{{model}}/generations/e1/L{{layer}}/{{trait}}/{MAIN_ENVIRONMENT}.jsonl",
         vector="results/{model}/vectors/L{layer}/{trait}.h5",
         perturbations="results/{model}/perturbations/L{layer}/{trait}.h5",
+        operating_point=operating_point,
     output:
         EXPERIMENTS["e4"].target,
     log:

@@ -25,6 +25,8 @@ from steerid.io import atomic_path, atomic_write_json
 from steerid.linalg import nullspace, spectrum
 from steerid.linalg.streaming import covariance_from_hdf5, merged, read_accumulator, shard_slice, write_accumulator
 from steerid.logs import log
+from steerid.operating_point import OperatingPoint
+from steerid.operating_point import resolve as resolve_strength
 from steerid.prompts import instructed, load_background, read_prompt_set, write_prompt_set
 from steerid.scoring import PairedItems, get_scorer, measurement_of, scorer_record, truthfulness, validate_scorer
 from steerid.scoring.measurements import STATEMENT_LIKELIHOOD
@@ -452,6 +454,13 @@ def read_condition_set(
     return {name: torch.from_numpy(np.asarray(vector)).float() for name, vector in named.items()}
 
 
+def strength_fields(strength: OperatingPoint | None) -> dict:
+    """A record's ``alpha`` (in ‖v‖; None where the job sweeps α) and ``alpha_source``."""
+    if strength is None:
+        return {"alpha": None, "alpha_source": "swept (alpha_sweep)"}
+    return {"alpha": strength.alpha, "alpha_source": strength.source}
+
+
 def _write_generations(output: str, header: Mapping, records: Sequence[dict]) -> None:
     with atomic_path(output) as temporary, open(temporary, "w") as stream:
         for record in records:
@@ -467,7 +476,7 @@ def evaluate(
     condition_set: str,
     environment: str,
     layer: int,
-    alpha: float | None,
+    alpha: float | str | None,
     positions: str,
     norm_preserving: bool,
     n_alone: int,
@@ -478,12 +487,17 @@ def evaluate(
     seed: int,
     runtime: Runtime,
     output: str,
+    operating_point: str | None = None,
 ) -> None:
     """Steered generations of one condition set × an environment's prompts × samples, as JSON lines
-    (the vectors added at ``positions``, rescaled to the residual's norm with ``norm_preserving``)."""
+    (the vectors added at ``positions``, rescaled to the residual's norm with ``norm_preserving``);
+    ``alpha`` ``auto`` steers at the operating point E2 recorded in ``operating_point``."""
+    strength = resolve_strength(alpha, operating_point)
     model_, tokenizer, manifest = open_model(model, layer, runtime)
     prompts_ = read_prompt_set(prompts)["eval"][environment]
-    named = read_condition_set(condition_set, vector, perturbations, alpha, n_alone, alphas, alpha_units)
+    named = read_condition_set(
+        condition_set, vector, perturbations, None if strength is None else strength.alpha, n_alone, alphas, alpha_units
+    )
     with tqdm(total=len(named) * len(prompts_) * n_samples, desc=f"{condition_set} {environment}") as progress:
         records = generate_conditions(
             model_,
@@ -504,7 +518,7 @@ def evaluate(
         "model": manifest.spec,
         "layer": layer,
         "condition_set": condition_set,
-        "alpha": alpha,
+        **strength_fields(strength),
         "positions": positions,
         "norm_preserving": norm_preserving,
         "sampling": dict(sampling),
@@ -545,6 +559,7 @@ def score(generations: str, trait: str, scorer: str, params: Mapping, output: st
         condition_set=records[0]["condition_set"],
         environment=records[0]["environment"],
         alpha=records[0]["alpha"],
+        alpha_source=records[0]["alpha_source"],
         positions=records[0]["positions"],
         norm_preserving=records[0].get("norm_preserving", False),
         conditions=list(scores),
@@ -576,7 +591,7 @@ def score_statements(
     trait: str,
     scorer: str,
     layer: int,
-    alpha: float | None,
+    alpha: float | str | None,
     n_alone: int,
     norm_preserving: bool,
     runtime: Runtime,
@@ -587,9 +602,12 @@ def score_statements(
     grid of the steered model's preference for each paired item (a true statement over its false
     twin, an A/B item's matching answer over the other: the scorer record's :class:`PairedItems`;
     every position steered, rescaled to the residual's norm with ``norm_preserving``)."""
+    strength = resolve_strength(alpha)
     model_, tokenizer, manifest = open_model(model, layer, runtime)
     paired = _paired_items(scorer)
-    named = read_condition_set(condition_set, vector, perturbations, alpha, n_alone, alphas=())
+    named = read_condition_set(
+        condition_set, vector, perturbations, None if strength is None else strength.alpha, n_alone, alphas=()
+    )
     preferences = paired.preferences(model_, tokenizer, layer, read_prompt_set(prompts), named, norm_preserving)
     attrs = store.provenance(
         params,
@@ -599,7 +617,7 @@ def score_statements(
         scorer=scorer,
         condition_set=condition_set,
         environment=STATEMENT_LIKELIHOOD.environment,
-        alpha=alpha,
+        **strength_fields(strength),
         positions=truthfulness.STEERED_POSITIONS,
         norm_preserving=norm_preserving,
         conditions=list(preferences),
