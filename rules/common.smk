@@ -42,6 +42,13 @@ def perturbing_traits(trait):
     return [studied[(studied.index(trait) + 1) % len(studied)]] if len(studied) > 1 else []
 
 
+def operating_point(wildcards):
+    """E2's stats, whose operating point a generation at ``steering.alpha: auto`` steers at; none for a fixed α."""
+    if config["steering"]["alpha"] != "auto":
+        return []
+    return EXPERIMENTS["e2"].target.format(model=wildcards.model, layer=wildcards.layer, trait=wildcards.trait)
+
+
 def survey_layers(model):
     """E6/E8 layers of a model: its survey layers and its steering layer, ascending."""
     spec = config["models"][model]

@@ -33,6 +33,7 @@ rule evaluate:
         prompts="results/prompts/{trait}.json",
         vector="results/{model}/vectors/L{layer}/{trait}.h5",
         perturbations="results/{model}/perturbations/L{layer}/{trait}.h5",
+        operating_point=lambda w: [] if w.condition_set == "e2" else operating_point(w),
     output:
         "results/{model}/generations/{condition_set}/L{layer}/{trait}/{environment}.jsonl",
     log:
@@ -51,6 +52,7 @@ rule evaluate:
         # Each condition set sees only the settings it uses, so changing one reruns only its generations.
         alpha=lambda w: None if w.condition_set == "e2" else config["steering"]["alpha"],
         positions=config["steering"]["positions"],
+        norm_preserving=config["steering"]["norm_preserving"],
         n_alone=lambda w: config["perturbations"]["n_alone"] if w.condition_set == "e1" else 0,
         alphas=lambda w: config["alpha_sweep"]["alphas"] if w.condition_set == "e2" else [],
         alpha_units=lambda w: config["alpha_sweep"]["units"] if w.condition_set == "e2" else None,
@@ -104,8 +106,9 @@ rule score_statements:
         gpu=MODEL_GPUS,
         runtime=60,
     params:
-        # Likelihood-scored traits (truthfulness): no generation; every position is steered.
+        # Likelihood-scored traits (truthfulness, an own trait's A/B items): no generation; every position is steered.
         alpha=config["steering"]["alpha"],
+        norm_preserving=config["steering"]["norm_preserving"],
         n_alone=lambda w: config["perturbations"]["n_alone"] if w.condition_set == "e1" else 0,
         scorer=lambda w: config["scoring"][w.trait],
         runtime=runtime_params(),

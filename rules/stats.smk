@@ -32,6 +32,7 @@ rule logit_distance:
         generations=f"results/{{model}}/generations/e1/L{{layer}}/{{trait}}/{MAIN_ENVIRONMENT}.jsonl",
         vector="results/{model}/vectors/L{layer}/{trait}.h5",
         perturbations="results/{model}/perturbations/L{layer}/{trait}.h5",
+        operating_point=operating_point,
     output:
         EXPERIMENTS["e4"].target,
     log:
@@ -48,6 +49,9 @@ rule logit_distance:
         runtime=60,
     params:
         alpha=config["steering"]["alpha"],
+        # The continuations are teacher-forced steered as the generations were.
+        positions=config["steering"]["positions"],
+        norm_preserving=config["steering"]["norm_preserving"],
         n_sequences=config["logit_distance"]["n_sequences"],
         runtime=runtime_params(),
     script:

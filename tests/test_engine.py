@@ -19,6 +19,7 @@ from steerid.engine.generate import generate_rows, prompt_token_ids, stop_ids
 from steerid.engine.generation import Row, generate
 from steerid.engine.hooks import add_to_residual, capture_residual
 from steerid.engine.models import decoder_layers, tokenize_prompts
+from steerid.engine.positions import POSITION_MODES
 from steerid.engine.sampling import Sampling, choose_tokens, gumbel_noise
 
 COMMON = dict(
@@ -302,8 +303,9 @@ def test_the_hugging_face_dump_path_runs_nothing_above_the_site():
 # -- teacher forcing -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("steer_prompt", [False, True], ids=["from-last-prompt-token", "every-position"])
-def test_teacher_forced_logits_equal_on_the_engine_and_the_hugging_face_forward(smollm2, steer_prompt):
+@pytest.mark.parametrize("norm_preserving", [False, True], ids=["added", "norm-preserving"])
+@pytest.mark.parametrize("positions", POSITION_MODES)
+def test_teacher_forced_logits_equal_on_the_engine_and_the_hugging_face_forward(smollm2, positions, norm_preserving):
     from steerid.engine.teacher import TeacherBatch
 
     model, tokenizer, _ = smollm2
@@ -312,7 +314,8 @@ def test_teacher_forced_logits_equal_on_the_engine_and_the_hugging_face_forward(
         tokenizer(text, add_special_tokens=False)["input_ids"] for text in (" The sea was calm", " Blue.", "")
     ]
     delta = torch.randn(576, generator=torch.Generator().manual_seed(4)) * 4
-    for steering in ({}, {"delta": delta, "layer": 15, "steer_prompt": steer_prompt}):
+    steered = {"delta": delta, "layer": 15, "positions": positions, "norm_preserving": norm_preserving}
+    for steering in ({}, steered):
         engine = TeacherBatch(model, prompts, continuations, engine=True)
         reference = TeacherBatch(model, prompts, continuations, engine=False)
         ours, theirs = engine.logits(**steering), reference.logits(**steering)

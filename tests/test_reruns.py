@@ -77,6 +77,8 @@ CHANGES = {
     "figure-style": (with_change("figures", "dpi", 90), {"figure": 10, "all": 1}),
     "scorer": (with_change("scoring", "sentiment", "minilm-labels"), AFTER_SCORER),
     "alpha": (with_change("steering", "alpha", 2.0), AFTER_ALPHA),
+    # auto reads E2's finished stats: the same fixed-α stages rerun, E2 itself does not.
+    "alpha-auto": (with_change("steering", "alpha", "auto"), AFTER_ALPHA),
     "layer": ({"models": {"smollm2-135m": {**BASE["models"]["smollm2-135m"], "layer": 10}}}, AFTER_LAYER),
     "nothing": ({}, {}),
 }

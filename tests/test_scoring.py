@@ -289,8 +289,8 @@ def test_views_follow_the_records():
             assert (name in TRAIT_SCORERS[trait]) == (trait in record.traits)
         for trait in record.default_for:
             assert default_scorer(trait) == name
-    assert set(MODEL_SCORERS) == {"likelihood"}
-    assert set(OFFLINE_SCORERS) == {"vader", "minilm-labels", "minilm-exemplars", "likelihood"}
+    assert set(MODEL_SCORERS) == {"likelihood", "ab-likelihood"}
+    assert set(OFFLINE_SCORERS) == {"vader", "minilm-labels", "minilm-exemplars", "likelihood", "ab-likelihood"}
     assert HF_CLASSIFIERS["hf-formality"].model_id == "s-nlp/roberta-base-formality-ranker"
     assert scorer_record("hf-zeroshot").hub_model == scoring.ZERO_SHOT_MODEL
     assert scoring.hub_models() == {
@@ -303,8 +303,18 @@ def test_views_follow_the_records():
     assert scorer_record("minilm-exemplars").traits == scoring.MINILM_TRAITS
     assert scorer_record("hf-zeroshot").traits == tuple(scoring.ZERO_SHOT_LABELS)
     # the model's own likelihood of statements is measured (and validated) without generating text
-    assert {n for n, r in REGISTRY.items() if r.measurement == "statement-likelihood"} == {"likelihood"}
+    likelihood = {n for n, r in REGISTRY.items() if r.measurement == "statement-likelihood"}
+    assert likelihood == {"likelihood", "ab-likelihood"}
     assert not measurement_of("likelihood").generates_text and measurement_of("vader").generates_text
+    # ... and each says what it scores in a prompt set (the stages dispatch through it)
+    assert {n for n, r in REGISTRY.items() if r.paired is not None} == likelihood
+    assert scorer_record("ab-likelihood").paired.unit == "A/B items"
+    # an own trait's scorers name what they read of its file (checked at parse time)
+    assert {n: REGISTRY[n].trait_data for n in scoring.own_trait_scorers()} == {
+        "minilm-exemplars": ("exemplars", "pairs"),
+        "ab-likelihood": ("ab_items",),
+    }
+    assert scorer_record("ab-likelihood").traits == ()  # no built-in trait has A/B items
 
 
 def _schema_scorer_properties() -> dict[str, dict]:
@@ -325,7 +335,7 @@ def test_schema_scorer_enums_equal_the_registry():
     assert set(from_schema) == set(TRAITS)
     own = SCHEMA["properties"]["scoring"]["additionalProperties"]
     assert {"enum": own["enum"], "default": own["default"]} == own_trait_schema()
-    assert own_trait_schema() == {"enum": ["minilm-exemplars"], "default": "minilm-exemplars"}
+    assert own_trait_schema() == {"enum": ["minilm-exemplars", "ab-likelihood"], "default": "minilm-exemplars"}
     # the schema says hf-* scorers are the ones that need the network
     assert {n for n in REGISTRY if n.startswith("hf-")} == set(REGISTRY) - set(OFFLINE_SCORERS)
 

@@ -247,9 +247,10 @@ def test_an_unknown_trait_names_the_value_and_the_registered_traits(refusal):
 
 
 def test_an_own_trait_is_scored_by_minilm_exemplars(refusal):
-    assert scoring.scorers_for("refusal") == ("minilm-exemplars",)
+    # the own-trait scorers; what the file gives decides at parse time (refusal has no ab_items)
+    assert scoring.scorers_for("refusal") == ("minilm-exemplars", "ab-likelihood")
     assert scoring.default_scorer("refusal") == "minilm-exemplars"
-    assert "refusal" in scoring.scorer_traits() and scoring.TRAIT_SCORERS["refusal"] == ("minilm-exemplars",)
+    assert "refusal" in scoring.scorer_traits() and scoring.TRAIT_SCORERS["refusal"][0] == "minilm-exemplars"
     with pytest.raises(ValueError, match="'minilm-labels'.*'refusal'"):
         scoring.get_scorer("refusal", "minilm-labels")
     # the schema's fixed scoring properties stay the built-in traits'
@@ -321,7 +322,9 @@ def test_check_config_rejects_a_built_in_name_and_a_scorer_of_no_trait(in_repo):
     assert lines[1].startswith("config scoring.refusal = 'minilm-exemplars': 'refusal' is no trait of this study")
 
 
-def test_the_schema_gives_an_own_trait_only_the_exemplar_scorer(in_repo):
+def test_the_schema_gives_an_own_trait_only_the_own_trait_scorers(in_repo):
     config = _config(trait_files={"refusal": RELATIVE_EXAMPLE}, traits=["refusal"], scoring={"refusal": "vader"})
     (line,) = _problems(config)
-    assert line.startswith("config scoring.refusal = 'vader': 'vader' is not one of ['minilm-exemplars']")
+    assert line.startswith(
+        "config scoring.refusal = 'vader': 'vader' is not one of ['minilm-exemplars', 'ab-likelihood']"
+    )

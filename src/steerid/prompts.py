@@ -8,7 +8,10 @@ Each trait has a JSON file in the format of ``schemas/trait.schema.json``:
   ``genre_shift``) that are neutral about the trait and whose topics are disjoint from the
   extraction topics (used for steered generation);
 * ``exemplars``: sentences that clearly show each pole (used to validate scorers);
-* ``statements`` (truthfulness only): true / minimally different false sentence pairs.
+* ``statements`` (truthfulness only): true / minimally different false sentence pairs;
+* ``ab_items`` (own traits, optional): A/B items in the CAA / model-written-evals format, a
+  question and two answers, one matching the behaviour (the ``ab-likelihood`` scorer's items);
+  with them ``pairs`` and ``exemplars`` may be left out (see :func:`split_ab_items`).
 
 The built-in traits (:data:`TRAITS`) are packaged under ``steerid/data/prompts`` and registered
 at import; :func:`register_trait_files` adds a researcher's own traits (config ``trait_files``).
@@ -23,6 +26,7 @@ cannot express (the ``trait`` field is the registered name, the two poles differ
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import re
@@ -59,11 +63,37 @@ _PROMPT_SET_KEYS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class ContrastPair:
-    """One extraction pair: the same instruction asking for each pole of a trait on one topic."""
+    """One extraction pair: the same instruction asking for each pole of a trait on one topic.
+
+    A pair built from an A/B item (:func:`split_ab_items`) has the item's question as topic and as
+    both instructions, and its two answers as ``positive_answer`` / ``negative_answer``: the
+    contrast activation is then read at the answer's last token, the answer being the start of the
+    model's reply to the question (CAA), rather than at the last prompt token.
+    """
 
     topic: str
     positive: str
     negative: str
+    positive_answer: str | None = None
+    negative_answer: str | None = None
+
+
+AB_ANSWER_KEYS: dict[str, str] = {
+    "answer_matching": "answer_matching_behavior",
+    "answer_not_matching": "answer_not_matching_behavior",
+}
+"""An A/B item's answer keys → the CAA / model-written-evals name of the same key (either is accepted)."""
+MIN_SPLIT_ITEMS = 4
+"""A file without ``pairs`` needs this many A/B items: two or more build v, two or more score it."""
+
+
+@dataclass(frozen=True)
+class ABItem:
+    """One A/B item: a question and two answers, the first matching the behaviour (the positive pole)."""
+
+    question: str
+    answer_matching: str
+    answer_not_matching: str
 
 
 @dataclass(frozen=True)
@@ -78,6 +108,60 @@ class TraitPrompts:
     eval: dict[str, tuple[str, ...]]
     exemplars: dict[str, tuple[str, ...]]
     statements: tuple[tuple[str, str], ...] = ()
+    ab_items: tuple[ABItem, ...] = ()
+    """Every A/B item of the file, in file order (empty: none)."""
+    pairs_from_items: bool = False
+    """The file has no ``pairs``: :attr:`pairs` are built from the A/B items :func:`split_ab_items` sets aside."""
+
+    @property
+    def scored_items(self) -> tuple[ABItem, ...]:
+        """The A/B items that score v: all of them when the file gives its own pairs, else the held-out half."""
+        return split_ab_items(self.ab_items)[1] if self.pairs_from_items else self.ab_items
+
+
+def split_ab_items(items: Sequence[ABItem]) -> tuple[tuple[ABItem, ...], tuple[ABItem, ...]]:
+    """(build, held out): the A/B items that build v's contrast pairs, and the disjoint rest that score it.
+
+    The items are ranked by the SHA-256 of their normalised question (case and runs of spaces
+    ignored); the first ⌈n/2⌉ build, the others are held out, each part in file order. The split
+    is the file's, not a study's: it ignores the config ``seed`` (which still draws which build
+    items form a study's ``n_pairs`` contrast pairs), so every study of the file scores the same
+    held-out items; it ignores the items' order, so reordering or reformatting a pasted dataset
+    changes nothing; and the items' questions are distinct (checked), so no question is on both
+    sides. Halves, because the contrast needs ``prompts.n_pairs`` items while every held-out item
+    is one paired unit of E1's tests. It is used only when the file has no ``pairs``: with its own
+    pairs every item is held out.
+    """
+    ranked = sorted(range(len(items)), key=lambda i: (_question_digest(items[i].question), i))
+    build = set(ranked[: (len(items) + 1) // 2])
+    return (
+        tuple(item for i, item in enumerate(items) if i in build),
+        tuple(item for i, item in enumerate(items) if i not in build),
+    )
+
+
+def _question_key(question: str) -> str:
+    return " ".join(question.split()).casefold()
+
+
+def _question_digest(question: str) -> str:
+    return hashlib.sha256(_question_key(question).encode("utf-8")).hexdigest()
+
+
+def trait_data(prompts: TraitPrompts) -> frozenset[str]:
+    """The trait-file keys whose data ``prompts`` has from its file (pairs built from A/B items are not).
+
+    A scorer names what it reads (``ScorerRecord.trait_data``); the parse-time checks hold an own
+    trait's file to it.
+    """
+    present = {
+        "pairs": bool(prompts.pairs) and not prompts.pairs_from_items,
+        "eval": True,
+        "exemplars": all(prompts.exemplars.get(pole) for pole in POLES),
+        "statements": bool(prompts.statements),
+        "ab_items": bool(prompts.ab_items),
+    }
+    return frozenset(key for key, given in present.items() if given)
 
 
 class TraitFileError(ValueError):
@@ -195,9 +279,12 @@ def _parse_trait(text: str, trait: str, where: str) -> TraitPrompts:
         raise TraitFileError(where, "$", problem, "a JSON object") from None
     _check_schema(data, where)
     _check_name_and_poles(data, trait, where)
-    _check_pairs(data["pairs"], where)
-    _check_exemplars(data["exemplars"], where)
-    return _trait_prompts(data)
+    if "pairs" in data:
+        _check_pairs(data["pairs"], where)
+    if "exemplars" in data:
+        _check_exemplars(data["exemplars"], where)
+    items = _check_ab_items(data, where) if "ab_items" in data else ()
+    return _trait_prompts(data, items)
 
 
 @functools.cache
@@ -224,6 +311,10 @@ def _check_schema(data: Any, where: str) -> None:
         raise TraitFileError(where, error.json_path, problem, expected)
 
 
+# Every key a trait file needs, and what may stand in for some of them.
+_ROOT_KEYS = ("trait", "description", "positive_pole", "negative_pole", "pairs", "eval", "exemplars")
+_STANDS_IN_FOR = ("pairs", "exemplars")
+_ROOT_NOTE = "ab_items may stand in for pairs and exemplars"
 # What the keys of these objects are, in the words of a schema error about them.
 _KEY_KINDS = {"$.eval": "environment", "$.exemplars": "pole"}
 _JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
@@ -232,6 +323,11 @@ _JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a bo
 def _schema_problem(error: Any) -> tuple[str, str]:
     """(problem, expectation) of one jsonschema error, in words rather than schema keywords."""
     kind, value, instance = error.validator, error.validator_value, error.instance
+    if kind == "required" and error.json_path == "$":
+        # The schema requires pairs and exemplars in an if/then: unless ab_items stand in for them.
+        optional = _STANDS_IN_FOR if "ab_items" in instance else ()
+        missing = [key for key in _ROOT_KEYS if key not in instance and key not in optional]
+        return f"missing key {', '.join(map(repr, missing))}", f"the keys {', '.join(_ROOT_KEYS)} ({_ROOT_NOTE})"
     if kind == "required":
         missing = [key for key in value if key not in instance]
         return f"missing key {', '.join(map(repr, missing))}", f"the keys {', '.join(value)}"
@@ -298,17 +394,76 @@ def _check_exemplars(exemplars: dict[str, list[str]], where: str) -> None:
         raise TraitFileError(where, "$.exemplars", f"{_shown(both[0])} is an exemplar of both poles", "one pole each")
 
 
-def _trait_prompts(data: dict[str, Any]) -> TraitPrompts:
-    """The :class:`TraitPrompts` of data that passed every check."""
+def _check_ab_items(data: dict[str, Any], where: str) -> tuple[ABItem, ...]:
+    """Each item names each answer once (steerid's or CAA's key), its two answers differ, no two
+    items share a question, and a file without pairs has enough items to split."""
+    items: list[ABItem] = []
+    first_of: dict[str, int] = {}
+    for i, item in enumerate(data["ab_items"]):
+        path = f"$.ab_items[{i}]"
+        answers = {}
+        for key, caa in AB_ANSWER_KEYS.items():
+            given = [name for name in (key, caa) if name in item]
+            if not given:
+                raise TraitFileError(
+                    where,
+                    path,
+                    f"missing key {key!r}",
+                    f"the keys question, {', '.join(AB_ANSWER_KEYS)} "
+                    f"(or their CAA names {', '.join(AB_ANSWER_KEYS.values())})",
+                )
+            if len(given) > 1:
+                raise TraitFileError(
+                    where, path, f"both {key!r} and {caa!r} are given", f"one of them ({caa} is the CAA name of {key})"
+                )
+            answers[key] = item[given[0]].strip()
+        if answers["answer_matching"].casefold() == answers["answer_not_matching"].casefold():
+            raise TraitFileError(
+                where, path, f"both answers are {answers['answer_matching']!r}", "two different answers"
+            )
+        question = _question_key(item["question"])
+        if question in first_of:
+            raise TraitFileError(
+                where,
+                f"{path}.question",
+                f"{_shown(item['question'])} is the question of ab_items[{first_of[question]}] too",
+                "a new question (a repeated one could build v and score it)",
+            )
+        first_of[question] = i
+        items.append(ABItem(item["question"].strip(), answers["answer_matching"], answers["answer_not_matching"]))
+    if "pairs" not in data and len(items) < MIN_SPLIT_ITEMS:
+        raise TraitFileError(
+            where,
+            "$.ab_items",
+            f"{len(items)} item{'s' if len(items) != 1 else ''} and no pairs",
+            f"at least {MIN_SPLIT_ITEMS} items (half of them build the contrast pairs, the others score v), "
+            "or contrast pairs of the file's own",
+        )
+    return tuple(items)
+
+
+def _trait_prompts(data: dict[str, Any], items: tuple[ABItem, ...] = ()) -> TraitPrompts:
+    """The :class:`TraitPrompts` of data that passed every check (``items``: its checked A/B items)."""
+    if "pairs" in data:
+        pairs = tuple(ContrastPair(p["topic"], p["positive"], p["negative"]) for p in data["pairs"])
+    else:
+        build, _ = split_ab_items(items)
+        pairs = tuple(
+            ContrastPair(it.question, it.question, it.question, it.answer_matching, it.answer_not_matching)
+            for it in build
+        )
+    exemplars = data.get("exemplars", {})
     return TraitPrompts(
         trait=data["trait"],
         description=data["description"],
         positive_pole=data["positive_pole"],
         negative_pole=data["negative_pole"],
-        pairs=tuple(ContrastPair(p["topic"], p["positive"], p["negative"]) for p in data["pairs"]),
+        pairs=pairs,
         eval={env: tuple(data["eval"][env]) for env in ENVIRONMENTS},
-        exemplars={pole: tuple(data["exemplars"][pole]) for pole in POLES},
+        exemplars={pole: tuple(exemplars.get(pole, ())) for pole in POLES},
         statements=tuple((s["true"], s["false"]) for s in data.get("statements", ())),
+        ab_items=items,
+        pairs_from_items="pairs" not in data,
     )
 
 
@@ -362,7 +517,9 @@ def select_prompt_set(
     permutation per environment in the fixed order of :data:`ENVIRONMENTS` (all of them,
     whether requested or not), so an environment's selection does not depend on which others
     are requested, and a smaller ``n_pairs`` / ``n_eval`` gives a prefix of a larger one.
-    Exemplars and statements are included in full.
+    Exemplars and statements are included in full, and so are the A/B items that score v
+    (``ab_items``, only for a trait that has them: :attr:`TraitPrompts.scored_items`); a pair built
+    from an A/B item also carries its two answers (``positive_answer``, ``negative_answer``).
 
     Raises ValueError naming the value for an unknown trait or environment, or an
     ``n_pairs`` / ``n_eval`` below 1 or above what exists.
@@ -380,17 +537,47 @@ def select_prompt_set(
     eval_orders = {env: rng.permutation(len(prompts.eval[env])) for env in ENVIRONMENTS}
 
     pairs = [prompts.pairs[i] for i in pair_order[:n_pairs]]
-    return {
+    selected = {
         "trait": trait,
         "description": prompts.description,
         "positive_pole": prompts.positive_pole,
         "negative_pole": prompts.negative_pole,
         "seed": seed,
-        "pairs": [{"topic": p.topic, "positive": p.positive, "negative": p.negative} for p in pairs],
+        "pairs": [_pair_json(p) for p in pairs],
         "eval": {env: [prompts.eval[env][i] for i in eval_orders[env][:n_eval]] for env in envs},
         "exemplars": {pole: list(texts) for pole, texts in prompts.exemplars.items()},
         "statements": [{"true": t, "false": f} for t, f in prompts.statements],
     }
+    if prompts.ab_items:  # only then: the prompt sets of the other traits stay as they were
+        selected["ab_items"] = [
+            {
+                "question": it.question,
+                "answer_matching": it.answer_matching,
+                "answer_not_matching": it.answer_not_matching,
+            }
+            for it in prompts.scored_items
+        ]
+    return selected
+
+
+def _pair_json(pair: ContrastPair) -> dict[str, str]:
+    """One contrast pair of a prompt set; a pair built from an A/B item has its two answers too."""
+    out = {"topic": pair.topic, "positive": pair.positive, "negative": pair.negative}
+    if pair.positive_answer is not None and pair.negative_answer is not None:
+        out.update(positive_answer=pair.positive_answer, negative_answer=pair.negative_answer)
+    return out
+
+
+def prompt_set_ab_items(prompt_set: Mapping[str, Any]) -> list[ABItem]:
+    """The A/B items a prompt set holds (the held-out ones: :attr:`TraitPrompts.scored_items`), or a
+    ValueError naming the trait when it has none."""
+    items = prompt_set.get("ab_items") or []
+    if not items:
+        raise ValueError(
+            f"the prompt set of trait {prompt_set.get('trait')!r} has no ab_items; expected a trait whose file "
+            "gives A/B items (trait file key ab_items)"
+        )
+    return [ABItem(it["question"], it["answer_matching"], it["answer_not_matching"]) for it in items]
 
 
 def instructed(prompt: str, pole: str) -> str:

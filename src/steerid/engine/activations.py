@@ -15,9 +15,9 @@ import torch
 from transformers import PreTrainedModel
 
 from steerid.engine import architectures
-from steerid.engine.decoder import decoder_for
+from steerid.engine.decoder import decoder_for, left_padded
 from steerid.engine.hooks import capture_residual
-from steerid.engine.models import decoder_layers, tokenize_prompts
+from steerid.engine.models import answered_prompt_ids, decoder_layers, tokenize_prompts
 
 # Tokens per forward pass when the batch size is "auto": enough rows to keep the matrix products
 # efficient, few enough that the activations of one batch stay small next to the model.
@@ -46,15 +46,21 @@ def _residuals(model: PreTrainedModel, tokenizer, layer: int, texts: list[str], 
     """(hidden at the output of ``layer`` (B, T, d) in float32, attention mask (B, T))."""
     device = next(model.parameters()).device
     input_ids, mask = tokenize_prompts(tokenizer, texts, device, max_length)
+    return _site_output(model, layer, input_ids, mask), mask
+
+
+@torch.inference_mode()
+def _site_output(model: PreTrainedModel, layer: int, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Hidden states at the output of ``layer`` (B, T, d) in float32 of a left-padded batch."""
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     if architectures.supported(model):
-        return decoder_for(model).forward(input_ids, mask.bool(), positions, stop_after=layer).float(), mask
+        return decoder_for(model).forward(input_ids, mask.bool(), positions, stop_after=layer).float()
     with (
         capture_residual(decoder_layers(model)[layer], stop=_SiteReached) as captured,
         contextlib.suppress(_SiteReached),
     ):
         model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=False)
-    return captured[0].float(), mask
+    return captured[0].float()
 
 
 def _rows(model: PreTrainedModel, batch_size, tokens_per_row: int) -> int:
@@ -68,6 +74,33 @@ def last_token(
     longest = max((len(tokenize_prompts(tokenizer, [t], torch.device("cpu"))[0][0]) for t in texts), default=1)
     rows = _rows(model, batch_size, longest)
     blocks = [_residuals(model, tokenizer, layer, batch, None)[0][:, -1] for batch in _batches(texts, rows)]
+    return torch.cat(blocks).cpu().numpy()
+
+
+def last_answer_token(
+    model: PreTrainedModel,
+    tokenizer,
+    layer: int,
+    prompts: Sequence[str],
+    answers: Sequence[str],
+    batch_size: int | str,
+) -> np.ndarray:
+    """(n, d) float32 activations at the last token of each answer, the answer given as the start of
+    the model's reply to its prompt (:func:`steerid.engine.models.answered_prompt_ids`): CAA's
+    contrast site, where the model has just given the answer."""
+    if len(prompts) != len(answers):
+        raise ValueError(f"{len(prompts)} prompts but {len(answers)} answers; expected one answer per prompt")
+    sequences = []
+    for prompt, answer in zip(prompts, answers):
+        context, reply = answered_prompt_ids(tokenizer, prompt, answer)
+        sequences.append(context + reply)
+    device = next(model.parameters()).device
+    rows = _rows(model, batch_size, max((len(s) for s in sequences), default=1))
+    blocks = []
+    for start in range(0, len(sequences), rows):
+        batch = sequences[start : start + rows]
+        ids, valid = left_padded(batch, max(len(s) for s in batch), device)
+        blocks.append(_site_output(model, layer, ids, valid.long())[:, -1])
     return torch.cat(blocks).cpu().numpy()
 
 

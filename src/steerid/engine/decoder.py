@@ -13,32 +13,36 @@ a masked-out key still multiplies into the output as 0 * NaN).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel
 
 from steerid.engine.architectures import Block, Weights, gather, rotary_module
+from steerid.engine.positions import add_delta
 
 
 @dataclass
 class Steer:
-    """Add ``deltas[i]`` to row i's residual at the output of block ``layer`` where ``where`` is True."""
+    """Add ``deltas[i]`` to row i's residual at the output of block ``layer`` where ``where`` is True
+    (with ``norm_preserving``, each steered position rescaled to its unsteered norm)."""
 
     layer: int
     deltas: torch.Tensor  # (B, d)
     where: torch.Tensor | None = None  # (B, T) bool; None = every position of the call
+    norm_preserving: bool = False
 
     def apply(self, hidden: torch.Tensor) -> torch.Tensor:
         shift = self.deltas.to(hidden.dtype).unsqueeze(1)
+        steered = add_delta(hidden, shift, self.norm_preserving)
         if self.where is None:
-            return hidden + shift
+            return steered
         # where(), not hidden + mask * shift: unsteered positions stay bit-identical.
-        return torch.where(self.where.unsqueeze(-1), hidden + shift, hidden)
+        return torch.where(self.where.unsqueeze(-1), steered, hidden)
 
     def rows(self, index: torch.Tensor) -> Steer:
-        return Steer(self.layer, self.deltas[index], None if self.where is None else self.where[index])
+        return replace(self, deltas=self.deltas[index], where=None if self.where is None else self.where[index])
 
 
 @dataclass
@@ -205,7 +209,7 @@ class Decoder:
         ids, valid = left_padded(prefixes, width, self.device)
         shared = self.new_cache(len(prefixes), width)
         if steer is not None:
-            steer = Steer(steer.layer, steer.deltas, valid)
+            steer = replace(steer, where=valid)
         self.forward(ids, valid, (valid.cumsum(-1) - 1).clamp(min=0), cache=shared, steer=steer)
         for target, source in zip(cache.keys + cache.values, shared.keys + shared.values):
             target[:, :, :width] = source[index]

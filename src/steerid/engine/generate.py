@@ -25,6 +25,7 @@ from steerid.engine.decoder import decoder_for
 from steerid.engine.generation import Row, generate
 from steerid.engine.hooks import add_to_residual
 from steerid.engine.models import decoder_layers, format_prompt, kv_cache_argument, tokenize_prompts
+from steerid.engine.positions import position_mode
 from steerid.engine.sampling import Sampling, choose_tokens, gumbel_noise
 from steerid.engine.teacher import continuation_logprobs
 
@@ -70,15 +71,19 @@ def generate_rows(
     seed: int,
     *,
     positions: str = "last",
+    norm_preserving: bool = False,
     batch_size: int | str | None = "auto",
     progress=None,
     engine: bool | None = None,
 ) -> list[list[int]]:
     """Completions (token ids, without the stop token) of ``rows``, each steered by ``deltas[row.delta]``.
 
-    ``batch_size`` is rows per batch, or ``"auto"``: sized from the memory on the engine path.
+    ``positions`` is a position mode (:mod:`steerid.engine.positions`), ``norm_preserving`` keeps
+    each steered residual's norm. ``batch_size`` is rows per batch, or ``"auto"``: sized from the
+    memory on the engine path.
     ``engine=None`` runs the engine when it supports the model; False forces the Hugging Face path.
     """
+    position_mode(positions)  # an unknown mode fails here, before any model work
     update = None if progress is None else progress.update
     rows_per_batch = None if batch_size in (None, "auto") else int(batch_size)
     if engine is None:
@@ -94,6 +99,7 @@ def generate_rows(
             seed,
             stop_ids(model, tokenizer),
             positions=positions,
+            norm_preserving=norm_preserving,
             batch_rows=rows_per_batch,
             progress=update,
         )
@@ -105,7 +111,8 @@ def generate_rows(
         batch_deltas = deltas[torch.tensor([rows[i].delta for i in batch])]
         streams = [(rows[i].prompt, rows[i].sample) for i in batch]
         for i, tokens in zip(
-            batch, _hf_batch(model, tokenizer, site, texts, batch_deltas, streams, sampling, seed, positions)
+            batch,
+            _hf_batch(model, tokenizer, site, texts, batch_deltas, streams, sampling, seed, positions, norm_preserving),
         ):
             outputs[i] = tokens
         if update is not None:
@@ -130,8 +137,10 @@ def _hf_batch(
     sampling: Sampling,
     seed: int,
     positions: str,
+    norm_preserving: bool,
 ) -> list[list[int]]:
-    """One batch through the model's own forward and KV cache, steered by the residual hook."""
+    """One batch through the model's own forward and KV cache, steered by the residual hook (its
+    first call is the prompt, every later one a generated token: what ``prompt`` and ``generated`` need)."""
     device = next(model.parameters()).device
     input_ids, mask = tokenize_prompts(tokenizer, list(prompts), device)
     position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -139,7 +148,7 @@ def _hf_batch(
     finished = torch.zeros(len(prompts), dtype=torch.bool, device=device)
     tokens: list[torch.Tensor] = []
     cache_argument, cache = kv_cache_argument(model), None
-    with add_to_residual(site, deltas, positions):
+    with add_to_residual(site, deltas, positions, norm_preserving):
         for step in range(sampling.max_new_tokens):
             out = model(
                 input_ids=input_ids,
@@ -190,10 +199,13 @@ def generate_conditions(
     positions: str = "last",
     progress=None,
     fluency: bool = False,
+    norm_preserving: bool = False,
 ) -> list[dict]:
     """Completions for every condition × prompt × sample, as JSON-able records in job order.
 
-    The conditions' vectors are added at the output of decoder ``layer``. With ``fluency``, each
+    The conditions' vectors are added at the output of decoder ``layer``, at the ``positions``
+    of that mode (:mod:`steerid.engine.positions`), rescaled to the residual's norm with
+    ``norm_preserving``. With ``fluency``, each
     record also has the completion's perplexity under the unsteered model.
     """
     names = list(conditions)
@@ -210,6 +222,7 @@ def generate_conditions(
         sampling,
         seed,
         positions=positions,
+        norm_preserving=norm_preserving,
         batch_size=batch_size,
         progress=progress,
     )

@@ -1,12 +1,14 @@
 """Batched steered generation on the engine: shared prefixes, a preallocated cache, Gumbel-max CRN.
 
 A *row* is one completion: a prompt, a sample index (which noise stream it draws from) and the
-steering delta it carries. Rows of any conditions share a batch. With ``positions="last"`` the
-delta reaches the residual at the last prompt token and every generated token, never before,
-so all rows of one prompt share the keys and values of the tokens before its last one: they are
-computed once per prompt, copied into each row's slots of the preallocated cache, and the
-rows then advance one token per step together. With ``positions="all"`` the prompt is steered
-too, and rows share a prefix only within one (prompt, delta).
+steering delta it carries. Rows of any conditions share a batch. The position mode
+(:mod:`steerid.engine.positions`) says where the delta reaches the residual. When it leaves the
+prompt's tokens before its last one unsteered (``last``: the last prompt token and every
+generated token; ``generated``: the generated tokens only), all rows of one prompt share their
+keys and values: they are computed once per prompt, copied into each row's slots of the
+preallocated cache, and the rows then advance one token per step together, the first step
+feeding the last prompt token. When the prompt is steered (``all``, ``prompt``), rows share a
+prefix only within one (prompt, delta).
 
 Rows that have stopped are dropped from the batch once a quarter of it has, so a batch never
 keeps paying for finished completions.
@@ -21,9 +23,8 @@ import torch
 
 from steerid.engine.decoder import Decoder, KVCache, Steer
 from steerid.engine.memory import batch_rows_for
+from steerid.engine.positions import PositionMode, position_mode
 from steerid.engine.sampling import Sampling, choose_tokens, gumbel_noise
-
-STEERED_PREFIX = {"last": False, "all": True}  # does the delta reach the prompt before its last token?
 
 
 @dataclass(frozen=True)
@@ -70,13 +71,16 @@ def generate(
     seed: int,
     stop_ids: Sequence[int],
     *,
-    positions: str = "last",
+    positions: str | PositionMode = "last",
+    norm_preserving: bool = False,
     batch_rows: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[list[int]]:
-    """Token ids of every row's completion (without its stop token), in the order of ``rows``."""
-    if positions not in STEERED_PREFIX:
-        raise ValueError(f"positions {positions!r} is not a generation mode; expected one of {sorted(STEERED_PREFIX)}")
+    """Token ids of every row's completion (without its stop token), in the order of ``rows``.
+
+    ``positions`` is a position mode; ``norm_preserving`` keeps each steered residual's norm.
+    """
+    mode = position_mode(positions)
     if any(len(prompts[row.prompt]) == 0 for row in rows):
         raise ValueError("every prompt needs at least one token")
     capacity = max(len(p) for p in prompts) + sampling.max_new_tokens
@@ -92,7 +96,8 @@ def generate(
             sampling,
             seed,
             stop_ids,
-            STEERED_PREFIX[positions],
+            mode,
+            norm_preserving,
         )
         for i, tokens in zip(batch, completions):
             outputs[i] = tokens
@@ -117,14 +122,19 @@ def _prefilled(
     deltas: torch.Tensor,
     layer: int,
     capacity: int,
-    steered_prefix: bool,
+    mode: PositionMode,
+    norm_preserving: bool,
 ) -> KVCache:
     """A cache for ``rows`` whose first slots hold each row's prompt minus its last token."""
-    keys = [(row.prompt, row.delta if steered_prefix else None) for row in rows]
+    keys = [(row.prompt, None if mode.shares_prefix else row.delta) for row in rows]
     groups = list(dict.fromkeys(keys))
     steer = None
-    if steered_prefix:
-        steer = Steer(layer, deltas[torch.tensor([delta for _, delta in groups])].to(decoder.device))
+    if mode.prompt_before_last:
+        steer = Steer(
+            layer,
+            deltas[torch.tensor([delta for _, delta in groups])].to(decoder.device),
+            norm_preserving=norm_preserving,
+        )
     return decoder.shared_prefix_cache(
         [list(prompts[prompt])[:-1] for prompt, _ in groups], [groups.index(key) for key in keys], capacity, steer
     )
@@ -139,10 +149,11 @@ def _generate_batch(
     sampling: Sampling,
     seed: int,
     stop_ids: Sequence[int],
-    steered_prefix: bool,
+    mode: PositionMode,
+    norm_preserving: bool,
 ) -> list[list[int]]:
     device = decoder.device
-    cache = _prefilled(decoder, prompts, rows, deltas, layer, sampling.max_new_tokens + 1, steered_prefix)
+    cache = _prefilled(decoder, prompts, rows, deltas, layer, sampling.max_new_tokens + 1, mode, norm_preserving)
     start = cache.valid.shape[1] - sampling.max_new_tokens - 1
     streams = list(dict.fromkeys((row.prompt, row.sample) for row in rows))
     active = _Active(
@@ -150,20 +161,22 @@ def _generate_batch(
         cache=cache,
         tokens=torch.tensor([prompts[row.prompt][-1] for row in rows], device=device),
         positions=torch.tensor([len(prompts[row.prompt]) - 1 for row in rows], device=device),
-        steer=Steer(layer, deltas[torch.tensor([row.delta for row in rows])].to(device)),
+        steer=Steer(layer, deltas[torch.tensor([row.delta for row in rows])].to(device), None, norm_preserving),
         streams=torch.tensor([streams.index((row.prompt, row.sample)) for row in rows], device=device),
         done=torch.zeros(len(rows), dtype=torch.bool, device=device),
     )
     stops = torch.tensor(sorted(set(stop_ids)), device=device)
     chosen = torch.full((len(rows), sampling.max_new_tokens), -1, dtype=torch.long, device=device)
     for step in range(sampling.max_new_tokens):
+        # Step 0 feeds the last prompt token, every later step the token sampled before it.
+        steered = mode.last_prompt if step == 0 else mode.generated
         hidden = decoder.forward(
             active.tokens[:, None],
             torch.ones(len(active.index), 1, dtype=torch.bool, device=device),
             active.positions[:, None],
             cache=active.cache,
             offset=start + step,
-            steer=active.steer,
+            steer=active.steer if steered else None,
         )
         logits = decoder.logits(hidden[:, -1])
         if sampling.greedy:

@@ -2,9 +2,12 @@
 
 Each sequence is a formatted prompt (chat template, :func:`steerid.engine.models.tokenize_prompts`)
 followed by a fixed continuation, teacher-forced in one forward pass. A condition's delta is
-added at the site from the last prompt token onward: exactly the positions that generation with
-``positions="last"`` and a KV cache steers (the last prompt token, then every generated token),
-so the distributions compared are those the steered model would sample the continuation from.
+added at the site at the positions generation steers under the study's position mode
+(:mod:`steerid.engine.positions`; the continuation's tokens are the generated ones), with the
+same norm-preserving choice: by default (``last``) from the last prompt token onward, exactly
+the positions that generation with a KV cache steers (the last prompt token, then every
+generated token), so the distributions compared are those the steered model would sample the
+continuation from.
 
 The distributions compared are those at the last prompt token ... the second-to-last
 continuation token: the ones that predict the continuation's tokens. Per sequence and requested
@@ -32,6 +35,7 @@ from transformers import PreTrainedModel
 
 from steerid.engine import architectures
 from steerid.engine.generate import prompt_token_ids
+from steerid.engine.positions import PositionMode, position_mode
 from steerid.engine.teacher import LOGIT_BUDGET, TeacherBatch, batches
 
 __all__ = ["METRICS", "distances"]
@@ -58,14 +62,20 @@ def _pair_distances(logp_a: torch.Tensor, logp_b: torch.Tensor, predicting: torc
 
 
 def _batch_distances(
-    batch: TeacherBatch, layer: int, conditions: Mapping[str, torch.Tensor], pairs: Sequence[Pair]
+    batch: TeacherBatch,
+    layer: int,
+    conditions: Mapping[str, torch.Tensor],
+    pairs: Sequence[Pair],
+    mode: PositionMode,
+    norm_preserving: bool,
 ) -> dict[Pair, dict[str, np.ndarray]]:
     """Every pair's distances on one batch, keeping only log-probabilities some pending pair needs."""
     pending = {name: sum(name in pair for pair in pairs) for name in dict.fromkeys(n for pair in pairs for n in pair)}
     logprobs: dict[str, torch.Tensor] = {}
     results: dict[Pair, dict[str, np.ndarray]] = {}
     for name in pending:
-        logprobs[name] = torch.log_softmax(batch.logits(conditions[name], layer), dim=-1)
+        logits = batch.logits(conditions[name], layer, positions=mode, norm_preserving=norm_preserving)
+        logprobs[name] = torch.log_softmax(logits, dim=-1)
         for pair in pairs:
             if pair not in results and all(member in logprobs for member in pair):
                 results[pair] = _pair_distances(logprobs[pair[0]], logprobs[pair[1]], batch.predicting)
@@ -105,6 +115,8 @@ def distances(
     conditions: Mapping[str, torch.Tensor],
     pairs: Sequence[tuple[str, str]],
     batch_size: int | str = "auto",
+    positions: str = "last",
+    norm_preserving: bool = False,
 ) -> dict[tuple[str, str], dict[str, np.ndarray]]:
     """Teacher-forced distances between steering conditions (see the module docstring).
 
@@ -112,18 +124,22 @@ def distances(
         layer: decoder layer at whose output the conditions' deltas are added.
         prompts: raw prompt texts (formatted with the chat template here).
         continuations: per prompt, the token ids that follow it (at least one each).
-        conditions: name -> steering delta (d,) added from the last prompt token onward.
+        conditions: name -> steering delta (d,), added at ``positions``.
         pairs: (a, b) condition names; KL is KL(p_a ‖ p_b), so order matters for it only.
         batch_size: sequences per forward pass, or "auto" (a budget of logits per batch).
+        positions: the position mode (``last``: from the last prompt token onward; the
+            continuation's tokens are the generated ones).
+        norm_preserving: each steered residual rescaled to its unsteered norm.
 
     Returns:
         {pair: {"kl", "js", "logit_l2": float64 array (n_sequences,)}}, one entry per distinct pair.
 
     Raises:
         ValueError: mismatched or empty inputs, an empty continuation, an unknown condition name
-            or a bad batch_size.
+            or a bad batch_size or position mode.
     """
     _check_inputs(prompts, continuations, conditions, pairs, batch_size)
+    mode = position_mode(positions)
     pairs = list(dict.fromkeys((a, b) for a, b in pairs))
     results = {pair: {name: np.empty(len(prompts)) for name in METRICS} for pair in pairs}
     prompt_ids = prompt_token_ids(tokenizer, prompts)
@@ -133,7 +149,7 @@ def distances(
         else int(batch_size) * max(len(c) for c in continuations) * int(architectures.text_config(model).vocab_size)
     )
     for index, batch in batches(model, prompt_ids, continuations, budget):
-        for pair, values in _batch_distances(batch, layer, conditions, pairs).items():
+        for pair, values in _batch_distances(batch, layer, conditions, pairs, mode, norm_preserving).items():
             for name, array in values.items():
                 results[pair][name][index] = array
     return results

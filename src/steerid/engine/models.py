@@ -264,6 +264,25 @@ def format_prompt(tokenizer, text: str) -> str:
     )
 
 
+def answered_prompt_ids(tokenizer, prompt: str, answer: str) -> tuple[list[int], list[int]]:
+    """(prompt ids, answer ids): ``prompt`` as steerid prompts a model (:func:`format_prompt`, the
+    tokenizer's special tokens as :func:`tokenize_prompts` adds them) and ``answer`` as the start of
+    the model's reply to it, so that the two lists, joined, are the prompt answered with ``answer``.
+
+    In a chat template the reply starts the assistant turn the template opens (surrounding
+    whitespace of ``answer`` dropped); without one the answer follows the prompt on a new line.
+    The answer is tokenized on its own, so its tokens are the same whatever the prompt.
+    """
+    if tokenizer.chat_template is None:
+        context = tokenizer(prompt.rstrip() + "\n", add_special_tokens=True)["input_ids"]
+    else:
+        context = tokenizer(format_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"]
+    reply = tokenizer(answer.strip(), add_special_tokens=False)["input_ids"]
+    if not context or not reply:
+        raise ValueError(f"prompt {prompt[:40]!r} answered with {answer[:40]!r}: expected tokens in both, got none")
+    return list(context), list(reply)
+
+
 def tokenize_prompts(tokenizer, texts: list[str], device: torch.device, max_length: int | None = None):
     """Left-padded batch of formatted prompts: (input_ids, attention_mask)."""
     formatted = [format_prompt(tokenizer, t) for t in texts]

@@ -3,13 +3,15 @@
 One builder serves every teacher-forced measurement (the fluency perplexity of E2, the logit
 distances of E4, the statement likelihoods of truthfulness): a :class:`TeacherBatch` holds the
 prompts and continuations of a batch, and :meth:`TeacherBatch.logits` returns, for one steering
-delta, the logits at every position that predicts a continuation token. The delta is added from
-the last prompt token onward (the positions generation with ``positions="last"`` steers) or,
-with ``steer_prompt``, at every position.
+delta, the logits at every position that predicts a continuation token. The delta is added at
+the positions of a position mode (:mod:`steerid.engine.positions`), the continuation's tokens
+being the generated ones: ``last`` (the default) from the last prompt token onward, ``all`` at
+every position, ``prompt`` on the prompt only, ``generated`` on the continuation only; with
+``norm_preserving`` each steered residual keeps its norm.
 
 On the engine, a prompt's tokens before its last one are run once per batch and their keys and
-values reused by every continuation of that prompt and, unless the prompt itself is steered, by
-every delta asked of the batch; only the continuations' own positions are projected onto the
+values reused by every continuation of that prompt and, unless the mode steers them, by every
+delta asked of the batch; only the continuations' own positions are projected onto the
 vocabulary. Any other model runs prompt and continuation in one padded forward with the
 steering hook of :mod:`steerid.engine.hooks`.
 """
@@ -26,6 +28,7 @@ from steerid.engine import architectures
 from steerid.engine.decoder import KVCache, Steer, decoder_for, left_padded
 from steerid.engine.hooks import add_to_residual
 from steerid.engine.models import decoder_layers
+from steerid.engine.positions import PositionMode, position_mode
 
 LOGIT_BUDGET = 2**28  # float32 logits (1 GiB) one teacher-forced batch may produce per delta
 
@@ -65,19 +68,25 @@ class TeacherBatch:
 
     @torch.inference_mode()
     def logits(
-        self, delta: torch.Tensor | None = None, layer: int | None = None, steer_prompt: bool = False
+        self,
+        delta: torch.Tensor | None = None,
+        layer: int | None = None,
+        positions: str | PositionMode = "last",
+        norm_preserving: bool = False,
     ) -> torch.Tensor:
         """(B, width, V) float32: row i, column j predicts ``continuations[i][j]`` (where ``predicting``).
 
-        ``delta`` (d,) or (B, d) is added at the output of block ``layer`` from the last prompt
-        token onward, or everywhere with ``steer_prompt``; None = the unsteered model.
+        ``delta`` (d,) or (B, d) is added at the output of block ``layer`` at the ``positions`` of
+        that mode (the continuation's tokens are the generated ones), rescaled to the residual's
+        norm with ``norm_preserving``; None = the unsteered model.
         """
+        mode = position_mode(positions)
         if delta is not None and layer is None:
             raise ValueError("a steering delta needs the layer it is added at")
         deltas = None if delta is None else delta.to(self.device).float().expand(len(self.prompts), -1)
         if self.on_engine:
-            return self._engine_logits(deltas, layer, steer_prompt)
-        return self._hf_logits(deltas, layer, steer_prompt)
+            return self._engine_logits(deltas, layer, mode, norm_preserving)
+        return self._hf_logits(deltas, layer, mode, norm_preserving)
 
     def logprobs_of_continuations(self, **steering) -> list[torch.Tensor]:
         """Per row, log p of each continuation token (float32, CPU)."""
@@ -87,11 +96,11 @@ class TeacherBatch:
 
     # -- engine ---------------------------------------------------------------------------------
 
-    def _prefix_cache(self, deltas, layer, steer_prompt: bool) -> KVCache:
+    def _prefix_cache(self, deltas, layer, mode: PositionMode, norm_preserving: bool) -> KVCache:
         """Every row's prompt minus its last token, then ``width`` empty slots (shared when unsteered)."""
         decoder = decoder_for(self.model)
-        if steer_prompt and deltas is not None:
-            steer = Steer(layer, deltas)
+        if mode.prompt_before_last and deltas is not None:
+            steer = Steer(layer, deltas, norm_preserving=norm_preserving)
             return decoder.shared_prefix_cache(
                 [list(p)[:-1] for p in self.prompts], range(len(self.prompts)), self.width, steer
             )
@@ -101,15 +110,17 @@ class TeacherBatch:
             self._prefix = decoder.shared_prefix_cache([list(g)[:-1] for g in groups], member, self.width)
         return self._prefix
 
-    def _engine_logits(self, deltas, layer, steer_prompt: bool) -> torch.Tensor:
+    def _engine_logits(self, deltas, layer, mode: PositionMode, norm_preserving: bool) -> torch.Tensor:
         decoder = decoder_for(self.model)
-        cache = self._prefix_cache(deltas, layer, steer_prompt)
+        cache = self._prefix_cache(deltas, layer, mode, norm_preserving)
         # The tail: the last prompt token, then the continuation but its final token.
         tails = [[p[-1], *list(c)[:-1]] if len(c) else [p[-1]] for p, c in zip(self.prompts, self.continuations)]
         ids, valid = right_padded(tails, self.width, self.device)
         start = torch.tensor([len(p) - 1 for p in self.prompts], device=self.device)
         positions = start[:, None] + torch.arange(self.width, device=self.device)
-        steer = None if deltas is None else Steer(layer, deltas, valid)
+        # Column 0 is the last prompt token, the others the continuation's (generated) tokens.
+        where = valid & mode.tail_mask(self.width, self.device)
+        steer = None if deltas is None else Steer(layer, deltas, where, norm_preserving)
         # Each call writes its tail into the same slots after the prefix, so the prefix is reused as is.
         hidden = decoder.forward(
             ids, valid, positions, cache=cache, offset=cache.valid.shape[1] - self.width, steer=steer
@@ -118,7 +129,7 @@ class TeacherBatch:
 
     # -- Hugging Face forward -------------------------------------------------------------------
 
-    def _hf_logits(self, deltas, layer, steer_prompt: bool) -> torch.Tensor:
+    def _hf_logits(self, deltas, layer, mode: PositionMode, norm_preserving: bool) -> torch.Tensor:
         prompt_width = max(len(p) for p in self.prompts)
         prompt_ids, prompt_valid = left_padded(self.prompts, prompt_width, self.device)
         ids = torch.cat([prompt_ids, self.targets], dim=1)
@@ -135,10 +146,15 @@ class TeacherBatch:
         if deltas is None:
             logits = self.model(**forward).logits
         else:
-            where = valid.clone()
-            if not steer_prompt:
-                where[:, : prompt_width - 1] = False  # left padding aligns every last prompt token here
-            with add_to_residual(decoder_layers(self.model)[layer], deltas, where):
+            # Left padding aligns every last prompt token at column prompt_width - 1.
+            columns = torch.cat(
+                [
+                    torch.full((prompt_width - 1,), mode.prompt_before_last, dtype=torch.bool, device=self.device),
+                    mode.tail_mask(self.width + 1, self.device),
+                ]
+            )
+            where = valid & columns
+            with add_to_residual(decoder_layers(self.model)[layer], deltas, where, norm_preserving):
                 logits = self.model(**forward).logits
         # Position t predicts token t + 1: the continuation is predicted from the last prompt token on.
         return logits[:, :-1].float()

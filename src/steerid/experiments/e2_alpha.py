@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from steerid import operating_point
 from steerid.conditions import ALPHA_UNITS, pooled, v_norms_per_alpha
 from steerid.experiments import scores as score_files
 from steerid.experiments.records import E2Stats
@@ -45,6 +46,7 @@ def stats(
         **header,
         "alpha_units": ALPHA_UNITS[settings.units],
         **curves,
+        "operating_point": operating_point.choose(curves["by_alpha"], ALPHA_UNITS[settings.units]).to_dict(),
     }
     EXPERIMENT.write(output, record, params)
 
@@ -60,7 +62,11 @@ def finding(result: E2Stats) -> str:
     where = (
         f"operational range α ∈ [{span[0]:g}, {span[1]:g}]" if span else "no α where v is both significant and fluent"
     )
-    return f"{cell(result)}: {where} (baseline perplexity {result['baseline_median_perplexity']:.1f}). {curve}"
+    point = result["operating_point"]
+    return (
+        f"{cell(result)}: {where} (baseline perplexity {result['baseline_median_perplexity']:.1f}); "
+        f"operating point α = {point['alpha']:.3g}‖v‖ ({point['source']}). {curve}"
+    )
 
 
 EXPERIMENT = register(

@@ -11,6 +11,7 @@ from steerid.conditions import BASELINE, REFERENCE, pooled
 from steerid.experiments.records import E4Stats
 from steerid.experiments.registry import Experiment, one_claim, register
 from steerid.experiments.text import cell, short_kind
+from steerid.operating_point import resolve as resolve_strength
 from steerid.pipeline import plots
 from steerid.pipeline.stages import Runtime, open_model, read_condition_set, read_generations
 
@@ -22,20 +23,26 @@ def stats(
     perturbations: str,
     trait: str,
     layer: int,
-    alpha: float,
+    alpha: float | str,
+    positions: str,
+    norm_preserving: bool,
     n_sequences: int,
     runtime: Runtime,
     params: Mapping,
     output: str,
+    operating_point: str | None = None,
 ) -> None:
     """E4: teacher-forced next-token distributions of the baseline's own completions under v and v + δ
-    (matched ‖δ‖); KL, JS and centred-logit L2 of v vs v + δ per δ-type, and of 0 vs v for scale."""
+    (matched ‖δ‖); KL, JS and centred-logit L2 of v vs v + δ per δ-type, and of 0 vs v for scale.
+    The deltas are added as the generations were (``positions``, ``norm_preserving``)."""
     from steerid.engine.logit_distance import distances
 
     model_, tokenizer, manifest = open_model(model, layer, runtime)
     records = [r for r in read_generations(generations) if r["condition"] == BASELINE and r["n_tokens"] > 0]
     records = records[:n_sequences]
-    named = read_condition_set("e1", vector, perturbations, alpha, 0, ())
+    strength = resolve_strength(alpha, operating_point)
+    assert strength is not None  # E4 runs at one strength, never a sweep
+    named = read_condition_set("e1", vector, perturbations, strength.alpha, 0, ())
     kinds = {
         kind: conditions.members(list(named), kind)[0]
         for kind in conditions.PERTURBATION_TYPES
@@ -45,7 +52,16 @@ def stats(
     used = {name: named[name] for pair in pairs for name in pair}
     continuations = [tokenizer(r["completion"], add_special_tokens=False)["input_ids"] for r in records]
     found = distances(
-        model_, tokenizer, layer, [r["prompt"] for r in records], continuations, used, pairs, runtime.batch_size
+        model_,
+        tokenizer,
+        layer,
+        [r["prompt"] for r in records],
+        continuations,
+        used,
+        pairs,
+        runtime.batch_size,
+        positions=positions,
+        norm_preserving=norm_preserving,
     )
     summary = {
         f"{a} vs {b}": {
@@ -67,12 +83,14 @@ def stats(
         "model": manifest.spec,
         "layer": layer,
         "trait": trait,
+        "alpha": strength.alpha,
+        "alpha_source": strength.source,
         "n_sequences": len(records),
         "pairs": summary,
         "relative_to_0_vs_v": relative,
         "conditions": {kind: name for kind, name in kinds.items()},
     }
-    EXPERIMENT.write(output, record, params)
+    EXPERIMENT.write(output, record, params, positions=positions, norm_preserving=norm_preserving)
 
 
 def finding(result: E4Stats) -> str:

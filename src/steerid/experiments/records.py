@@ -25,6 +25,7 @@ class ScoreHeader(TypedDict):
     trait: str
     scorer: str
     alpha: float | None
+    alpha_source: str
     v_norm: float
     mean_residual_norm: float
     vector_source: str
@@ -39,6 +40,7 @@ class E1Stats(ScoreHeader, Endpoints):
 class E2Stats(ScoreHeader, AlphaCurves):
     experiment: str
     alpha_units: str
+    operating_point: dict[str, Any]
 
 
 class E3Stats(ScoreHeader):
@@ -54,6 +56,8 @@ class E4Stats(TypedDict):
     model: str
     layer: int
     trait: str
+    alpha: float | None
+    alpha_source: str
     n_sequences: int
     pairs: dict[str, Table]
     relative_to_0_vs_v: dict[str, dict[str, float]]

@@ -54,9 +54,10 @@ class Experiment:
     settings: type | None = None
     section: Callable[[Sequence[Any], Mapping[str, dict]], list[str]] | None = None
 
-    def write(self, output: str, record: Mapping, params: Mapping) -> None:
-        """Write one stats JSON: the experiment's ``record`` (see :mod:`.records`) and the provenance of ``params``."""
-        atomic_write_json(output, {**record, "provenance": store.provenance(params)})
+    def write(self, output: str, record: Mapping, params: Mapping, **fields) -> None:
+        """Write one stats JSON: the experiment's ``record`` (see :mod:`.records`) and the provenance of
+        ``params``, with ``fields`` (such as how the vector was added) in it."""
+        atomic_write_json(output, {**record, "provenance": store.provenance(params, **fields)})
 
     @property
     def target(self) -> str:

@@ -35,6 +35,7 @@ def header(attrs: Mapping, vector: str, validation: str) -> ScoreHeader:
         "trait": attrs["trait"],
         "scorer": attrs["scorer"],
         "alpha": None if attrs["alpha"] == "none" else float(attrs["alpha"]),
+        "alpha_source": str(attrs["alpha_source"]),
         "v_norm": float(vector_attrs["norm"]),
         "mean_residual_norm": float(vector_attrs["mean_residual_norm"]),
         "vector_source": str(vector_attrs["source"]),

@@ -16,6 +16,8 @@ Checked here:
   attention-sink positions against the background texts' length;
 - the device: a torch device string, present on this machine when the jobs run here;
 - hub-backed scorers, like hub models.
+- an own trait's file has what its scorer reads (ab-likelihood: ``ab_items``; minilm-exemplars:
+  exemplars and contrast pairs of its own).
 
 Something unavailable *here* (a hub model, a scorer's classifier, CUDA) is a warning instead of
 an error under a dry run, so that a GPU study's DAG can be inspected on a laptop; the device is
@@ -46,8 +48,16 @@ from steerid.engine.specs import (
     shape_from_config,
     spec_kind,
 )
-from steerid.prompts import TRAITS, TraitFileError, TraitPrompts, load_background, load_trait, load_trait_file
-from steerid.scoring import OFFLINE_SCORERS, hub_models, scorers_for
+from steerid.prompts import (
+    TRAITS,
+    TraitFileError,
+    TraitPrompts,
+    load_background,
+    load_trait,
+    load_trait_file,
+    trait_data,
+)
+from steerid.scoring import OFFLINE_SCORERS, hub_models, own_trait_scorers, scorer_record, scorers_for
 
 __all__ = ["ConfigError", "RunContext", "StaleLockError", "check_config", "check_lock"]
 
@@ -114,6 +124,7 @@ def check_config(config: dict, schema_path: str | Path, context: RunContext = Ru
     if findings.errors:  # every check below reads each trait's prompts or scorer
         raise ConfigError(findings.errors)
     _fill_own_trait_scorers(config, schema)
+    _check_own_trait_data(config, findings)
     _check_relations(config, findings)
     _check_prompt_sets(config, findings)
     shapes = {name: _model_shape(name, entry, findings) for name, entry in config["models"].items()}
@@ -343,6 +354,25 @@ def _fill_own_trait_scorers(config: dict, schema: dict) -> None:
     default = schema["properties"]["scoring"]["additionalProperties"]["default"]
     for name in config["trait_files"]:
         config["scoring"].setdefault(name, default)
+
+
+def _check_own_trait_data(config: dict, findings: _Findings) -> None:
+    """A studied own trait's file has what its scorer reads (the record's ``trait_data``): ab-likelihood
+    its A/B items, minilm-exemplars its exemplars and the contrast pairs its validation answers."""
+    for trait in config["traits"]:
+        if trait not in config["trait_files"]:
+            continue
+        path, scorer = config["trait_files"][trait], config["scoring"][trait]
+        given = trait_data(load_trait_file(path, trait))
+        missing = [key for key in scorer_record(scorer).trait_data if key not in given]
+        if missing:
+            usable = [name for name in own_trait_scorers() if set(scorer_record(name).trait_data) <= given]
+            findings.error(
+                f"scoring.{trait}",
+                scorer,
+                f"the trait file {path} gives no {' and no '.join(missing)}, which {scorer} reads",
+                f"a scorer of what the file gives ({', '.join(usable) or 'none'}), or {', '.join(missing)} in the file",
+            )
 
 
 # --------------------------------------------------------------------------------------------

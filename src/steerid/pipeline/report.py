@@ -98,18 +98,26 @@ def vectors_section(results: Mapping[str, Sequence[Any]]) -> list[str]:
         for r in records
         if "vector_source" in r
     }
+    strengths = {
+        (r["model"], r["layer"], r["trait"]): f"{r['alpha']:.3g} ({r['alpha_source']})"
+        for records in results.values()
+        for r in records
+        if r.get("alpha") is not None and "alpha_source" in r
+    }
     rows = [
-        f"| {model} | {layer} | {trait} | {source} | {norm:.3g} | {residual:.3g} |"
+        f"| {model} | {layer} | {trait} | {source} | {norm:.3g} | {residual:.3g} | "
+        f"{strengths.get((model, layer, trait), '—')} |"
         for (model, layer, trait), (source, norm, residual) in sorted(cells.items())
     ]
     return [
         "## Steering vectors",
         "",
-        "The v each experiment steered with, and where it came from. Each is also written as a GGUF control vector "
+        "The v each experiment steered with, where it came from, and the strength α the fixed-α experiments "
+        "(E1, E3, E5, E7) added it at. Each is also written as a GGUF control vector "
         "and as safetensors next to its HDF5 file (`results/<model>/vectors/L<layer>/<trait>.gguf`).",
         "",
-        "| model | layer | trait | v | ‖v‖ | mean ‖h‖ |",
-        "|---|---|---|---|---|---|",
+        "| model | layer | trait | v | ‖v‖ | mean ‖h‖ | α in ‖v‖ (where from) |",
+        "|---|---|---|---|---|---|---|",
         *rows,
         "",
     ]

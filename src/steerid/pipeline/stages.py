@@ -25,8 +25,10 @@ from steerid.io import atomic_path, atomic_write_json
 from steerid.linalg import nullspace, spectrum
 from steerid.linalg.streaming import covariance_from_hdf5, merged, read_accumulator, shard_slice, write_accumulator
 from steerid.logs import log
+from steerid.operating_point import OperatingPoint
+from steerid.operating_point import resolve as resolve_strength
 from steerid.prompts import instructed, load_background, read_prompt_set, write_prompt_set
-from steerid.scoring import get_scorer, measurement_of, truthfulness, validate_scorer
+from steerid.scoring import PairedItems, get_scorer, measurement_of, scorer_record, truthfulness, validate_scorer
 from steerid.scoring.measurements import STATEMENT_LIKELIHOOD
 
 # Perturbation subspaces come from the data manifold without the attention-sink outliers.
@@ -86,12 +88,16 @@ def prompts(trait: str, n_pairs: int, n_eval: int, environments: Sequence[str], 
 
 def dump_contrast(model: str, prompts: str, layer: int, runtime: Runtime, params: Mapping, output: str) -> None:
     """Last-prompt-token activations of the contrast pairs, and of each environment's prompts
-    under explicit instructions for either pole (the per-environment vectors of E3)."""
+    under explicit instructions for either pole (the per-environment vectors of E3).
+
+    Pairs built from A/B items (an own trait's file without pairs) carry each pole's answer: their
+    activations are at the answer's last token, the answer starting the model's reply (CAA)."""
     model_, tokenizer, manifest = open_model(model, layer, runtime)
     prompt_set_ = read_prompt_set(prompts)
     pairs = prompt_set_["pairs"]
+    answered = all(f"{pole}_answer" in pair for pair in pairs for pole in ("positive", "negative"))
     arrays = {
-        pole: activations.last_token(model_, tokenizer, layer, [p[pole] for p in pairs], runtime.batch_size)
+        pole: _pair_activations(model_, tokenizer, layer, pairs, pole, answered, runtime.batch_size)
         for pole in ("positive", "negative")
     }
     for environment, texts in prompt_set_["eval"].items():
@@ -100,14 +106,26 @@ def dump_contrast(model: str, prompts: str, layer: int, runtime: Runtime, params
             arrays[f"environments/{environment}/{pole}"] = activations.last_token(
                 model_, tokenizer, layer, prompts_, runtime.batch_size
             )
-    attrs = store.provenance(params, positions="last prompt token", **_model_fields(model_, manifest, layer))
+    pair_positions = "last answer token" if answered else "last prompt token"
+    positions = "last answer token (pairs), last prompt token (environments)" if answered else pair_positions
+    attrs = store.provenance(params, positions=positions, **_model_fields(model_, manifest, layer))
     store.write(output, arrays, attrs)
     log.info(
-        "wrote %d contrast pairs of d=%d and %d environments",
+        "wrote %d contrast pairs (%s) of d=%d and %d environments",
         len(pairs),
+        pair_positions,
         arrays["positive"].shape[1],
         len(prompt_set_["eval"]),
     )
+
+
+def _pair_activations(model, tokenizer, layer: int, pairs: Sequence[Mapping], pole: str, answered: bool, batch_size):
+    """One pole's contrast activations: at the last prompt token, or at the last answer token."""
+    texts = [pair[pole] for pair in pairs]
+    if answered:
+        answers = [pair[f"{pole}_answer"] for pair in pairs]
+        return activations.last_answer_token(model, tokenizer, layer, texts, answers, batch_size)
+    return activations.last_token(model, tokenizer, layer, texts, batch_size)
 
 
 def dump_background(
@@ -436,6 +454,13 @@ def read_condition_set(
     return {name: torch.from_numpy(np.asarray(vector)).float() for name, vector in named.items()}
 
 
+def strength_fields(strength: OperatingPoint | None) -> dict:
+    """A record's ``alpha`` (in ‖v‖; None where the job sweeps α) and ``alpha_source``."""
+    if strength is None:
+        return {"alpha": None, "alpha_source": "swept (alpha_sweep)"}
+    return {"alpha": strength.alpha, "alpha_source": strength.source}
+
+
 def _write_generations(output: str, header: Mapping, records: Sequence[dict]) -> None:
     with atomic_path(output) as temporary, open(temporary, "w") as stream:
         for record in records:
@@ -451,8 +476,9 @@ def evaluate(
     condition_set: str,
     environment: str,
     layer: int,
-    alpha: float | None,
+    alpha: float | str | None,
     positions: str,
+    norm_preserving: bool,
     n_alone: int,
     alphas: Sequence[float],
     alpha_units: str | None,
@@ -461,11 +487,17 @@ def evaluate(
     seed: int,
     runtime: Runtime,
     output: str,
+    operating_point: str | None = None,
 ) -> None:
-    """Steered generations of one condition set × an environment's prompts × samples, as JSON lines."""
+    """Steered generations of one condition set × an environment's prompts × samples, as JSON lines
+    (the vectors added at ``positions``, rescaled to the residual's norm with ``norm_preserving``);
+    ``alpha`` ``auto`` steers at the operating point E2 recorded in ``operating_point``."""
+    strength = resolve_strength(alpha, operating_point)
     model_, tokenizer, manifest = open_model(model, layer, runtime)
     prompts_ = read_prompt_set(prompts)["eval"][environment]
-    named = read_condition_set(condition_set, vector, perturbations, alpha, n_alone, alphas, alpha_units)
+    named = read_condition_set(
+        condition_set, vector, perturbations, None if strength is None else strength.alpha, n_alone, alphas, alpha_units
+    )
     with tqdm(total=len(named) * len(prompts_) * n_samples, desc=f"{condition_set} {environment}") as progress:
         records = generate_conditions(
             model_,
@@ -480,13 +512,15 @@ def evaluate(
             positions,
             progress,
             fluency=condition_set == "e2",
+            norm_preserving=norm_preserving,
         )
     header = {
         "model": manifest.spec,
         "layer": layer,
         "condition_set": condition_set,
-        "alpha": alpha,
+        **strength_fields(strength),
         "positions": positions,
+        "norm_preserving": norm_preserving,
         "sampling": dict(sampling),
         "seed": seed,
         "environment": environment,
@@ -525,6 +559,9 @@ def score(generations: str, trait: str, scorer: str, params: Mapping, output: st
         condition_set=records[0]["condition_set"],
         environment=records[0]["environment"],
         alpha=records[0]["alpha"],
+        alpha_source=records[0]["alpha_source"],
+        positions=records[0]["positions"],
+        norm_preserving=records[0].get("norm_preserving", False),
         conditions=list(scores),
     )
     store.write(
@@ -534,8 +571,15 @@ def score(generations: str, trait: str, scorer: str, params: Mapping, output: st
     )
 
 
-def _statement_pairs(prompts: str) -> list[tuple[str, str]]:
-    return [(pair["true"], pair["false"]) for pair in read_prompt_set(prompts)["statements"]]
+def _paired_items(scorer: str) -> PairedItems:
+    """What the likelihood scorer ``scorer`` scores in a prompt set (its record's pairs provider)."""
+    paired = scorer_record(scorer).paired
+    if paired is None:
+        raise ValueError(
+            f"scorer {scorer!r} is measured by likelihood, but its record says nothing of what it scores; "
+            "expected a ScorerRecord with paired=PairedItems(...)"
+        )
+    return paired
 
 
 def score_statements(
@@ -547,18 +591,24 @@ def score_statements(
     trait: str,
     scorer: str,
     layer: int,
-    alpha: float | None,
+    alpha: float | str | None,
     n_alone: int,
+    norm_preserving: bool,
     runtime: Runtime,
     params: Mapping,
     output: str,
 ) -> None:
-    """A likelihood-scored trait's stand-in for generation and scoring: per condition, a (n_pairs, 1)
-    grid of the steered model's preference for each true statement over its false twin."""
+    """A likelihood-scored trait's stand-in for generation and scoring: per condition, a (n_items, 1)
+    grid of the steered model's preference for each paired item (a true statement over its false
+    twin, an A/B item's matching answer over the other: the scorer record's :class:`PairedItems`;
+    every position steered, rescaled to the residual's norm with ``norm_preserving``)."""
+    strength = resolve_strength(alpha)
     model_, tokenizer, manifest = open_model(model, layer, runtime)
-    statements = _statement_pairs(prompts)
-    named = read_condition_set(condition_set, vector, perturbations, alpha, n_alone, alphas=())
-    preferences = truthfulness.steered_preferences(model_, tokenizer, layer, statements, named)
+    paired = _paired_items(scorer)
+    named = read_condition_set(
+        condition_set, vector, perturbations, None if strength is None else strength.alpha, n_alone, alphas=()
+    )
+    preferences = paired.preferences(model_, tokenizer, layer, read_prompt_set(prompts), named, norm_preserving)
     attrs = store.provenance(
         params,
         model=manifest.spec,
@@ -567,8 +617,9 @@ def score_statements(
         scorer=scorer,
         condition_set=condition_set,
         environment=STATEMENT_LIKELIHOOD.environment,
-        alpha=alpha,
+        **strength_fields(strength),
         positions=truthfulness.STEERED_POSITIONS,
+        norm_preserving=norm_preserving,
         conditions=list(preferences),
     )
     store.write(
@@ -579,7 +630,7 @@ def score_statements(
         },
         attrs,
     )
-    log.info("scored %d statement pairs under %d conditions", len(statements), len(named))
+    log.info("scored %d %s under %d conditions", next(iter(preferences.values())).size, paired.unit, len(named))
 
 
 def read_scores(path: str, kind: str = "scores") -> tuple[dict[str, np.ndarray], dict]:
@@ -604,7 +655,7 @@ def validate(
     explicit positive and negative instructions, and the scorer must separate the completions (AUROC)."""
     model_, tokenizer, manifest = open_model(model, 0, runtime)
     if not measurement_of(scorer).generates_text:
-        _validate_likelihood(model_, tokenizer, manifest, prompts, trait, min_auroc, output)
+        _validate_likelihood(model_, tokenizer, manifest, prompts, trait, scorer, min_auroc, output)
         return
     pairs = read_prompt_set(prompts)["pairs"][:n_texts]
     texts = [pair[pole] for pole in ("positive", "negative") for pair in pairs]
@@ -624,11 +675,14 @@ def validate(
     log.info("scorer %s on %s: AUROC %.3f (valid: %s)", scorer, trait, result["auroc"], result["valid"])
 
 
-def _validate_likelihood(model, tokenizer, manifest, prompts: str, trait: str, min_auroc: float, output: str) -> None:
-    """A likelihood scorer is valid when the unsteered model prefers the true statements (paired AUROC)."""
-    statements = _statement_pairs(prompts)
+def _validate_likelihood(
+    model, tokenizer, manifest, prompts: str, trait: str, scorer: str, min_auroc: float, output: str
+) -> None:
+    """A likelihood scorer is valid when the unsteered model prefers each item's positive side (the
+    true statement, the matching answer) often enough: its record's paired validation (paired AUROC)."""
+    paired = _paired_items(scorer)
     zero = {BASELINE: torch.zeros(manifest.d_model)}
-    preferences = truthfulness.steered_preferences(model, tokenizer, 0, statements, zero)
-    result = truthfulness.paired_validation(preferences[BASELINE], min_auroc)
+    preferences = paired.preferences(model, tokenizer, 0, read_prompt_set(prompts), zero)
+    result = paired.validation(preferences[BASELINE], min_auroc)
     atomic_write_json(output, {"model": manifest.spec, "trait": trait, **result})
     log.info("likelihood scorer on %s: paired AUROC %.3f (valid: %s)", trait, result["auroc"], result["valid"])

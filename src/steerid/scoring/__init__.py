@@ -16,11 +16,17 @@ Scorers, by registry name:
   embedding to the positive-pole descriptions minus the mean to the negative-pole ones.
 - ``minilm-exemplars``: the same with the trait's exemplar sentences
   (``steerid/data/prompts/<trait>.json``, key ``exemplars``) as the two poles; it also scores,
-  and is the default of, every own trait (a trait file registered from config ``trait_files``:
-  every such file has exemplars).
+  and is the default of, every own trait (a trait file registered from config ``trait_files``)
+  whose file has exemplars and contrast pairs.
 - ``likelihood`` (truthfulness): the steered model's own mean token log-probability of
   statements; :meth:`TruthfulnessLikelihood.score_pairs` gives the paired
   logP(true) − logP(false) preference. It needs the model: ``get_scorer(..., model=, tokenizer=)``.
+- ``ab-likelihood`` (an own trait whose file has ``ab_items``): the steered model's
+  logP(matching answer | question) − logP(not matching answer | question) of held-out A/B items
+  (:mod:`steerid.scoring.ab`); it needs the model too.
+
+A likelihood scorer's record says what it scores in a prompt set and how it is validated
+(:class:`PairedItems`); the workflow's ``score_statements`` and ``validate`` stages call that.
 - ``hf-sentiment``, ``hf-formality``, ``hf-zeroshot``: the paper's Hugging Face classifiers
   (network access needed to fetch them), with *exact* label matching — a label is taken only
   when the whole label string equals the configured one, so "formal" never matches "informal".
@@ -325,17 +331,19 @@ class TruthfulnessLikelihood:
     document-start token (:func:`document_start_ids`), then ``prefix`` when given; every
     statement token is scored, the context is not. ``delta`` and ``layer`` steer every position
     (context and statement): steering only the last position of a forward call would change none
-    of these log-probabilities. Teacher forcing is :mod:`steerid.engine.teacher`'s.
+    of these log-probabilities; ``norm_preserving`` rescales each steered residual to its norm.
+    Teacher forcing is :mod:`steerid.engine.teacher`'s.
     """
 
     name = "likelihood"
 
-    def __init__(self, model, tokenizer, prefix: str | None = None) -> None:
+    def __init__(self, model, tokenizer, prefix: str | None = None, norm_preserving: bool = False) -> None:
         if model is None or tokenizer is None:
             raise ValueError("TruthfulnessLikelihood needs the causal LM and its tokenizer, got None")
         self.model = model
         self.tokenizer = tokenizer
         self.prefix = prefix
+        self.norm_preserving = norm_preserving
         self._context = document_start_ids(tokenizer)
         if prefix:
             self._context += list(tokenizer(prefix, add_special_tokens=False)["input_ids"])
@@ -350,7 +358,13 @@ class TruthfulnessLikelihood:
             if not ids:
                 raise ValueError(f"text {i} ({items[i]!r}) has no tokens")
         logprobs = continuation_logprobs(
-            self.model, [self._context] * len(encoded), encoded, delta=delta, layer=layer, steer_prompt=True
+            self.model,
+            [self._context] * len(encoded),
+            encoded,
+            delta=delta,
+            layer=layer,
+            positions="all",
+            norm_preserving=self.norm_preserving,
         )
         return [values.numpy().astype(np.float64) for values in logprobs]
 
@@ -514,6 +528,39 @@ ScorerFactory = Callable[..., Scorer]
 
 
 @dataclass(frozen=True)
+class PairedItems:
+    """What a likelihood scorer (measurement ``statement-likelihood``) scores in a prompt set, and how
+    it is validated: the pairs provider of the ``score_statements`` and ``validate`` stages."""
+
+    unit: str
+    """What one scored item is, in the plural ("statement pairs")."""
+    preferences: Callable[..., dict[str, np.ndarray]]
+    """``preferences(model, tokenizer, layer, prompt_set, named, norm_preserving)``: per condition of
+    ``named`` (name → delta), each item's preference (> 0: towards the positive pole) with the delta
+    added at every position of the output of decoder ``layer``."""
+    validation: Callable[[np.ndarray, float], dict[str, Any]]
+    """``validation(unsteered preferences, min_auroc)``: the validation record (``auroc``, ``valid``, ...)."""
+
+
+def _lazy(module: str, function: str) -> Callable[..., Any]:
+    """``steerid.scoring.<module>.<function>``, imported on first call (those modules import torch and this one)."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(f"steerid.scoring.{module}"), function)(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = f"{module}.{function}"
+    return call
+
+
+def _statement_preferences(model, tokenizer, layer: int, prompt_set: Mapping[str, Any], named, norm_preserving=False):
+    """Truthfulness: the preferences of the prompt set's true/false statement pairs."""
+    from steerid.scoring import truthfulness
+
+    statements = [(pair["true"], pair["false"]) for pair in prompt_set["statements"]]
+    return truthfulness.steered_preferences(model, tokenizer, layer, statements, named, norm_preserving)
+
+
+@dataclass(frozen=True)
 class ScorerRecord:
     """Everything the project knows about one scorer. Registering the record (:func:`register`)
     is all a new scorer needs: :func:`get_scorer`, :data:`SCORERS`, :data:`TRAIT_SCORERS`,
@@ -543,14 +590,19 @@ class ScorerRecord:
     """How its trait is measured and the scorer validated (a ``scoring.measurements.MEASUREMENTS`` name)."""
     own_traits: bool = False
     """Also scores every own trait (registered from a trait file, :func:`steerid.prompts.register_trait_files`),
-    whatever its name: it needs only what every trait file has, its exemplars. The first such scorer
-    registered is an own trait's default."""
+    whatever its name, provided the file has its ``trait_data``. The first such scorer registered is
+    an own trait's default."""
+    trait_data: tuple[str, ...] = ()
+    """The trait-file keys it reads (:func:`steerid.prompts.trait_data`); the parse-time checks
+    reject it for an own trait whose file lacks one of them."""
+    paired: PairedItems | None = None
+    """For a ``statement-likelihood`` scorer: what it scores in a prompt set, and how it is validated."""
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
             raise ValueError(f"a scorer record needs a name, got {self.name!r}")
         where = f"scorer record {self.name!r}"
-        for field in ("traits", "default_for", "packages"):
+        for field in ("traits", "default_for", "packages", "trait_data"):
             value = getattr(self, field)
             if not isinstance(value, tuple) or not all(isinstance(x, str) and x for x in value):
                 raise ValueError(f"{where}: {field} must be a tuple of names, got {value!r}")
@@ -564,6 +616,8 @@ class ScorerRecord:
             raise ValueError(f"{where}: build must be callable, got {self.build!r}")
         if self.measurement not in MEASUREMENTS:
             raise ValueError(f"{where}: measurement {self.measurement!r} is not one of {list(MEASUREMENTS)}")
+        if self.paired is not None and MEASUREMENTS[self.measurement].generates_text:
+            raise ValueError(f"{where}: paired items, but its trait is measured by generated text")
         if self.classifier is not None and self.hub_model != self.classifier.model_id:
             raise ValueError(
                 f"{where}: hub_model {self.hub_model!r} is not its classifier's {self.classifier.model_id!r}"
@@ -747,6 +801,12 @@ def _build_likelihood(trait: str, *, model=None, tokenizer=None, **options: Any)
     return TruthfulnessLikelihood(model, tokenizer, **options)
 
 
+def _build_ab_likelihood(trait: str, *, model=None, tokenizer=None, **options: Any) -> Scorer:
+    from steerid.scoring.ab import ABLikelihood
+
+    return ABLikelihood(model, tokenizer, **options)
+
+
 def _build_zero_shot(trait: str, **options: Any) -> Scorer:
     return HFZeroShot(trait, **_hf_options(options))
 
@@ -793,6 +853,8 @@ register(
         default_for=("formality", "politeness", "agreeableness"),
         packages=MINILM_PACKAGES,
         own_traits=True,
+        # the exemplars are its anchors; its validation generates from the pairs' instructions
+        trait_data=("exemplars", "pairs"),
     )
 )
 register(
@@ -804,6 +866,22 @@ register(
         default_for=("truthfulness",),
         needs_model=True,
         measurement=STATEMENT_LIKELIHOOD.name,
+        trait_data=("statements",),
+        paired=PairedItems("statement pairs", _statement_preferences, _lazy("truthfulness", "paired_validation")),
+    )
+)
+register(
+    ScorerRecord(
+        "ab-likelihood",
+        (),
+        _build_ab_likelihood,
+        "The steered model's logP(matching answer | question) − logP(not matching answer | question) of an "
+        "own trait's held-out A/B items.",
+        needs_model=True,
+        measurement=STATEMENT_LIKELIHOOD.name,
+        own_traits=True,
+        trait_data=("ab_items",),
+        paired=PairedItems("A/B items", _lazy("ab", "prompt_set_preferences"), _lazy("ab", "paired_validation")),
     )
 )
 # The paper's classifiers. s-nlp's ranker labels are "formal" / "informal"; cardiffnlp's are

@@ -19,13 +19,19 @@ STEERED_POSITIONS = "all"
 
 
 def steered_preferences(
-    model, tokenizer, layer: int, statements: Sequence[tuple[str, str]], named: Mapping[str, torch.Tensor]
+    model,
+    tokenizer,
+    layer: int,
+    statements: Sequence[tuple[str, str]],
+    named: Mapping[str, torch.Tensor],
+    norm_preserving: bool = False,
 ) -> dict[str, np.ndarray]:
     """Per condition, each pair's mean logP(true) − mean logP(false) with that condition's vector
-    added at every position of the output of decoder ``layer``."""
+    added at every position of the output of decoder ``layer`` (rescaled to the residual's norm
+    with ``norm_preserving``)."""
     if not statements:
         raise ValueError("steered_preferences needs at least one (true, false) statement pair, got none")
-    likelihood = TruthfulnessLikelihood(model, tokenizer)
+    likelihood = TruthfulnessLikelihood(model, tokenizer, norm_preserving=norm_preserving)
     trues, falses = (list(column) for column in zip(*statements))
     return {name: likelihood.score_pairs(trues, falses, delta, layer) for name, delta in named.items()}
 

@@ -219,7 +219,8 @@ def alpha_curves(
             entry["delta"][label] = effect_ci(scores[name], scores[BASELINE], n_boot, seed).to_dict()
             entry["median_perplexity"][label] = float(np.nanmedian(perplexity[name]))
         entry["fluent"] = entry["median_perplexity"]["v"] <= max_perplexity_ratio * base_ppl
-        entry["v_significant"] = significant(entry["delta"]["v"])
+        # Toward the positive pole: past its fluent range v can push the score significantly the other way.
+        entry["v_significant"] = significant(entry["delta"]["v"]) and entry["delta"]["v"]["value"] > 0
         entry["operational"] = bool(entry["fluent"] and entry["v_significant"])
         rows.append(entry)
     operational = [row["alpha"] for row in rows if row["operational"]]
