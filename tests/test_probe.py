@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 import yaml
 from scipy.optimize import minimize
-from snakemake_runner import TEST_CONFIG, executed_rules, link_or_copy, printed, snakemake, write_config
+from snakemake_runner import TEST_CONFIG, copy_study, executed_rules, printed, snakemake, write_config
 
 from steerid.pipeline.stages import read_generations, read_scores
 from steerid.scoring import auroc, auroc_interval, get_scorer, scorer_record, validate_scorer
@@ -76,8 +75,7 @@ def test_the_auroc_interval_covers_the_estimate_is_seeded_and_narrows_with_more_
 
 @pytest.mark.workflow
 def test_score_jobs_score_with_the_probe_their_validation_job_fitted(run, tmp_path):
-    workdir = tmp_path / "copy"
-    shutil.copytree(run, workdir, copy_function=link_or_copy)
+    workdir = copy_study(run, tmp_path / "copy")
     base = yaml.safe_load(TEST_CONFIG.read_text())
     config = write_config(tmp_path, scoring={**base["scoring"], "sentiment": "minilm-probe"})
     target = f"results/{MODEL}/scores/e1/L{LAYER}/sentiment/in_distribution.h5"
