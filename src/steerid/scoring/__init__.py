@@ -1001,6 +1001,16 @@ def auroc_interval(pos: np.ndarray, neg: np.ndarray, n_boot: int, seed: int) -> 
     return [float(low), float(high)]
 
 
+def paired_concordance(preferences: Any, n_boot: int = 2000, seed: int = 0) -> tuple[float, list[float]]:
+    """The AUROC of a paired design, P(preference > 0) over items (ties count one half), and its 95 %
+    percentile bootstrap interval over items."""
+    values = _finite_scores(preferences, "paired preferences")
+    wins = (values > 0) + 0.5 * (values == 0)
+    draws = np.random.default_rng(seed).integers(0, values.size, (n_boot, values.size))
+    low, high = np.percentile(wins[draws].mean(axis=1), [2.5, 97.5])
+    return float(wins.mean()), [float(low), float(high)]
+
+
 def median_split_accuracy(positive_scores: Any, negative_scores: Any) -> float:
     """Accuracy of calling a text positive when its score is above the pooled median
     (below: negative; exactly at the median: one half for either label)."""
