@@ -700,5 +700,5 @@ def test_paired_concordance_counts_ties_as_half_and_brackets_itself():
     preferences = np.r_[np.full(30, 0.4), np.full(8, -0.2), np.zeros(2)]
     value, (low, high) = paired_concordance(preferences, n_boot=1000, seed=0)
     assert value == pytest.approx((30 + 0.5 * 2) / 40)
-    assert low < value < high and 0.0 <= low and high <= 1.0
+    assert low < value < high and low >= 0.0 and high <= 1.0
     assert paired_concordance(preferences, n_boot=1000, seed=0) == (value, [low, high])
