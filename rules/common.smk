@@ -6,7 +6,7 @@ import os
 from steerid.conditions import CONDITION_SETS
 from steerid.experiments import EXPERIMENTS, scored
 from steerid.experiments.settings import config_values
-from steerid.scoring import measurement_of
+from steerid.scoring import measurement_of, scorer_record
 
 ENVIRONMENTS = config["prompts"]["environments"]
 # E2 and E4 run in one environment: the first listed.
@@ -47,6 +47,13 @@ def operating_point(wildcards):
     if config["steering"]["alpha"] != "auto":
         return []
     return EXPERIMENTS["e2"].target.format(model=wildcards.model, layer=wildcards.layer, trait=wildcards.trait)
+
+
+def fitted_scorer_record(wildcards):
+    """The validation record a fitted scorer (scoring record ``fitted``) is built from; none for other scorers."""
+    if not scorer_record(config["scoring"][wildcards.trait]).fitted:
+        return []
+    return f"results/{wildcards.model}/validation/{wildcards.trait}.json"
 
 
 def survey_layers(model):

@@ -67,6 +67,7 @@ rule evaluate:
 rule score:
     input:
         generations="results/{model}/generations/{condition_set}/L{layer}/{trait}/{environment}.jsonl",
+        validation=fitted_scorer_record,
     output:
         "results/{model}/scores/{condition_set}/L{layer}/{trait}/{environment}.h5",
     log:

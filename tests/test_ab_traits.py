@@ -428,7 +428,7 @@ def test_check_config_rejects_ab_likelihood_for_a_file_without_items(in_repo):
     (line,) = _problems(config)
     assert line == (
         f"config scoring.refusal = 'ab-likelihood': the trait file {REFUSAL} gives no ab_items, which ab-likelihood "
-        "reads; expected a scorer of what the file gives (minilm-exemplars), or ab_items in the file"
+        "reads; expected a scorer of what the file gives (minilm-exemplars, minilm-probe), or ab_items in the file"
     )
 
 

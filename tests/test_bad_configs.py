@@ -74,7 +74,7 @@ PROBES = {
     # What already held (schema and Python checks), kept: each named, nothing run.
     "negative-layer": (model(layer=-1), [f"models.{MODEL}.layer", "-1", "minimum of 0"]),
     "unknown-trait": ({"traits": ["sentiment", "happiness"]}, ["traits[1]", "'happiness'"]),
-    "alpha-as-string": (change("steering", alpha="strong"), ["steering.alpha", "'strong'", "not of type 'number'"]),
+    "alpha-as-string": (change("steering", alpha="strong"), ["steering.alpha", "'strong'", "a number or 'auto'"]),
     "batch-size-zero": (change("runtime", batch_size=0), ["runtime.batch_size", "0", "'auto' or an integer >= 1"]),
     "negative-temperature": (change("generation", temperature=-0.5), ["generation.temperature", "-0.5"]),
     "top-p-above-one": (change("generation", top_p=1.5), ["generation.top_p", "1.5", "maximum of 1"]),

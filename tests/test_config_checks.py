@@ -108,6 +108,10 @@ def test_every_problem_is_reported_at_once():
             "config perturbations.n_alone = 3: exceeds perturbations.n_orthogonal",
         ),
         (lambda c: c["prompts"].update(n_pairs=73), "config prompts.n_pairs = 73: n_pairs=73 exceeds the 72 prompts"),
+        (
+            lambda c: c["scoring"].update(validation_texts=3, sentiment="minilm-probe"),
+            "config scoring.validation_texts = 3: the fitted scorers of ['sentiment'] are fitted on half",
+        ),
     ],
     ids=[
         "layer",
@@ -122,6 +126,7 @@ def test_every_problem_is_reported_at_once():
         "validation-texts",
         "alone",
         "pairs",
+        "fitted-scorer-pairs",
     ],
 )
 def test_sizes_against_the_model_and_the_data(change, line):

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 import yaml
-from snakemake_runner import TEST_CONFIG, executed_rules, link_or_copy, printed, snakemake, write_config
+from snakemake_runner import TEST_CONFIG, copy_study, executed_rules, printed, snakemake, write_config
 
 from steerid.operating_point import NATURAL_NORM, OperatingPoint, choose, resolve
 from steerid.pipeline.stages import read_generations
@@ -50,8 +49,7 @@ def test_resolve_reads_the_operating_point_e2_recorded(tmp_path):
 
 @pytest.mark.workflow
 def test_generations_at_auto_steer_at_the_alpha_e2_chose(run, tmp_path):
-    workdir = tmp_path / "copy"
-    shutil.copytree(run, workdir, copy_function=link_or_copy)
+    workdir = copy_study(run, tmp_path / "copy")
     base = yaml.safe_load(TEST_CONFIG.read_text())
     config = write_config(tmp_path, steering={**base["steering"], "alpha": "auto"})
     target = f"results/{MODEL}/generations/e1/L{LAYER}/{TRAIT}/in_distribution.jsonl"

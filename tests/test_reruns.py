@@ -76,6 +76,8 @@ def with_change(section: str, key: str, value) -> dict:
 CHANGES = {
     "figure-style": (with_change("figures", "dpi", 90), {"figure": 10, "all": 1}),
     "scorer": (with_change("scoring", "sentiment", "minilm-labels"), AFTER_SCORER),
+    # a fitted scorer's validation record is an input of every score job: the same stages rerun
+    "fitted-scorer": (with_change("scoring", "sentiment", "minilm-probe"), AFTER_SCORER),
     "alpha": (with_change("steering", "alpha", 2.0), AFTER_ALPHA),
     # auto reads E2's finished stats: the same fixed-α stages rerun, E2 itself does not.
     "alpha-auto": (with_change("steering", "alpha", "auto"), AFTER_ALPHA),

@@ -290,7 +290,14 @@ def test_views_follow_the_records():
         for trait in record.default_for:
             assert default_scorer(trait) == name
     assert set(MODEL_SCORERS) == {"likelihood", "ab-likelihood"}
-    assert set(OFFLINE_SCORERS) == {"vader", "minilm-labels", "minilm-exemplars", "likelihood", "ab-likelihood"}
+    assert set(OFFLINE_SCORERS) == {
+        "vader",
+        "minilm-labels",
+        "minilm-exemplars",
+        "minilm-probe",
+        "likelihood",
+        "ab-likelihood",
+    }
     assert HF_CLASSIFIERS["hf-formality"].model_id == "s-nlp/roberta-base-formality-ranker"
     assert scorer_record("hf-zeroshot").hub_model == scoring.ZERO_SHOT_MODEL
     assert scoring.hub_models() == {
@@ -312,6 +319,7 @@ def test_views_follow_the_records():
     # an own trait's scorers name what they read of its file (checked at parse time)
     assert {n: REGISTRY[n].trait_data for n in scoring.own_trait_scorers()} == {
         "minilm-exemplars": ("exemplars", "pairs"),
+        "minilm-probe": ("pairs",),  # fitted to completions of the pairs' instructions
         "ab-likelihood": ("ab_items",),
     }
     assert scorer_record("ab-likelihood").traits == ()  # no built-in trait has A/B items
@@ -335,7 +343,10 @@ def test_schema_scorer_enums_equal_the_registry():
     assert set(from_schema) == set(TRAITS)
     own = SCHEMA["properties"]["scoring"]["additionalProperties"]
     assert {"enum": own["enum"], "default": own["default"]} == own_trait_schema()
-    assert own_trait_schema() == {"enum": ["minilm-exemplars", "ab-likelihood"], "default": "minilm-exemplars"}
+    assert own_trait_schema() == {
+        "enum": ["minilm-exemplars", "minilm-probe", "ab-likelihood"],
+        "default": "minilm-exemplars",
+    }
     # the schema says hf-* scorers are the ones that need the network
     assert {n for n in REGISTRY if n.startswith("hf-")} == set(REGISTRY) - set(OFFLINE_SCORERS)
 
@@ -681,3 +692,13 @@ def test_each_measurement_names_its_score_files():
     ]
     assert measured_in(["statements"]) is likelihood and measured_in(["in_distribution"]).generates_text
     assert likelihood.units(40, 1) == "40 statement pairs"
+
+
+def test_paired_concordance_counts_ties_as_half_and_brackets_itself():
+    from steerid.scoring import paired_concordance
+
+    preferences = np.r_[np.full(30, 0.4), np.full(8, -0.2), np.zeros(2)]
+    value, (low, high) = paired_concordance(preferences, n_boot=1000, seed=0)
+    assert value == pytest.approx((30 + 0.5 * 2) / 40)
+    assert low < value < high and low >= 0.0 and high <= 1.0
+    assert paired_concordance(preferences, n_boot=1000, seed=0) == (value, [low, high])

@@ -58,6 +58,7 @@ from steerid.prompts import (
     trait_data,
 )
 from steerid.scoring import OFFLINE_SCORERS, hub_models, own_trait_scorers, scorer_record, scorers_for
+from steerid.scoring.probe import MIN_FIT_PAIRS
 
 __all__ = ["ConfigError", "RunContext", "StaleLockError", "check_config", "check_lock"]
 
@@ -244,6 +245,14 @@ def _check_relations(config: dict, findings: _Findings) -> None:
         "prompts.n_pairs",
         prompts["n_pairs"],
     )
+    fitted = sorted(trait for trait in config["traits"] if scorer_record(config["scoring"][trait]).fitted)
+    if fitted and config["scoring"]["validation_texts"] < MIN_FIT_PAIRS:
+        findings.error(
+            "scoring.validation_texts",
+            config["scoring"]["validation_texts"],
+            f"the fitted scorers of {fitted} are fitted on half of these pairs and validated on the other half",
+            f"at least {MIN_FIT_PAIRS}",
+        )
     baselines = prompts["n_eval"] * generation["samples_per_prompt"]
     _at_most(
         findings,

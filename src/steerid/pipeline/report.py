@@ -71,20 +71,31 @@ def _claim(title: str, findings: Sequence[str]) -> list[str]:
     return [f"**{title}.**", "", *[f"- {finding}" for finding in findings or ["not run"]], ""]
 
 
+def _auroc_interval(check: Mapping) -> str:
+    interval = check.get("auroc_ci")
+    return "—" if interval is None else f"[{interval[0]:.3f}, {interval[1]:.3f}]"
+
+
+def _validated_on(check: Mapping) -> str:
+    if "fit" in check:
+        return f"{check['n']} held-out texts ({len(check['fit_pairs'])} other pairs fitted it)"
+    return f"{check['n']}"
+
+
 def validation_section(checks: Sequence[Mapping]) -> list[str]:
     rows = [
-        f"| {c['model']} | {c['trait']} | {c['scorer']} | {c['auroc']:.3f} | {c['min_auroc']:.2f} | "
-        f"{'valid' if c['valid'] else '**invalid**'} |"
+        f"| {c['model']} | {c['trait']} | {c['scorer']} | {c['auroc']:.3f} | {_auroc_interval(c)} | "
+        f"{_validated_on(c)} | {c['min_auroc']:.2f} | {'valid' if c['valid'] else '**invalid**'} |"
         for c in checks
     ]
     return [
         "## Scorer validation",
         "",
         "Each scorer first judges completions of the unsteered model under explicit instructions for either "
-        "pole (only the completion is scored).",
+        "pole (only the completion is scored); a fitted scorer is judged on pairs it was not fitted on.",
         "",
-        "| model | trait | scorer | AUROC | minimum | status |",
-        "|---|---|---|---|---|---|",
+        "| model | trait | scorer | AUROC | 95 % CI | n | minimum | status |",
+        "|---|---|---|---|---|---|---|---|",
         *rows,
         "",
     ]

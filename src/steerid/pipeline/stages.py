@@ -28,7 +28,7 @@ from steerid.logs import log
 from steerid.operating_point import OperatingPoint
 from steerid.operating_point import resolve as resolve_strength
 from steerid.prompts import instructed, load_background, read_prompt_set, write_prompt_set
-from steerid.scoring import PairedItems, get_scorer, measurement_of, scorer_record, truthfulness, validate_scorer
+from steerid.scoring import PairedItems, get_scorer, measurement_of, probe, scorer_record, truthfulness, validate_scorer
 from steerid.scoring.measurements import STATEMENT_LIKELIHOOD
 
 # Perturbation subspaces come from the data manifold without the attention-sink outliers.
@@ -543,11 +543,14 @@ def _grids(records: Sequence[dict], values: Sequence[float] | np.ndarray) -> dic
     return grids
 
 
-def score(generations: str, trait: str, scorer: str, params: Mapping, output: str) -> None:
+def score(
+    generations: str, trait: str, scorer: str, params: Mapping, output: str, validation: str | None = None
+) -> None:
     """Score every completion (never the prompt): per condition a (n_prompts, n_samples) grid of scores
-    and one of perplexities under the unsteered model (nan where none was measured)."""
+    and one of perplexities under the unsteered model (nan where none was measured). A fitted scorer
+    is built from its ``validation`` record."""
     records = read_generations(generations)
-    values = get_scorer(trait, scorer).score([r["completion"] for r in records])
+    values = get_scorer(trait, scorer, **scorer_fit(scorer, validation)).score([r["completion"] for r in records])
     scores = _grids(records, values)
     fluency = _grids(records, [r.get("perplexity", float("nan")) for r in records])
     attrs = store.provenance(
@@ -662,17 +665,46 @@ def validate(
     zero = {BASELINE: torch.zeros(manifest.d_model)}
     records = generate_conditions(model_, tokenizer, 0, texts, zero, 1, Sampling(**sampling), seed, runtime.batch_size)
     completions = [record["completion"] for record in records]
-    result = validate_scorer(get_scorer(trait, scorer), completions[: len(pairs)], completions[len(pairs) :], min_auroc)
+    positive, negative = completions[: len(pairs)], completions[len(pairs) :]
+    fitting = _fit_scorer(scorer, positive, negative, seed)
+    held_out = fitting.get("held_out_pairs", range(len(pairs)))
+    result = validate_scorer(
+        get_scorer(trait, scorer, **fitting),
+        [positive[i] for i in held_out],
+        [negative[i] for i in held_out],
+        min_auroc,
+        seed=seed,
+    )
     atomic_write_json(
         output,
         {
             "model": manifest.spec,
             "trait": trait,
             **result,
-            "examples": {"positive": completions[:3], "negative": completions[len(pairs) :][:3]},
+            **fitting,
+            "examples": {"positive": positive[:3], "negative": negative[:3]},
         },
     )
     log.info("scorer %s on %s: AUROC %.3f (valid: %s)", scorer, trait, result["auroc"], result["valid"])
+
+
+def _fit_scorer(scorer: str, positive: Sequence[str], negative: Sequence[str], seed: int) -> dict:
+    """For a fitted scorer, its ``fit`` on a seeded half of the pairs' completions and the
+    ``held_out_pairs`` it is validated on; nothing for any other scorer."""
+    if not scorer_record(scorer).fitted:
+        return {}
+    fit_pairs, held_out = probe.split_pairs(len(positive), seed)
+    fit = probe.fit_probe([positive[i] for i in fit_pairs], [negative[i] for i in fit_pairs])
+    return {"fit": fit, "fit_pairs": fit_pairs.tolist(), "held_out_pairs": held_out.tolist()}
+
+
+def scorer_fit(scorer: str, validation: str | None) -> dict:
+    """The options that build ``scorer`` as validated: a fitted scorer's ``fit`` from its validation record."""
+    if not scorer_record(scorer).fitted:
+        return {}
+    if not validation:
+        raise ValueError(f"scorer {scorer!r} is fitted by its validation job; its score jobs need that record")
+    return {"fit": json.loads(Path(validation).read_text())["fit"]}
 
 
 def _validate_likelihood(

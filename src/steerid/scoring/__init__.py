@@ -597,6 +597,10 @@ class ScorerRecord:
     reject it for an own trait whose file lacks one of them."""
     paired: PairedItems | None = None
     """For a ``statement-likelihood`` scorer: what it scores in a prompt set, and how it is validated."""
+    fitted: bool = False
+    """Learnt from the unsteered model's instructed completions: its validation job fits it on half the
+    contrast pairs and validates it on the others, and every score job builds it from that record's
+    ``fit`` (``get_scorer(..., fit=...)``)."""
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -797,6 +801,12 @@ def _build_minilm_exemplars(trait: str, **_: Any) -> Scorer:
     return MiniLMExemplars(trait)
 
 
+def _build_minilm_probe(trait: str, *, fit: Mapping[str, Any] | None = None, **_: Any) -> Scorer:
+    from steerid.scoring.probe import MiniLMProbe
+
+    return MiniLMProbe(trait, fit)
+
+
 def _build_likelihood(trait: str, *, model=None, tokenizer=None, **options: Any) -> Scorer:
     return TruthfulnessLikelihood(model, tokenizer, **options)
 
@@ -855,6 +865,19 @@ register(
         own_traits=True,
         # the exemplars are its anchors; its validation generates from the pairs' instructions
         trait_data=("exemplars", "pairs"),
+    )
+)
+register(
+    ScorerRecord(
+        "minilm-probe",
+        MINILM_TRAITS,
+        _build_minilm_probe,
+        "Logistic probe on MiniLM embeddings, fitted to the model's own instructed completions of half the "
+        "contrast pairs and validated on the other half (log-odds of the positive pole).",
+        packages=MINILM_PACKAGES,
+        own_traits=True,
+        trait_data=("pairs",),
+        fitted=True,
     )
 )
 register(
@@ -965,6 +988,29 @@ def auroc(positive_scores: Any, negative_scores: Any) -> float:
     return float(u / (pos.size * neg.size))
 
 
+def auroc_interval(pos: np.ndarray, neg: np.ndarray, n_boot: int, seed: int) -> list[float]:
+    """95 % percentile bootstrap interval of :func:`auroc`; equal-length score arrays are resampled as pairs."""
+    rng = np.random.default_rng(seed)
+    paired = pos.size == neg.size
+    draws = []
+    for _ in range(n_boot):
+        i = rng.integers(0, pos.size, pos.size)
+        j = i if paired else rng.integers(0, neg.size, neg.size)
+        draws.append(auroc(pos[i], neg[j]))
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return [float(low), float(high)]
+
+
+def paired_concordance(preferences: Any, n_boot: int = 2000, seed: int = 0) -> tuple[float, list[float]]:
+    """The AUROC of a paired design, P(preference > 0) over items (ties count one half), and its 95 %
+    percentile bootstrap interval over items."""
+    values = _finite_scores(preferences, "paired preferences")
+    wins = (values > 0) + 0.5 * (values == 0)
+    draws = np.random.default_rng(seed).integers(0, values.size, (n_boot, values.size))
+    low, high = np.percentile(wins[draws].mean(axis=1), [2.5, 97.5])
+    return float(wins.mean()), [float(low), float(high)]
+
+
 def median_split_accuracy(positive_scores: Any, negative_scores: Any) -> float:
     """Accuracy of calling a text positive when its score is above the pooled median
     (below: negative; exactly at the median: one half for either label)."""
@@ -980,12 +1026,17 @@ def validate_scorer(
     positive_texts: Sequence[str],
     negative_texts: Sequence[str],
     min_auroc: float | None = None,
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Score texts known to be at each pole and report how well the scorer separates them.
 
-    Returns ``{"scorer", "auroc", "accuracy" (median split), "n", "n_positive", "n_negative",
-    "mean_positive", "mean_negative"}``, plus ``"min_auroc"`` and ``"valid"`` (auroc ≥ min_auroc)
-    when a minimum is given. An AUROC below 0.5 means the scorer is oriented the wrong way.
+    Returns ``{"scorer", "auroc", "auroc_ci" (95 % percentile bootstrap), "accuracy" (median split),
+    "n", "n_positive", "n_negative", "mean_positive", "mean_negative"}``, plus ``"min_auroc"`` and
+    ``"valid"`` (auroc ≥ min_auroc) when a minimum is given. An AUROC below 0.5 means the scorer
+    is oriented the wrong way. Lists of equal length are taken as pairs (text i of each pole answers
+    the same instruction pair) and resampled together; otherwise each pole is resampled on its own.
     """
     positives = _text_list(positive_texts, "validate_scorer positive_texts")
     negatives = _text_list(negative_texts, "validate_scorer negative_texts")
@@ -1000,6 +1051,7 @@ def validate_scorer(
     report: dict[str, Any] = {
         "scorer": getattr(scorer, "name", type(scorer).__name__),
         "auroc": auroc(pos, neg),
+        "auroc_ci": auroc_interval(pos, neg, n_boot, seed),
         "accuracy": median_split_accuracy(pos, neg),
         "n": int(values.size),
         "n_positive": len(positives),

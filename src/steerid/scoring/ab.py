@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from steerid.prompts import ABItem, prompt_set_ab_items
+from steerid.scoring import paired_concordance
 
 STEERED_POSITIONS = "all"
 
@@ -124,10 +125,11 @@ def paired_validation(preferences: np.ndarray, min_auroc: float) -> dict:
     preferences still measure how steering moves the model, but the verdicts carry the mark.
     """
     values = np.asarray(preferences, dtype=np.float64)
-    concordance = float(np.mean(values > 0) + 0.5 * np.mean(values == 0))
+    concordance, interval = paired_concordance(values)
     return {
         "scorer": ABLikelihood.name,
         "auroc": concordance,
+        "auroc_ci": interval,
         "definition": "paired: P(logP(matching answer) > logP(not matching answer)) over held-out A/B items, "
         "unsteered model",
         "n": int(values.size),

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from steerid.scoring import TruthfulnessLikelihood
+from steerid.scoring import TruthfulnessLikelihood, paired_concordance
 
 STEERED_POSITIONS = "all"
 
@@ -43,10 +43,11 @@ def paired_validation(preferences: np.ndarray, min_auroc: float) -> dict:
     (ties count one half); it is held to the same minimum as a text scorer's AUROC.
     """
     values = np.asarray(preferences, dtype=np.float64)
-    concordance = float(np.mean(values > 0) + 0.5 * np.mean(values == 0))
+    concordance, interval = paired_concordance(values)
     return {
         "scorer": TruthfulnessLikelihood.name,
         "auroc": concordance,
+        "auroc_ci": interval,
         "definition": "paired: P(mean logP(true) > mean logP(false)) over statement pairs, unsteered model",
         "n": int(values.size),
         "mean_preference": float(values.mean()),
