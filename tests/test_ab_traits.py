@@ -16,6 +16,7 @@ from snakemake_runner import REPO, TEST_CONFIG, planned_jobs, printed, snakemake
 
 from steerid import scoring, store
 from steerid.engine import activations
+from steerid.engine.hooks import capture_residual
 from steerid.engine.models import decoder_layers
 from steerid.pipeline import stages
 from steerid.pipeline.config_checks import ConfigError, check_config
@@ -315,9 +316,10 @@ def test_the_answer_activation_is_the_answer_tokens_hidden_state(smollm2, held_o
         tokenizer(text, add_special_tokens=False)["input_ids"]
         + tokenizer(item.answer_matching, add_special_tokens=False)["input_ids"]
     )
-    with torch.inference_mode():
-        hidden = model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states[LAYER + 1][0, -1]
-    np.testing.assert_allclose(row, hidden.float().numpy(), atol=1e-3, rtol=1e-4)
+    # capture_residual, not output_hidden_states, which leaves a permanent hook on the session's shared model.
+    with torch.inference_mode(), capture_residual(decoder_layers(model)[LAYER]) as site_output:
+        model(input_ids=torch.tensor([ids]))
+    np.testing.assert_allclose(row, site_output[0][0, -1].float().numpy(), atol=1e-3, rtol=1e-4)
 
 
 def test_the_scorer_comes_from_the_registry_and_is_gated_like_truthfulness(smollm2, sycophancy):

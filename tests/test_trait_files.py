@@ -248,7 +248,7 @@ def test_an_unknown_trait_names_the_value_and_the_registered_traits(refusal):
 
 def test_an_own_trait_is_scored_by_minilm_exemplars(refusal):
     # the own-trait scorers; what the file gives decides at parse time (refusal has no ab_items)
-    assert scoring.scorers_for("refusal") == ("minilm-exemplars", "ab-likelihood")
+    assert scoring.scorers_for("refusal") == ("minilm-exemplars", "minilm-probe", "ab-likelihood")
     assert scoring.default_scorer("refusal") == "minilm-exemplars"
     assert "refusal" in scoring.scorer_traits() and scoring.TRAIT_SCORERS["refusal"][0] == "minilm-exemplars"
     with pytest.raises(ValueError, match="'minilm-labels'.*'refusal'"):
@@ -326,5 +326,5 @@ def test_the_schema_gives_an_own_trait_only_the_own_trait_scorers(in_repo):
     config = _config(trait_files={"refusal": RELATIVE_EXAMPLE}, traits=["refusal"], scoring={"refusal": "vader"})
     (line,) = _problems(config)
     assert line.startswith(
-        "config scoring.refusal = 'vader': 'vader' is not one of ['minilm-exemplars', 'ab-likelihood']"
+        "config scoring.refusal = 'vader': 'vader' is not one of ['minilm-exemplars', 'minilm-probe', 'ab-likelihood']"
     )
