@@ -1011,6 +1011,23 @@ def paired_concordance(preferences: Any, n_boot: int = 2000, seed: int = 0) -> t
     return float(wins.mean()), [float(low), float(high)]
 
 
+def paired_validation_record(scorer: str, definition: str, preferences: Any, min_auroc: float) -> dict[str, Any]:
+    """A likelihood scorer's validation record: the unsteered model's paired concordance
+    (:func:`paired_concordance`) with its interval, held to ``min_auroc``."""
+    values = _finite_scores(preferences, f"scorer {scorer!r} preferences")
+    concordance, interval = paired_concordance(values)
+    return {
+        "scorer": scorer,
+        "auroc": concordance,
+        "auroc_ci": interval,
+        "definition": definition,
+        "n": int(values.size),
+        "mean_preference": float(values.mean()),
+        "min_auroc": float(min_auroc),
+        "valid": bool(concordance >= min_auroc),
+    }
+
+
 def median_split_accuracy(positive_scores: Any, negative_scores: Any) -> float:
     """Accuracy of calling a text positive when its score is above the pooled median
     (below: negative; exactly at the median: one half for either label)."""

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from steerid.prompts import ABItem, prompt_set_ab_items
-from steerid.scoring import paired_concordance
+from steerid.scoring import paired_validation_record
 
 STEERED_POSITIONS = "all"
 
@@ -124,16 +124,9 @@ def paired_validation(preferences: np.ndarray, min_auroc: float) -> dict:
     does not show unsteered (sycophancy in an honest model, say) fails it legitimately: the
     preferences still measure how steering moves the model, but the verdicts carry the mark.
     """
-    values = np.asarray(preferences, dtype=np.float64)
-    concordance, interval = paired_concordance(values)
-    return {
-        "scorer": ABLikelihood.name,
-        "auroc": concordance,
-        "auroc_ci": interval,
-        "definition": "paired: P(logP(matching answer) > logP(not matching answer)) over held-out A/B items, "
-        "unsteered model",
-        "n": int(values.size),
-        "mean_preference": float(values.mean()),
-        "min_auroc": float(min_auroc),
-        "valid": bool(concordance >= min_auroc),
-    }
+    return paired_validation_record(
+        ABLikelihood.name,
+        "paired: P(logP(matching answer) > logP(not matching answer)) over held-out A/B items, unsteered model",
+        preferences,
+        min_auroc,
+    )

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from steerid.scoring import TruthfulnessLikelihood, paired_concordance
+from steerid.scoring import TruthfulnessLikelihood, paired_validation_record
 
 STEERED_POSITIONS = "all"
 
@@ -42,15 +42,9 @@ def paired_validation(preferences: np.ndarray, min_auroc: float) -> dict:
     In a paired design the AUROC is the concordance P(score(true_i) > score(false_i)) over pairs
     (ties count one half); it is held to the same minimum as a text scorer's AUROC.
     """
-    values = np.asarray(preferences, dtype=np.float64)
-    concordance, interval = paired_concordance(values)
-    return {
-        "scorer": TruthfulnessLikelihood.name,
-        "auroc": concordance,
-        "auroc_ci": interval,
-        "definition": "paired: P(mean logP(true) > mean logP(false)) over statement pairs, unsteered model",
-        "n": int(values.size),
-        "mean_preference": float(values.mean()),
-        "min_auroc": float(min_auroc),
-        "valid": bool(concordance >= min_auroc),
-    }
+    return paired_validation_record(
+        TruthfulnessLikelihood.name,
+        "paired: P(mean logP(true) > mean logP(false)) over statement pairs, unsteered model",
+        preferences,
+        min_auroc,
+    )
