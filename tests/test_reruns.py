@@ -2,33 +2,40 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 
-import numpy as np
 import pytest
 import yaml
-from snakemake_runner import TEST_CONFIG, executed_rules, link_or_copy, planned_jobs, printed, snakemake, write_config
-
-from steerid.pipeline.stages import read_scores
-from steerid.prompts import load_trait
+from snakemake_runner import (
+    TEST_CONFIG,
+    copy_study,
+    executed_rules,
+    link_or_copy,
+    planned_jobs,
+    printed,
+    snakemake,
+    write_config,
+)
 
 pytestmark = pytest.mark.workflow
 
 BASE = yaml.safe_load(TEST_CONFIG.read_text())
-# Generations of E1 and E7 (two environments each) use alpha; E2 sweeps its own strengths; E4 steers teacher-forced.
+# Generations of E1 and E7 (two environments each) use alpha; E2 sweeps its own strengths; E4 steers
+# teacher-forced; truthfulness's E1 and E7 statement likelihoods (E5 reads E1's) steer at alpha too.
 AFTER_ALPHA = {
     "evaluate": 4,
     "score": 4,
-    "stats_e1": 1,
+    "score_statements": 2,
+    "stats_e1": 2,
     "stats_e3": 1,
-    "stats_e5": 1,
-    "stats_e7": 1,
+    "stats_e5": 2,
+    "stats_e7": 2,
     "logit_distance": 1,
     "figure": 5,
     "summary": 1,
     "all": 1,
 }
+# Only the generated trait's scorer changes: truthfulness's likelihood stages stay.
 AFTER_SCORER = {
     "validate_scorer": 1,
     "score": 5,
@@ -41,28 +48,30 @@ AFTER_SCORER = {
     "summary": 1,
     "all": 1,
 }
-# A new steering layer: everything at that layer (not the survey layer 8, the prompts, the model or the scorer check).
+# A new steering layer: everything at that layer, for both traits and the perturbing one (not the survey
+# layer 8's background, the prompts, the model or the scorer checks).
 AFTER_LAYER = {
-    "dump_contrast": 2,
-    "steering_vectors": 2,
-    "export_vector": 2,
+    "dump_contrast": 3,
+    "steering_vectors": 3,
+    "export_vector": 4,
     "dump_background": 1,
     "covariance": 1,
     "spectrum": 1,
-    "jacobian": 1,
-    "perturbations": 1,
+    "jacobian": 2,
+    "perturbations": 2,
     "evaluate": 5,
     "score": 5,
-    "stats_e1": 1,
+    "score_statements": 2,
+    "stats_e1": 2,
     "stats_e2": 1,
     "stats_e3": 1,
-    "stats_e5": 1,
-    "stats_e7": 1,
+    "stats_e5": 2,
+    "stats_e7": 2,
     "logit_distance": 1,
-    "null_space": 1,
-    "recovery": 1,
-    "sparsity": 1,
-    "independence": 1,
+    "null_space": 2,
+    "recovery": 2,
+    "sparsity": 2,
+    "independence": 2,
     "figure": 10,
     "summary": 1,
     "all": 1,
@@ -107,8 +116,9 @@ def test_real_rerun_after_alpha_change_runs_only_the_generations_that_use_it(run
     assert planned_jobs(again.stdout + again.stderr) == {}
 
 
-# A likelihood-scored trait added to a finished study: its own chain (no generations: no E2, E3 or E4),
-# the cross-trait summary and the figures that gain a cell; never the other trait's stages.
+# A likelihood-scored trait's chain is its own (no generations: no E2, E3 or E4). With its outputs gone
+# from the finished two-trait study, exactly that chain is planned again, with the cross-trait summary
+# and the figures that hold its cells; never a stage of the generated trait.
 AFTER_TRUTHFULNESS = {
     "prompts": 1,
     "dump_contrast": 1,
@@ -131,26 +141,15 @@ AFTER_TRUTHFULNESS = {
 }
 
 
-def test_adding_truthfulness_runs_its_likelihood_chain_only(run, tmp_path):
-    workdir = tmp_path / "copy"
-    shutil.copytree(run, workdir, copy_function=link_or_copy)
-    config = write_config(
-        tmp_path, traits=[*BASE["traits"], "truthfulness"], scoring={**BASE["scoring"], "truthfulness": "likelihood"}
-    )
-    result = snakemake(workdir, "--configfile", str(config), "--cores", "2")
+def test_a_likelihood_traits_chain_is_its_own(run, tmp_path):
+    workdir = copy_study(run, tmp_path / "copy")
+    owned = sorted((workdir / "results").rglob("*truthfulness*"))
+    assert owned, "the test study has no truthfulness outputs"
+    for path in owned:
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    result = snakemake(workdir, "--configfile", str(TEST_CONFIG), "--cores", "2", "-n")
     assert result.returncode == 0, printed(result)[-3000:]
-    executed = executed_rules(result.stdout + result.stderr)
-    assert {rule: executed.count(rule) for rule in set(executed)} == AFTER_TRUTHFULNESS
-
-    e1 = json.loads((workdir / "results/smollm2-135m/stats/e1/L15/truthfulness.json").read_text())
-    validation = json.loads((workdir / "results/smollm2-135m/validation/truthfulness.json").read_text())
-    assert e1["environments"] == ["statements"] and e1["n_samples"] == 1
-    assert e1["n_prompts"] == validation["n"] == len(load_trait("truthfulness").statements)
-    # The E1 baseline is the unsteered model on the same statements the validation scored.
-    scores, attrs = read_scores(str(workdir / "results/smollm2-135m/scores/e1/L15/truthfulness/statements.h5"))
-    assert attrs["positions"] == "all"
-    assert scores["baseline"].mean() == pytest.approx(validation["mean_preference"], rel=1e-5)
-    assert (scores["baseline"] > 0).mean() == pytest.approx(validation["auroc"], abs=1 / (2 * validation["n"]))
-    assert not np.allclose(scores["v"], scores["baseline"])
-    summary = (workdir / "results/summary.md").read_text()
-    assert "smollm2-135m/truthfulness" in summary and "statement pairs" in summary
+    assert planned_jobs(result.stdout + result.stderr) == AFTER_TRUTHFULNESS

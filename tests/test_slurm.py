@@ -82,12 +82,22 @@ def cluster_env() -> dict[str, str]:
     }
 
 
-# E1 and its figure: every kind of job (model, native linear algebra, Jacobian, scoring, statistics,
-# plotting) without the rest of the study, which would only repeat them on 2 CPUs.
+# E1 and its figure on the test config's generated trait: every kind of job (model, native linear
+# algebra, Jacobian, scoring, statistics, plotting) without the rest of the study, which would only
+# repeat them on 2 CPUs.
 TARGETS = ("results/smollm2-135m/stats/e1/L15/sentiment.json", "results/figures/e1.png")
+TRAITS = ["sentiment"]
 
 
-def snakemake_command(workdir: Path, *args: str) -> list[str]:
+def cluster_config(directory: Path) -> Path:
+    """The test config with only :data:`TRAITS` studied (the figure's cells are the studied traits')."""
+    config = {**yaml.safe_load(TEST_CONFIG.read_text()), "traits": TRAITS}
+    path = directory / "cluster-test.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def snakemake_command(workdir: Path, config: Path, *args: str) -> list[str]:
     return [
         "timeout",
         "--foreground",
@@ -106,7 +116,7 @@ def snakemake_command(workdir: Path, *args: str) -> list[str]:
         "--directory",
         str(workdir),
         "--configfile",
-        str(TEST_CONFIG),
+        str(config),
         *args,
     ]
 
@@ -193,8 +203,10 @@ def runs(tmp_path_factory) -> Runs:
         # The local reference run shares the 2 CPUs with the cluster jobs; it fills the gaps while
         # SLURM schedules and the plugin polls, and neither run's numbers depend on the other.
         local_dir, slurm_dir = tmp_path_factory.mktemp("local"), tmp_path_factory.mktemp("slurm")
-        local, local_started = start(snakemake_command(local_dir, "--cores", str(NODE_CPUS)), logs / "local.log")
-        cluster_run, slurm_started = start(snakemake_command(slurm_dir, *slurm_arguments()), logs / "slurm.log")
+        config = cluster_config(logs)
+        local_command = snakemake_command(local_dir, config, "--cores", str(NODE_CPUS))
+        local, local_started = start(local_command, logs / "local.log")
+        cluster_run, slurm_started = start(snakemake_command(slurm_dir, config, *slurm_arguments()), logs / "slurm.log")
         slurm = finish(cluster_run, slurm_started, slurm_dir, logs / "slurm.log")
         print(f"SLURM run: exit {slurm.returncode} in {slurm.seconds:.0f} s (log {logs / 'slurm.log'})")
         local_run = finish(local, local_started, local_dir, logs / "local.log")

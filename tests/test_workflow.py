@@ -11,6 +11,8 @@ import pytest
 from snakemake_runner import TEST_CONFIG, printed, snakemake, write_config
 
 from steerid import store
+from steerid.pipeline.stages import read_scores
+from steerid.prompts import load_trait
 from steerid.stats import VERDICTS
 
 MODEL, LAYER, TRAIT = "smollm2-135m", 15, "sentiment"
@@ -304,6 +306,30 @@ def test_scorer_validation(run):
     validation = read_json(run, f"{MODEL}/validation/{TRAIT}.json")
     assert validation["n_positive"] == validation["n_negative"] == 4
     assert 0 <= validation["auroc"] <= 1 and validation["valid"] == (validation["auroc"] >= 0.8)
+
+
+def test_the_likelihood_trait_is_scored_on_the_statements_its_validation_scored(run):
+    e1 = read_json(run, f"{MODEL}/stats/e1/L{LAYER}/truthfulness.json")
+    validation = read_json(run, f"{MODEL}/validation/truthfulness.json")
+    assert e1["environments"] == ["statements"] and e1["n_samples"] == 1
+    assert e1["n_prompts"] == validation["n"] == len(load_trait("truthfulness").statements)
+    # The E1 baseline is the unsteered model on the same statements the validation scored.
+    scores, attrs = read_scores(str(results(run, f"{MODEL}/scores/e1/L{LAYER}/truthfulness/statements.h5")))
+    assert attrs["positions"] == "all"
+    assert scores["baseline"].mean() == pytest.approx(validation["mean_preference"], rel=1e-5)
+    assert (scores["baseline"] > 0).mean() == pytest.approx(validation["auroc"], abs=1 / (2 * validation["n"]))
+    assert not np.allclose(scores["v"], scores["baseline"])
+
+
+def test_the_grid_table_has_every_delta_type_of_both_traits(run):
+    summary = results(run, "summary.md").read_text()
+    grid = summary.split("## E1: are v and v + δ behaviourally equivalent?", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in grid.splitlines() if line.startswith(f"| {MODEL} |")]
+    rows = [[cell.strip() for cell in line.split(" | ")] for line in lines]
+    cells = {(row[1], row[2]) for row in rows}
+    by_trait = {trait: {kind for cell_trait, kind in cells if cell_trait == trait} for trait in (TRAIT, "truthfulness")}
+    assert len(rows) == len(cells) == 10 and by_trait[TRAIT] == by_trait["truthfulness"]
+    assert "other trait's vector ⟂ v" in by_trait["truthfulness"] and "statement pairs" in summary
 
 
 def test_logs_and_benchmarks_written(run):
