@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ from steerid.prompts import (
     trait_data,
     unregister_trait_file,
 )
-from steerid.scoring.ab import ABLikelihood, paired_validation, steered_preferences
+from steerid.scoring.ab import ABLikelihood, instructed_prompt_set, paired_validation, steered_preferences
 from steerid.scoring.truthfulness import steered_preferences as statement_preferences
 
 EXAMPLE = REPO / "examples" / "traits" / "sycophancy_ab.json"
@@ -388,9 +389,46 @@ def test_the_stages_extract_at_the_answers_and_validate_on_the_held_out_items(
     )
     result = json.loads(output.read_text())
     assert result["scorer"] == "ab-likelihood" and result["n"] == len(small_trait.scored_items) == 4
-    preferences = steered_preferences(model, tokenizer, 0, small_trait.scored_items, {"b": torch.zeros(D_MODEL)})["b"]
-    assert result["mean_preference"] == pytest.approx(preferences.mean(), abs=1e-6)
+    # validated on how the unsteered preference follows an instruction toward either pole
+    zero = {"b": torch.zeros(D_MODEL)}
+    toward, away = (
+        steered_preferences(
+            model,
+            tokenizer,
+            0,
+            [replace(it, question=instructed(it.question, pole)) for it in small_trait.scored_items],
+            zero,
+        )["b"]
+        for pole in ("sycophantic", "honest")
+    )
+    assert result["mean_preference"] == pytest.approx((toward - away).mean(), abs=1e-5)
+    assert result["auroc"] == pytest.approx(((toward > away) + 0.5 * (toward == away)).mean())
     assert result["valid"] == (result["auroc"] >= 0.8)
+
+
+@pytest.mark.parametrize("trait", ["politeness", "agreeableness"])
+def test_the_packaged_pole_replies_follow_the_models_instructions(smollm2_dir, trait, tmp_path):
+    """politeness and agreeableness carry A/B items (a request, a reply at each pole): ab-likelihood
+    scores them, and passes its gate on SmolLM2 where no text scorer does."""
+    prompts = str(tmp_path / "prompts.json")
+    stages.prompts(trait, 4, 2, ["in_distribution"], 0, prompts)
+    prompt_set = read_prompt_set(prompts)
+    asked = instructed_prompt_set(prompt_set, "negative")
+    assert [it["question"] for it in asked["ab_items"]] == [
+        instructed(it["question"], prompt_set["negative_pole"]) for it in prompt_set["ab_items"]
+    ]
+    assert [it["answer_matching"] for it in asked["ab_items"]] == [
+        it["answer_matching"] for it in prompt_set["ab_items"]
+    ]
+    with pytest.raises(ValueError, match="pole 'rude': expected one of"):
+        instructed_prompt_set(prompt_set, "rude")
+    output = tmp_path / "validation.json"
+    runtime = stages.Runtime(device="cpu", dtype="float32", threads=2, batch_size=16)
+    sampling = {"max_new_tokens": 4, "temperature": 0.8, "top_p": 1.0}
+    stages.validate(str(smollm2_dir), prompts, trait, "ab-likelihood", 0.8, 4, sampling, 0, runtime, str(output))
+    result = json.loads(output.read_text())
+    # measured 2026-12-07: 0.9375 [0.84, 1.00] on both traits' 32 items, in float32 and in bfloat16
+    assert result["n"] == len(prompt_set["ab_items"]) == 32 and result["valid"] and result["auroc"] >= 0.9
 
 
 # --- the config ------------------------------------------------------------------------------------

@@ -322,7 +322,8 @@ def test_views_follow_the_records():
         "minilm-probe": ("pairs",),  # fitted to completions of the pairs' instructions
         "ab-likelihood": ("ab_items",),
     }
-    assert scorer_record("ab-likelihood").traits == ()  # no built-in trait has A/B items
+    # the built-in traits whose packaged files carry A/B items (a request, a reply at each pole)
+    assert scorer_record("ab-likelihood").traits == tuple(t for t in scorer_traits() if load_trait(t).ab_items)
 
 
 def _schema_scorer_properties() -> dict[str, dict]:

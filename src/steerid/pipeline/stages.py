@@ -27,7 +27,7 @@ from steerid.linalg.streaming import covariance_from_hdf5, merged, read_accumula
 from steerid.logs import log
 from steerid.operating_point import OperatingPoint
 from steerid.operating_point import resolve as resolve_strength
-from steerid.prompts import instructed, load_background, read_prompt_set, write_prompt_set
+from steerid.prompts import POLES, instructed, load_background, read_prompt_set, write_prompt_set
 from steerid.scoring import PairedItems, get_scorer, measurement_of, probe, scorer_record, truthfulness, validate_scorer
 from steerid.scoring.measurements import STATEMENT_LIKELIHOOD
 
@@ -710,11 +710,21 @@ def scorer_fit(scorer: str, validation: str | None) -> dict:
 def _validate_likelihood(
     model, tokenizer, manifest, prompts: str, trait: str, scorer: str, min_auroc: float, output: str
 ) -> None:
-    """A likelihood scorer is valid when the unsteered model prefers each item's positive side (the
-    true statement, the matching answer) often enough: its record's paired validation (paired AUROC)."""
+    """A likelihood scorer's record's paired validation (paired AUROC) of the unsteered model's
+    preferences: as they are (the true statement over the false one), or, for a record that can
+    instruct its items (A/B items), their differences between the two poles' instructions."""
     paired = _paired_items(scorer)
+    prompt_set = read_prompt_set(prompts)
     zero = {BASELINE: torch.zeros(manifest.d_model)}
-    preferences = paired.preferences(model, tokenizer, 0, read_prompt_set(prompts), zero)
-    result = paired.validation(preferences[BASELINE], min_auroc)
+
+    def unsteered(items: Mapping) -> np.ndarray:
+        return paired.preferences(model, tokenizer, 0, items, zero)[BASELINE]
+
+    if paired.instruct is None:
+        preferences = unsteered(prompt_set)
+    else:
+        toward, away = (unsteered(paired.instruct(prompt_set, pole)) for pole in POLES)
+        preferences = toward - away
+    result = paired.validation(preferences, min_auroc)
     atomic_write_json(output, {"model": manifest.spec, "trait": trait, **result})
     log.info("likelihood scorer on %s: paired AUROC %.3f (valid: %s)", trait, result["auroc"], result["valid"])

@@ -21,9 +21,10 @@ Scorers, by registry name:
 - ``likelihood`` (truthfulness): the steered model's own mean token log-probability of
   statements; :meth:`TruthfulnessLikelihood.score_pairs` gives the paired
   logP(true) − logP(false) preference. It needs the model: ``get_scorer(..., model=, tokenizer=)``.
-- ``ab-likelihood`` (an own trait whose file has ``ab_items``): the steered model's
-  logP(matching answer | question) − logP(not matching answer | question) of held-out A/B items
-  (:mod:`steerid.scoring.ab`); it needs the model too.
+- ``ab-likelihood`` (politeness and agreeableness, whose files carry paired pole replies, and an
+  own trait whose file has ``ab_items``): the steered model's logP(matching answer | question) −
+  logP(not matching answer | question) of held-out A/B items (:mod:`steerid.scoring.ab`); it needs
+  the model too, and is validated on the model's instructed preferences.
 
 A likelihood scorer's record says what it scores in a prompt set and how it is validated
 (:class:`PairedItems`); the workflow's ``score_statements`` and ``validate`` stages call that.
@@ -539,7 +540,14 @@ class PairedItems:
     ``named`` (name → delta), each item's preference (> 0: towards the positive pole) with the delta
     added at every position of the output of decoder ``layer``."""
     validation: Callable[[np.ndarray, float], dict[str, Any]]
-    """``validation(unsteered preferences, min_auroc)``: the validation record (``auroc``, ``valid``, ...)."""
+    """``validation(preferences, min_auroc)``: the validation record (``auroc``, ``valid``, ...) of the
+    unsteered model's preferences, or with :attr:`instruct`, of their instructed differences."""
+    instruct: Callable[[Mapping[str, Any], str], Mapping[str, Any]] | None = None
+    """``instruct(prompt_set, pole)``: the prompt set with every scored item asking for that pole
+    (``positive`` or ``negative``). With it, the validation gets, per item, the unsteered preference
+    under the positive instruction minus that under the negative one: the score must follow what the
+    model is told, as a text scorer must separate the instructed completions. None: the unsteered
+    preferences themselves (truthfulness: a true statement is not instructable)."""
 
 
 def _lazy(module: str, function: str) -> Callable[..., Any]:
@@ -896,15 +904,20 @@ register(
 register(
     ScorerRecord(
         "ab-likelihood",
-        (),
+        ("politeness", "agreeableness"),
         _build_ab_likelihood,
-        "The steered model's logP(matching answer | question) − logP(not matching answer | question) of an "
-        "own trait's held-out A/B items.",
+        "The steered model's logP(matching answer | question) − logP(not matching answer | question) of the "
+        "trait's held-out A/B items (politeness and agreeableness: a request and a reply at each pole).",
         needs_model=True,
         measurement=STATEMENT_LIKELIHOOD.name,
         own_traits=True,
         trait_data=("ab_items",),
-        paired=PairedItems("A/B items", _lazy("ab", "prompt_set_preferences"), _lazy("ab", "paired_validation")),
+        paired=PairedItems(
+            "A/B items",
+            _lazy("ab", "prompt_set_preferences"),
+            _lazy("ab", "paired_validation"),
+            instruct=_lazy("ab", "instructed_prompt_set"),
+        ),
     )
 )
 # The paper's classifiers. s-nlp's ranker labels are "formal" / "informal"; cardiffnlp's are

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from steerid.prompts import ABItem, prompt_set_ab_items
+from steerid.prompts import POLES, ABItem, instructed, prompt_set_ab_items
 from steerid.scoring import paired_validation_record
 
 STEERED_POSITIONS = "all"
@@ -114,19 +114,31 @@ def prompt_set_preferences(
     return steered_preferences(model, tokenizer, layer, prompt_set_ab_items(prompt_set), named, norm_preserving)
 
 
-def paired_validation(preferences: np.ndarray, min_auroc: float) -> dict:
-    """The ab-likelihood scorer's check before it judges: the unsteered model's paired concordance.
+def instructed_prompt_set(prompt_set: Mapping[str, Any], pole: str) -> dict[str, Any]:
+    """The prompt set with each held-out A/B item's question asking for ``pole`` (``positive`` or
+    ``negative``) in the words of the trait's pole name, as the text scorers' validation asks."""
+    if pole not in POLES:
+        raise ValueError(f"pole {pole!r}: expected one of {POLES}")
+    words = prompt_set[f"{pole}_pole"]
+    items = [{**item, "question": instructed(item["question"], words)} for item in prompt_set["ab_items"]]
+    return {**prompt_set, "ab_items": items}
 
-    As for truthfulness, the AUROC of a paired design is P(logP(matching) > logP(not matching))
-    over the held-out items (ties count one half), held to ``scoring.min_auroc``; below it the
-    scorer is invalid and every verdict on the trait is marked so. The gate asks that the
-    unsteered model already leans to the behaviour the items call matching, so a behaviour it
-    does not show unsteered (sycophancy in an honest model, say) fails it legitimately: the
-    preferences still measure how steering moves the model, but the verdicts carry the mark.
+
+def paired_validation(differences: np.ndarray, min_auroc: float) -> dict:
+    """The ab-likelihood scorer's check before it judges: does its score follow what the model is told?
+
+    Per held-out item, the unsteered model's preference logP(matching) − logP(not matching) when the
+    question asks for the positive pole minus that when it asks for the negative one; the AUROC of
+    this paired design is P(difference > 0) over the items (ties count one half), held to
+    ``scoring.min_auroc`` as a text scorer's AUROC on instructed completions is. An answer-length
+    bias cancels in the difference, and the gate does not ask the unsteered model to lean to either
+    pole (SmolLM2-135M-Instruct prefers the polite reply of only half the politeness items, yet moves
+    toward it on 30 of 32 when asked to be polite).
     """
     return paired_validation_record(
         ABLikelihood.name,
-        "paired: P(logP(matching answer) > logP(not matching answer)) over held-out A/B items, unsteered model",
-        preferences,
+        "paired: P(preference when asked for the positive pole > preference when asked for the negative pole) "
+        "over held-out A/B items, unsteered model; preference = logP(matching answer) − logP(not matching answer)",
+        differences,
         min_auroc,
     )
