@@ -10,12 +10,13 @@ from snakemake_runner import (
     TEST_CONFIG,
     copy_study,
     executed_rules,
-    link_or_copy,
     planned_jobs,
     printed,
     snakemake,
     write_config,
 )
+
+from steerid.experiments import EXPERIMENTS
 
 pytestmark = pytest.mark.workflow
 
@@ -104,15 +105,31 @@ def test_dry_run_plans_exactly_the_dependent_stages(run, tmp_path, change):
     assert planned_jobs(result.stdout + result.stderr) == expected
 
 
+# The generated trait's stats that steer at alpha, rerun for real (its generations are what an alpha
+# change costs; the dry-run set above already holds the likelihood trait's statement scores).
+GENERATED_AT_ALPHA = [
+    EXPERIMENTS[name].target.format(model="smollm2-135m", layer=15, trait="sentiment")
+    for name in ("e1", "e3", "e4", "e5", "e7")
+]
+AFTER_ALPHA_GENERATED = {
+    "evaluate": 4,
+    "score": 4,
+    "stats_e1": 1,
+    "stats_e3": 1,
+    "stats_e5": 1,
+    "stats_e7": 1,
+    "logit_distance": 1,
+}
+
+
 def test_real_rerun_after_alpha_change_runs_only_the_generations_that_use_it(run, tmp_path):
-    workdir = tmp_path / "copy"
-    shutil.copytree(run, workdir, copy_function=link_or_copy)
+    workdir = copy_study(run, tmp_path / "copy")
     config = write_config(tmp_path, **with_change("steering", "alpha", 2.0))
-    result = snakemake(workdir, "--configfile", str(config), "--cores", "2")
+    result = snakemake(workdir, "--configfile", str(config), "--cores", "2", *GENERATED_AT_ALPHA)
     assert result.returncode == 0, printed(result)[-3000:]
     executed = executed_rules(result.stdout + result.stderr)
-    assert {rule: executed.count(rule) for rule in set(executed)} == AFTER_ALPHA
-    again = snakemake(workdir, "--configfile", str(config), "--cores", "2", "-n")
+    assert {rule: executed.count(rule) for rule in set(executed)} == AFTER_ALPHA_GENERATED
+    again = snakemake(workdir, "--configfile", str(config), "--cores", "2", "-n", *GENERATED_AT_ALPHA)
     assert planned_jobs(again.stdout + again.stderr) == {}
 
 
