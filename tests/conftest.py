@@ -11,6 +11,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+def pytest_collection_modifyitems(config, items):
+    """The SLURM tests run last: once they have installed SLURM's clients and stopped its daemons,
+    every Snakemake start waits about 9 s (its SLURM executor plugin asks the stopped controller for
+    its settings at import), which every later workflow test would pay."""
+    items.sort(key=lambda item: item.get_closest_marker("slurm") is not None)
+
+
 @pytest.fixture(scope="session")
 def smollm2_dir(tmp_path_factory):
     """A prepared SmolLM2-135M-Instruct folder (GGUF converted to safetensors once)."""
