@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -61,3 +63,19 @@ def test_stage_settings_are_built_from_the_rules_flat_params():
     assert workflow.settings(Equivalence, params, "here") == Equivalence(n_boot=200, seed=7, margin_sd=0.2)
     with pytest.raises(TypeError, match=r"here: settings EndpointSettings need \['margin_effect', 'n_perm'\]"):
         workflow.settings(EndpointSettings, params, "here")
+
+
+def test_the_snakefiles_imports_leave_the_model_stack_unloaded():
+    # Every Snakemake start and every cluster job parses the Snakefile; torch and transformers cost
+    # it about 6 s there, and only model jobs need them.
+    snakefile_imports = "; ".join(
+        line.strip()
+        for path in (REPO / "Snakefile", *sorted((REPO / "rules").glob("*.smk")))
+        for line in path.read_text().splitlines()
+        if line.startswith(("import ", "from ")) and "steerid" in line
+    )
+    code = f"import sys; {snakefile_imports}; print(sorted({{'torch', 'transformers'}} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "steerid.experiments" in snakefile_imports
+    assert result.stdout.strip() == "[]"

@@ -9,7 +9,7 @@ import yaml
 from snakemake_runner import TEST_CONFIG, copy_study, executed_rules, printed, snakemake, write_config
 
 from steerid.operating_point import NATURAL_NORM, OperatingPoint, choose, resolve
-from steerid.pipeline.stages import read_generations
+from steerid.pipeline.results import read_generations
 
 MODEL, LAYER, TRAIT = "smollm2-135m", 15, "sentiment"
 

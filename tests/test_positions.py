@@ -24,6 +24,7 @@ from steerid.engine.models import decoder_layers, kv_cache_argument, tokenize_pr
 from steerid.engine.positions import MODES, POSITION_MODES, add_delta, position_mode
 from steerid.engine.sampling import Sampling, gumbel_noise
 from steerid.engine.teacher import TeacherBatch
+from steerid.pipeline import results
 
 PROMPTS = ["Write a few sentences about the harbour at dawn.", "Name a colour.", "Describe a quiet library."]
 LAYER, D = 15, 576
@@ -385,7 +386,7 @@ def test_generations_record_the_mode_and_the_norm_choice(smollm2, tmp_path, monk
         stages.Runtime(batch_size=8),
         str(output),
     )
-    records = stages.read_generations(str(output))
+    records = results.read_generations(str(output))
     assert {(r["positions"], r["norm_preserving"]) for r in records} == {("generated", True)}
     expected = generate_conditions(
         model,
@@ -407,7 +408,8 @@ def test_e4_records_the_mode_and_the_norm_choice_in_its_provenance(smollm2, tmp_
     from steerid import conditions
     from steerid.engine import logit_distance
     from steerid.experiments import e4_logit_distance
-    from steerid.pipeline.stages import Runtime
+    from steerid.pipeline import stages
+    from steerid.pipeline.runtime import Runtime
 
     model, tokenizer, manifest = smollm2
     kind = conditions.PERTURBATION_TYPES[0]
@@ -428,9 +430,9 @@ def test_e4_records_the_mode_and_the_norm_choice_in_its_provenance(smollm2, tmp_
         seen.update(kwargs)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(e4_logit_distance, "open_model", lambda *_: (model, tokenizer, manifest))
+    monkeypatch.setattr(stages, "open_model", lambda *_: (model, tokenizer, manifest))
     monkeypatch.setattr(e4_logit_distance, "read_generations", lambda _: copy.deepcopy(records))
-    monkeypatch.setattr(e4_logit_distance, "read_condition_set", lambda *_: dict(named))
+    monkeypatch.setattr(stages, "read_condition_set", lambda *_: dict(named))
     monkeypatch.setattr(logit_distance, "distances", spy)
     output = tmp_path / "e4.json"
     params = {"alpha": 1.0, "positions": "prompt", "norm_preserving": True, "n_sequences": 2}
@@ -509,6 +511,6 @@ def test_statement_likelihoods_follow_the_norm_choice_and_record_it(smollm2, tmp
         "model", "prompts", "vector", "perturbations", "e1", "truthfulness", "likelihood", LAYER, 1.0, 0, True,
         stages.Runtime(batch_size=8), {}, str(output),
     )  # fmt: skip
-    scores, attrs = stages.read_scores(str(output))
+    scores, attrs = results.read_scores(str(output))
     assert attrs["positions"] == "all" and bool(attrs["norm_preserving"]) is True
     np.testing.assert_allclose(scores["v"][:, 0], kept["v"], rtol=1e-6)

@@ -10,7 +10,7 @@ import yaml
 from scipy.optimize import minimize
 from snakemake_runner import TEST_CONFIG, copy_study, executed_rules, printed, snakemake, write_config
 
-from steerid.pipeline.stages import read_generations, read_scores
+from steerid.pipeline.results import read_generations, read_scores
 from steerid.scoring import auroc, auroc_interval, get_scorer, scorer_record, validate_scorer
 from steerid.scoring.probe import L2, fit_logistic, fit_probe, split_pairs
 

@@ -15,7 +15,8 @@ FORWARD = """
 import sys
 import steerid
 from steerid.engine import activations
-from steerid.pipeline.stages import Runtime, open_model
+from steerid.pipeline.runtime import Runtime
+from steerid.pipeline.stages import open_model
 
 model, tokenizer, _ = open_model(sys.argv[1], 15, Runtime("cpu", "float32", int(sys.argv[2]), 16))
 prompts = [

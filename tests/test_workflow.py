@@ -11,7 +11,7 @@ import pytest
 from snakemake_runner import TEST_CONFIG, printed, snakemake, write_config
 
 from steerid import store
-from steerid.pipeline.stages import read_scores
+from steerid.pipeline.results import read_scores
 from steerid.prompts import load_trait
 from steerid.stats import VERDICTS
 

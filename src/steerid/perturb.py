@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+# Perturbation subspaces come from the data manifold without the attention-sink outliers.
+PERTURBATION_VIEW = "excluding_sinks"
+
 
 def orthogonal_draws(v: np.ndarray, n: int, seed: int, basis: np.ndarray | None = None) -> np.ndarray:
     """(n, d) mutually orthogonal vectors ⟂ v with norm ‖v‖, inside span(basis) when given."""

@@ -12,7 +12,7 @@ from steerid.experiments.registry import Experiment, ScoreInput, one_claim, regi
 from steerid.experiments.settings import Sweep
 from steerid.experiments.text import cell, ci
 from steerid.pipeline import plots
-from steerid.pipeline.stages import read_scores
+from steerid.pipeline.results import read_scores
 from steerid.stats import analysis
 
 

@@ -13,7 +13,8 @@ from steerid.experiments.registry import Experiment, one_claim, register
 from steerid.experiments.text import cell, short_kind
 from steerid.operating_point import resolve as resolve_strength
 from steerid.pipeline import plots
-from steerid.pipeline.stages import Runtime, open_model, read_condition_set, read_generations
+from steerid.pipeline.results import read_generations
+from steerid.pipeline.runtime import Runtime
 
 
 def stats(
@@ -35,7 +36,9 @@ def stats(
     """E4: teacher-forced next-token distributions of the baseline's own completions under v and v + δ
     (matched ‖δ‖); KL, JS and centred-logit L2 of v vs v + δ per δ-type, and of 0 vs v for scale.
     The deltas are added as the generations were (``positions``, ``norm_preserving``)."""
+    # The model stack loads when E4's job runs, not with the registry that the Snakefile imports.
     from steerid.engine.logit_distance import distances
+    from steerid.pipeline.stages import open_model, read_condition_set
 
     model_, tokenizer, manifest = open_model(model, layer, runtime)
     records = [r for r in read_generations(generations) if r["condition"] == BASELINE and r["n_tokens"] > 0]

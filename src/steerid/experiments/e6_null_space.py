@@ -10,8 +10,8 @@ from steerid import linalg, store
 from steerid.experiments.records import E6Stats
 from steerid.experiments.registry import Experiment, one_claim, register
 from steerid.linalg import nullspace, spectrum
+from steerid.perturb import PERTURBATION_VIEW
 from steerid.pipeline import plots
-from steerid.pipeline.stages import PERTURBATION_VIEW
 
 RANK_KEYS = ("at_0.01_of_max", "at_0.05_of_max", "at_0.1_of_max", "for_0.99_of_variance", "for_0.999_of_variance")
 

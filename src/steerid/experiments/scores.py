@@ -10,7 +10,7 @@ import numpy as np
 
 from steerid import store
 from steerid.experiments.records import ScoreHeader
-from steerid.pipeline.stages import read_scores
+from steerid.pipeline.results import read_scores
 
 Grids = dict[str, np.ndarray]
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,22 +26,12 @@ from steerid.linalg.streaming import covariance_from_hdf5, merged, read_accumula
 from steerid.logs import log
 from steerid.operating_point import OperatingPoint
 from steerid.operating_point import resolve as resolve_strength
+from steerid.perturb import PERTURBATION_VIEW
+from steerid.pipeline.results import read_generations
+from steerid.pipeline.runtime import Runtime
 from steerid.prompts import POLES, instructed, load_background, read_prompt_set, write_prompt_set
 from steerid.scoring import PairedItems, get_scorer, measurement_of, probe, scorer_record, truthfulness, validate_scorer
 from steerid.scoring.measurements import STATEMENT_LIKELIHOOD
-
-# Perturbation subspaces come from the data manifold without the attention-sink outliers.
-PERTURBATION_VIEW = "excluding_sinks"
-
-
-@dataclass(frozen=True)
-class Runtime:
-    """Where and how a model runs: device ('auto' = CUDA if present), dtype ('auto'), threads, batch size."""
-
-    device: str = "auto"
-    dtype: str = "auto"
-    threads: int = 1
-    batch_size: int = 16
 
 
 def open_model(model_dir: str, layer: int, runtime: Runtime):
@@ -530,10 +519,6 @@ def evaluate(
     _write_generations(output, header, records)
 
 
-def read_generations(path: str) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines()]
-
-
 def _grids(records: Sequence[dict], values: Sequence[float] | np.ndarray) -> dict[str, np.ndarray]:
     shape = (records[0]["n_prompts"], records[0]["n_samples"])
     grids: dict[str, np.ndarray] = {}
@@ -634,12 +619,6 @@ def score_statements(
         attrs,
     )
     log.info("scored %d %s under %d conditions", next(iter(preferences.values())).size, paired.unit, len(named))
-
-
-def read_scores(path: str, kind: str = "scores") -> tuple[dict[str, np.ndarray], dict]:
-    """Per-condition grids (``scores`` or ``perplexity``) and the file's attributes (NaN = not measured)."""
-    with store.open_complete(path, finite=False) as handle:
-        return {name: handle[kind][name][()] for name in handle[kind]}, dict(handle.attrs)
 
 
 def validate(

@@ -9,7 +9,7 @@ import typing
 from collections.abc import Callable, Mapping
 
 from steerid import experiments, prompts
-from steerid.pipeline.stages import Runtime
+from steerid.pipeline.runtime import Runtime
 
 
 def params(snakemake) -> dict:
