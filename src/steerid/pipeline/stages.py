@@ -39,13 +39,14 @@ def open_model(model_dir: str, layer: int, runtime: Runtime):
     model, tokenizer, manifest = load_model(Path(model_dir), runtime.device, runtime.dtype)
     check_layer(manifest, layer)
     log.info(
-        "loaded %s (%s, %d layers, d=%d) on %s in %s; engine: %s",
+        "loaded %s (%s, %d layers, d=%d) on %s in %s with %d CPU threads; engine: %s",
         manifest.spec,
         manifest.architecture,
         manifest.n_layers,
         manifest.d_model,
         next(model.parameters()).device,
         str(next(model.parameters()).dtype).removeprefix("torch."),
+        torch.get_num_threads(),
         "native" if architectures.supported(model) else "Hugging Face forward",
     )
     return model, tokenizer, manifest
