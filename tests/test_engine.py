@@ -116,7 +116,7 @@ def test_steering_matches_the_residual_hook(tiny):
     with torch.no_grad(), add_to_residual(decoder_layers(tiny)[1], deltas, where):
         expected = tiny(input_ids=ids, attention_mask=valid.long(), position_ids=positions).logits
     decoder = Decoder(tiny)
-    logits = decoder.logits(decoder.forward(ids, valid, positions, steer=Steer(1, deltas, where)))
+    logits = decoder.logits(decoder.forward(ids, valid, positions, steer=Steer.at(1, deltas, where)))
     torch.testing.assert_close(logits[valid], expected[valid], rtol=0, atol=1e-5)
 
 

@@ -195,7 +195,7 @@ def test_norm_preserving_with_a_zero_delta_changes_nothing(smollm2, site):
     ids, mask = tokenize_prompts(tokenizer, PROMPTS, torch.device("cpu"))
     valid, position_ids = mask.bool(), (mask.cumsum(-1) - 1).clamp(min=0)
     plain = decoder.logits(decoder.forward(ids, valid, position_ids))
-    zero = Steer(LAYER, torch.zeros(3, D), None, norm_preserving=True)
+    zero = Steer.at(LAYER, torch.zeros(3, D), None, norm_preserving=True)
     assert torch.equal(decoder.logits(decoder.forward(ids, valid, position_ids, steer=zero)), plain)
 
 
@@ -209,10 +209,10 @@ def test_the_engines_norm_preserving_steer_equals_the_hooks(smollm2):
     deltas = _deltas(3, 20.0, seed=5)
     with torch.inference_mode(), add_to_residual(decoder_layers(model)[LAYER], deltas, where, True):
         expected = model(input_ids=ids, attention_mask=mask, position_ids=position_ids).logits
-    steer = Steer(LAYER, deltas, where, norm_preserving=True)
+    steer = Steer.at(LAYER, deltas, where, norm_preserving=True)
     ours = decoder.logits(decoder.forward(ids, valid, position_ids, steer=steer))
     torch.testing.assert_close(ours[valid], expected[valid], rtol=1e-5, atol=2e-3)
-    added = decoder.logits(decoder.forward(ids, valid, position_ids, steer=Steer(LAYER, deltas, where)))
+    added = decoder.logits(decoder.forward(ids, valid, position_ids, steer=Steer.at(LAYER, deltas, where)))
     assert (added[valid] - ours[valid]).abs().max() > 1.0  # rescaling is not a no-op at this strength
 
 

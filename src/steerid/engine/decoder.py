@@ -1,4 +1,5 @@
-"""The decoder forward pass with fused weights, a preallocated KV cache and steering at one site.
+"""The decoder forward pass with fused weights, a preallocated KV cache and steering at one site
+(one layer or several, :mod:`steerid.engine.site`).
 
 Numerically it follows the Hugging Face implementation operation for operation (RMSNorm in
 float32 with the family's weight convention, RoPE tables taken from the model's own rotary
@@ -21,20 +22,32 @@ from transformers import PreTrainedModel
 
 from steerid.engine.architectures import Block, Weights, gather, rotary_module
 from steerid.engine.positions import add_delta
+from steerid.engine.site import Layers, site_deltas, site_layers
 
 
 @dataclass
 class Steer:
-    """Add ``deltas[i]`` to row i's residual at the output of block ``layer`` where ``where`` is True
-    (with ``norm_preserving``, each steered position rescaled to its unsteered norm)."""
+    """Add ``deltas[i, j]`` to row i's residual at the output of block ``layers[j]`` where ``where``
+    is True (with ``norm_preserving``, each steered position rescaled to its unsteered norm).
 
-    layer: int
-    deltas: torch.Tensor  # (B, d)
+    Build it with :meth:`at`, which takes any layout :func:`steerid.engine.site.site_deltas` does.
+    """
+
+    layers: tuple[int, ...]
+    deltas: torch.Tensor  # (B, len(layers), d)
     where: torch.Tensor | None = None  # (B, T) bool; None = every position of the call
     norm_preserving: bool = False
 
-    def apply(self, hidden: torch.Tensor) -> torch.Tensor:
-        shift = self.deltas.to(hidden.dtype).unsqueeze(1)
+    @classmethod
+    def at(
+        cls, layers: Layers, deltas: torch.Tensor, where: torch.Tensor | None = None, norm_preserving: bool = False
+    ) -> Steer:
+        site = site_layers(layers)
+        return cls(site, site_deltas(deltas, site), where, norm_preserving)
+
+    def apply(self, hidden: torch.Tensor, layer: int) -> torch.Tensor:
+        """``hidden``, the output of block ``layer`` (one of :attr:`layers`), steered."""
+        shift = self.deltas[:, self.layers.index(layer)].to(hidden.dtype).unsqueeze(1)
         steered = add_delta(hidden, shift, self.norm_preserving)
         if self.where is None:
             return steered
@@ -255,8 +268,8 @@ class Decoder:
                 cache.values[index][:, :, offset : offset + length] = v
                 k, v = cache.keys[index][:, :, : offset + length], cache.values[index][:, :, : offset + length]
             hidden = self._mlp(block, self._attention_output(block, hidden, self._attend(q, k, v, masks[block.window])))
-            if steer is not None and index == steer.layer:
-                hidden = steer.apply(hidden)
+            if steer is not None and index in steer.layers:
+                hidden = steer.apply(hidden, index)
         return hidden
 
     @torch.inference_mode()

@@ -23,10 +23,11 @@ from transformers import PreTrainedModel
 from steerid.engine import architectures
 from steerid.engine.decoder import decoder_for
 from steerid.engine.generation import Row, generate
-from steerid.engine.hooks import add_to_residual
+from steerid.engine.hooks import add_at_layers
 from steerid.engine.models import decoder_layers, format_prompt, kv_cache_argument, tokenize_prompts
 from steerid.engine.positions import position_mode
 from steerid.engine.sampling import Sampling, choose_tokens, gumbel_noise
+from steerid.engine.site import Layers, site_layers
 from steerid.engine.teacher import continuation_logprobs
 
 __all__ = ["Job", "Sampling", "generate_conditions", "generate_rows", "perplexities", "plan_jobs", "prompt_token_ids"]
@@ -63,7 +64,7 @@ def stop_ids(model: PreTrainedModel, tokenizer) -> list[int]:
 def generate_rows(
     model: PreTrainedModel,
     tokenizer,
-    layer: int,
+    layers: Layers,
     prompts: Sequence[str],
     rows: Sequence[Row],
     deltas: torch.Tensor,
@@ -76,14 +77,17 @@ def generate_rows(
     progress=None,
     engine: bool | None = None,
 ) -> list[list[int]]:
-    """Completions (token ids, without the stop token) of ``rows``, each steered by ``deltas[row.delta]``.
+    """Completions (token ids, without the stop token) of ``rows``, each steered by ``deltas[row.delta]``
+    at the output of decoder ``layers`` (one int, or several with deltas (n, len(layers), d)).
 
     ``positions`` is a position mode (:mod:`steerid.engine.positions`), ``norm_preserving`` keeps
     each steered residual's norm. ``batch_size`` is rows per batch, or ``"auto"``: sized from the
     memory on the engine path.
     ``engine=None`` runs the engine when it supports the model; False forces the Hugging Face path.
     """
-    position_mode(positions)  # an unknown mode fails here, before any model work
+    position_mode(positions)  # an unknown mode or site fails here, before any model work
+    blocks = decoder_layers(model)
+    site = site_layers(layers, len(blocks))
     update = None if progress is None else progress.update
     rows_per_batch = None if batch_size in (None, "auto") else int(batch_size)
     if engine is None:
@@ -94,7 +98,7 @@ def generate_rows(
             prompt_token_ids(tokenizer, prompts),
             rows,
             deltas,
-            layer,
+            site,
             sampling,
             seed,
             stop_ids(model, tokenizer),
@@ -103,7 +107,6 @@ def generate_rows(
             batch_rows=rows_per_batch,
             progress=update,
         )
-    site = decoder_layers(model)[layer]
     outputs: list[list[int]] = [[] for _ in rows]
     lengths = [len(ids) for ids in prompt_token_ids(tokenizer, prompts)]
     for batch in _batches_by_length(rows, lengths, rows_per_batch or HF_BATCH_ROWS):
@@ -112,7 +115,19 @@ def generate_rows(
         streams = [(rows[i].prompt, rows[i].sample) for i in batch]
         for i, tokens in zip(
             batch,
-            _hf_batch(model, tokenizer, site, texts, batch_deltas, streams, sampling, seed, positions, norm_preserving),
+            _hf_batch(
+                model,
+                tokenizer,
+                blocks,
+                site,
+                texts,
+                batch_deltas,
+                streams,
+                sampling,
+                seed,
+                positions,
+                norm_preserving,
+            ),
         ):
             outputs[i] = tokens
         if update is not None:
@@ -130,7 +145,8 @@ def _batches_by_length(rows: Sequence[Row], lengths: Sequence[int], size: int) -
 def _hf_batch(
     model: PreTrainedModel,
     tokenizer,
-    site: nn.Module,
+    blocks: nn.ModuleList,
+    layers: tuple[int, ...],
     prompts: Sequence[str],
     deltas: torch.Tensor,
     streams: Sequence[tuple[int, int]],
@@ -148,7 +164,7 @@ def _hf_batch(
     finished = torch.zeros(len(prompts), dtype=torch.bool, device=device)
     tokens: list[torch.Tensor] = []
     cache_argument, cache = kv_cache_argument(model), None
-    with add_to_residual(site, deltas, positions, norm_preserving):
+    with add_at_layers(blocks, layers, deltas, positions, norm_preserving):
         for step in range(sampling.max_new_tokens):
             out = model(
                 input_ids=input_ids,
@@ -189,7 +205,7 @@ def _until_stop(row: list[int], stops: set[int]) -> list[int]:
 def generate_conditions(
     model: PreTrainedModel,
     tokenizer,
-    layer: int,
+    layers: Layers,
     prompts: Sequence[str],
     conditions: dict[str, torch.Tensor],
     n_samples: int,
@@ -203,7 +219,8 @@ def generate_conditions(
 ) -> list[dict]:
     """Completions for every condition × prompt × sample, as JSON-able records in job order.
 
-    The conditions' vectors are added at the output of decoder ``layer``, at the ``positions``
+    The conditions' vectors ((d,), or (len(layers), d) for several layers) are added at the
+    output of decoder ``layers``, at the ``positions``
     of that mode (:mod:`steerid.engine.positions`), rescaled to the residual's norm with
     ``norm_preserving``. With ``fluency``, each
     record also has the completion's perplexity under the unsteered model.
@@ -215,7 +232,7 @@ def generate_conditions(
     completions = generate_rows(
         model,
         tokenizer,
-        layer,
+        layers,
         prompts,
         rows,
         deltas,

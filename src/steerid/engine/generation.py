@@ -25,6 +25,7 @@ from steerid.engine.decoder import Decoder, KVCache, Steer
 from steerid.engine.memory import batch_rows_for
 from steerid.engine.positions import PositionMode, position_mode
 from steerid.engine.sampling import Sampling, choose_tokens, gumbel_noise
+from steerid.engine.site import Layers, site_deltas, site_layers
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def generate(
     prompts: Sequence[Sequence[int]],
     rows: Sequence[Row],
     deltas: torch.Tensor,
-    layer: int,
+    layers: Layers,
     sampling: Sampling,
     seed: int,
     stop_ids: Sequence[int],
@@ -78,9 +79,13 @@ def generate(
 ) -> list[list[int]]:
     """Token ids of every row's completion (without its stop token), in the order of ``rows``.
 
-    ``positions`` is a position mode; ``norm_preserving`` keeps each steered residual's norm.
+    Row r is steered by ``deltas[r.delta]`` at the site ``layers`` (deltas (n, d) for one layer,
+    (n, len(layers), d) for several; :mod:`steerid.engine.site`). ``positions`` is a position
+    mode; ``norm_preserving`` keeps each steered residual's norm.
     """
     mode = position_mode(positions)
+    site = site_layers(layers, decoder.n_layers)
+    deltas = site_deltas(deltas, site)
     if any(len(prompts[row.prompt]) == 0 for row in rows):
         raise ValueError("every prompt needs at least one token")
     capacity = max(len(p) for p in prompts) + sampling.max_new_tokens
@@ -92,7 +97,7 @@ def generate(
             prompts,
             [rows[i] for i in batch],
             deltas,
-            layer,
+            site,
             sampling,
             seed,
             stop_ids,
@@ -120,7 +125,7 @@ def _prefilled(
     prompts,
     rows: Sequence[Row],
     deltas: torch.Tensor,
-    layer: int,
+    site: tuple[int, ...],
     capacity: int,
     mode: PositionMode,
     norm_preserving: bool,
@@ -131,7 +136,7 @@ def _prefilled(
     steer = None
     if mode.prompt_before_last:
         steer = Steer(
-            layer,
+            site,
             deltas[torch.tensor([delta for _, delta in groups])].to(decoder.device),
             norm_preserving=norm_preserving,
         )
@@ -145,7 +150,7 @@ def _generate_batch(
     prompts,
     rows: Sequence[Row],
     deltas: torch.Tensor,
-    layer: int,
+    site: tuple[int, ...],
     sampling: Sampling,
     seed: int,
     stop_ids: Sequence[int],
@@ -153,7 +158,7 @@ def _generate_batch(
     norm_preserving: bool,
 ) -> list[list[int]]:
     device = decoder.device
-    cache = _prefilled(decoder, prompts, rows, deltas, layer, sampling.max_new_tokens + 1, mode, norm_preserving)
+    cache = _prefilled(decoder, prompts, rows, deltas, site, sampling.max_new_tokens + 1, mode, norm_preserving)
     start = cache.valid.shape[1] - sampling.max_new_tokens - 1
     streams = list(dict.fromkeys((row.prompt, row.sample) for row in rows))
     active = _Active(
@@ -161,7 +166,7 @@ def _generate_batch(
         cache=cache,
         tokens=torch.tensor([prompts[row.prompt][-1] for row in rows], device=device),
         positions=torch.tensor([len(prompts[row.prompt]) - 1 for row in rows], device=device),
-        steer=Steer(layer, deltas[torch.tensor([row.delta for row in rows])].to(device), None, norm_preserving),
+        steer=Steer(site, deltas[torch.tensor([row.delta for row in rows])].to(device), None, norm_preserving),
         streams=torch.tensor([streams.index((row.prompt, row.sample)) for row in rows], device=device),
         done=torch.zeros(len(rows), dtype=torch.bool, device=device),
     )

@@ -1,4 +1,5 @@
-"""Read and add at a residual site: the output of one decoder layer.
+"""Read and add at a residual site: the output of one decoder layer (or, with :func:`add_at_layers`,
+of several at once).
 
 Extraction and injection use the same site (the paper's code read ``hidden_states[L//2]``, the
 input of layer L//2, and injected at its output: an off-by-one this module cannot make).
@@ -29,8 +30,9 @@ import torch
 from torch import nn
 
 from steerid.engine.positions import POSITION_MODES, PositionMode, add_delta, position_mode
+from steerid.engine.site import Layers, site_deltas, site_layers
 
-__all__ = ["POSITION_MODES", "add_to_residual", "capture_residual"]
+__all__ = ["POSITION_MODES", "add_at_layers", "add_to_residual", "capture_residual"]
 
 
 def _hidden(output):
@@ -135,3 +137,24 @@ def add_to_residual(
         yield
     finally:
         handle.remove()
+
+
+@contextlib.contextmanager
+def add_at_layers(
+    blocks: nn.ModuleList,
+    layers: Layers,
+    deltas: torch.Tensor,
+    positions: str | PositionMode | torch.Tensor = "last",
+    norm_preserving: bool = False,
+) -> Iterator[None]:
+    """:func:`add_to_residual` at the output of each of ``blocks[layer]`` for ``layer`` in ``layers``.
+
+    ``deltas`` is any layout :func:`steerid.engine.site.site_deltas` takes: one layer's (d,) or
+    (batch, d), or (len(layers), d) / (batch, len(layers), d) for several.
+    """
+    site = site_layers(layers, len(blocks))
+    per_layer = site_deltas(deltas, site)
+    with contextlib.ExitStack() as stack:
+        for j, layer in enumerate(site):
+            stack.enter_context(add_to_residual(blocks[layer], per_layer[:, j], positions, norm_preserving))
+        yield

@@ -36,6 +36,7 @@ from transformers import PreTrainedModel
 from steerid.engine import architectures
 from steerid.engine.generate import prompt_token_ids
 from steerid.engine.positions import PositionMode, position_mode
+from steerid.engine.site import Layers
 from steerid.engine.teacher import LOGIT_BUDGET, TeacherBatch, batches
 
 __all__ = ["METRICS", "distances"]
@@ -63,7 +64,7 @@ def _pair_distances(logp_a: torch.Tensor, logp_b: torch.Tensor, predicting: torc
 
 def _batch_distances(
     batch: TeacherBatch,
-    layer: int,
+    layer: Layers,
     conditions: Mapping[str, torch.Tensor],
     pairs: Sequence[Pair],
     mode: PositionMode,
@@ -109,7 +110,7 @@ def _check_inputs(prompts, continuations, conditions, pairs, batch_size) -> None
 def distances(
     model: PreTrainedModel,
     tokenizer,
-    layer: int,
+    layer: Layers,
     prompts: Sequence[str],
     continuations: Sequence[Sequence[int]],
     conditions: Mapping[str, torch.Tensor],
@@ -121,7 +122,8 @@ def distances(
     """Teacher-forced distances between steering conditions (see the module docstring).
 
     Args:
-        layer: decoder layer at whose output the conditions' deltas are added.
+        layer: decoder layer at whose output the conditions' deltas are added; a sequence of layers
+            steers each with its own row of a condition's (len(layer), d) delta.
         prompts: raw prompt texts (formatted with the chat template here).
         continuations: per prompt, the token ids that follow it (at least one each).
         conditions: name -> steering delta (d,), added at ``positions``.

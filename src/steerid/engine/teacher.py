@@ -26,9 +26,10 @@ from transformers import PreTrainedModel
 
 from steerid.engine import architectures
 from steerid.engine.decoder import KVCache, Steer, decoder_for, left_padded
-from steerid.engine.hooks import add_to_residual
+from steerid.engine.hooks import add_at_layers
 from steerid.engine.models import decoder_layers
 from steerid.engine.positions import PositionMode, position_mode
+from steerid.engine.site import Layers, site_deltas, site_layers
 
 LOGIT_BUDGET = 2**28  # float32 logits (1 GiB) one teacher-forced batch may produce per delta
 
@@ -70,7 +71,7 @@ class TeacherBatch:
     def logits(
         self,
         delta: torch.Tensor | None = None,
-        layer: int | None = None,
+        layer: Layers | None = None,
         positions: str | PositionMode = "last",
         norm_preserving: bool = False,
     ) -> torch.Tensor:
@@ -78,15 +79,19 @@ class TeacherBatch:
 
         ``delta`` (d,) or (B, d) is added at the output of block ``layer`` at the ``positions`` of
         that mode (the continuation's tokens are the generated ones), rescaled to the residual's
-        norm with ``norm_preserving``; None = the unsteered model.
+        norm with ``norm_preserving``; None = the unsteered model. Several layers at once:
+        ``layer`` a sequence and ``delta`` (len(layer), d) or (B, len(layer), d).
         """
         mode = position_mode(positions)
-        if delta is not None and layer is None:
-            raise ValueError("a steering delta needs the layer it is added at")
-        deltas = None if delta is None else delta.to(self.device).float().expand(len(self.prompts), -1)
-        if self.on_engine:
-            return self._engine_logits(deltas, layer, mode, norm_preserving)
-        return self._hf_logits(deltas, layer, mode, norm_preserving)
+        deltas: torch.Tensor | None = None
+        site: tuple[int, ...] = ()
+        if delta is not None:
+            if layer is None:
+                raise ValueError("a steering delta needs the layer it is added at")
+            site = site_layers(layer, len(decoder_layers(self.model)))
+            deltas = site_deltas(delta.to(self.device).float(), site, len(self.prompts))
+        logits = self._engine_logits if self.on_engine else self._hf_logits
+        return logits(deltas, site, mode, norm_preserving)
 
     def logprobs_of_continuations(self, **steering) -> list[torch.Tensor]:
         """Per row, log p of each continuation token (float32, CPU)."""
@@ -96,11 +101,11 @@ class TeacherBatch:
 
     # -- engine ---------------------------------------------------------------------------------
 
-    def _prefix_cache(self, deltas, layer, mode: PositionMode, norm_preserving: bool) -> KVCache:
+    def _prefix_cache(self, deltas, site: tuple[int, ...], mode: PositionMode, norm_preserving: bool) -> KVCache:
         """Every row's prompt minus its last token, then ``width`` empty slots (shared when unsteered)."""
         decoder = decoder_for(self.model)
         if mode.prompt_before_last and deltas is not None:
-            steer = Steer(layer, deltas, norm_preserving=norm_preserving)
+            steer = Steer(site, deltas, norm_preserving=norm_preserving)
             return decoder.shared_prefix_cache(
                 [list(p)[:-1] for p in self.prompts], range(len(self.prompts)), self.width, steer
             )
@@ -110,9 +115,9 @@ class TeacherBatch:
             self._prefix = decoder.shared_prefix_cache([list(g)[:-1] for g in groups], member, self.width)
         return self._prefix
 
-    def _engine_logits(self, deltas, layer, mode: PositionMode, norm_preserving: bool) -> torch.Tensor:
+    def _engine_logits(self, deltas, site: tuple[int, ...], mode: PositionMode, norm_preserving: bool) -> torch.Tensor:
         decoder = decoder_for(self.model)
-        cache = self._prefix_cache(deltas, layer, mode, norm_preserving)
+        cache = self._prefix_cache(deltas, site, mode, norm_preserving)
         # The tail: the last prompt token, then the continuation but its final token.
         tails = [[p[-1], *list(c)[:-1]] if len(c) else [p[-1]] for p, c in zip(self.prompts, self.continuations)]
         ids, valid = right_padded(tails, self.width, self.device)
@@ -120,7 +125,7 @@ class TeacherBatch:
         positions = start[:, None] + torch.arange(self.width, device=self.device)
         # Column 0 is the last prompt token, the others the continuation's (generated) tokens.
         where = valid & mode.tail_mask(self.width, self.device)
-        steer = None if deltas is None else Steer(layer, deltas, where, norm_preserving)
+        steer = None if deltas is None else Steer(site, deltas, where, norm_preserving)
         # Each call writes its tail into the same slots after the prefix, so the prefix is reused as is.
         hidden = decoder.forward(
             ids, valid, positions, cache=cache, offset=cache.valid.shape[1] - self.width, steer=steer
@@ -129,7 +134,7 @@ class TeacherBatch:
 
     # -- Hugging Face forward -------------------------------------------------------------------
 
-    def _hf_logits(self, deltas, layer, mode: PositionMode, norm_preserving: bool) -> torch.Tensor:
+    def _hf_logits(self, deltas, site: tuple[int, ...], mode: PositionMode, norm_preserving: bool) -> torch.Tensor:
         prompt_width = max(len(p) for p in self.prompts)
         prompt_ids, prompt_valid = left_padded(self.prompts, prompt_width, self.device)
         ids = torch.cat([prompt_ids, self.targets], dim=1)
@@ -154,7 +159,7 @@ class TeacherBatch:
                 ]
             )
             where = valid & columns
-            with add_to_residual(decoder_layers(self.model)[layer], deltas, where, norm_preserving):
+            with add_at_layers(decoder_layers(self.model), site, deltas, where, norm_preserving):
                 logits = self.model(**forward).logits
         # Position t predicts token t + 1: the continuation is predicted from the last prompt token on.
         return logits[:, :-1].float()
