@@ -15,8 +15,9 @@ import pytest
 import torch
 
 from steerid.cli import main
-from steerid.engine.hooks import add_to_residual, capture_residual
+from steerid.engine.hooks import add_at_layers, capture_residual
 from steerid.engine.models import decoder_layers, load_model, read_manifest
+from steerid.engine.teacher import TeacherBatch
 from steerid.interchange import (
     FORMATS,
     VectorFile,
@@ -76,8 +77,10 @@ def _logits(loaded, tokenizer, shifts: dict[int, torch.Tensor] | None = None) ->
     for prompt in PROMPTS:
         ids = tokenizer(prompt, return_tensors="pt")
         with torch.no_grad(), contextlib.ExitStack() as stack:
-            for layer, shift in (shifts or {}).items():
-                stack.enter_context(add_to_residual(decoder_layers(loaded)[layer], shift, positions="all"))
+            if shifts:
+                layers = sorted(shifts)
+                deltas = torch.stack([shifts[layer] for layer in layers])
+                stack.enter_context(add_at_layers(decoder_layers(loaded), layers, deltas, positions="all"))
             outputs.append(loaded(**ids).logits)
     return outputs
 
@@ -133,6 +136,24 @@ def test_read_repeng_direction_steers_exactly_as_repengs_control_model(model, re
         assert torch.equal(ours, theirs)
         assert (ours - base).abs().max() > 1e-2  # the vector does steer ...
         assert (shifted - theirs).abs().max() > 1e-3  # ... and one block off is told apart
+
+
+def test_the_engine_steers_a_repeng_file_at_all_its_layers_as_repeng_does(model, repeng_gguf, repeng_vector):
+    """The whole multi-layer file as one steering site, on the engine's teacher forcing: the next-token
+    logits of every prompt position match repeng's ControlModel at every layer of the vector."""
+    loaded, tokenizer = model
+    coefficient = 4.0
+    layers, directions = read_vector(repeng_gguf).stacked()
+    assert layers == tuple(LAYERS)
+    prompts = [tokenizer(prompt)["input_ids"] for prompt in PROMPTS]
+    # Teacher forcing predicts the continuation from the last prompt token on: give it each prompt's
+    # first token as the prompt and the rest as the continuation, to compare every position.
+    batch = TeacherBatch(loaded, [ids[:1] for ids in prompts], [ids[1:] for ids in prompts], engine=True)
+    ours = batch.logits(torch.from_numpy(coefficient * directions), layers, positions="all")
+    theirs = _repeng_logits(loaded, tokenizer, repeng_vector, coefficient)
+    for row, (ids, logits) in enumerate(zip(prompts, theirs)):
+        torch.testing.assert_close(ours[row, : len(ids) - 1], logits[0, : len(ids) - 1], rtol=1e-4, atol=2e-3)
+    assert (ours - batch.logits()).abs().max() > 1e-2
 
 
 def test_repeng_file_passes_the_checks_against_its_model(smollm2_dir, repeng_gguf):

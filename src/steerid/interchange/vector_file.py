@@ -95,6 +95,11 @@ class VectorFile:
         """The common length d of the directions."""
         return len(next(iter(self.directions.values())))
 
+    def stacked(self) -> tuple[tuple[int, ...], np.ndarray]:
+        """Every layer with a direction and the directions as one (layers, d) array: a steering site
+        and its deltas, as generation and teacher forcing take them (:mod:`steerid.engine.site`)."""
+        return tuple(self.directions), np.stack(list(self.directions.values()))
+
     def norms(self) -> dict[int, float]:
         """The Euclidean norm of each layer's direction."""
         return {layer: float(np.linalg.norm(vector.astype(np.float64))) for layer, vector in self.directions.items()}
