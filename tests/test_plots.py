@@ -8,6 +8,7 @@ a long run.
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 from pathlib import Path
 
@@ -257,8 +258,10 @@ def test_save_closes_the_figure_and_leaves_nothing_on_failure(tmp_path):
 
 def test_estimates_outside_or_without_their_interval_still_render(tmp_path):
     result = _json(_e1(np.random.default_rng(2), "sentiment"))
-    # A percentile bootstrap CI of a ratio may exclude its point estimate; an undefined one is nan.
-    result["by_type"]["v+orthogonal"]["efficacy_ratio"] = {"value": 2.0, "ci_low": 0.5, "ci_high": 1.5}
+    # A percentile bootstrap CI may exclude its point estimate, an undefined one is nan, and a ratio's
+    # Fieller interval is unbounded where Δ(v) is not significant.
+    result["by_type"]["v+orthogonal"]["cohens_d"] = {"value": 2.0, "ci_low": 0.5, "ci_high": 1.5}
     result["by_type"]["v+null"]["cohens_d"] = {"value": 0.1, "ci_low": float("nan"), "ci_high": float("nan")}
+    result["by_type"]["v+orthogonal"]["efficacy_ratio"] = {"value": 2.0, "ci_low": -math.inf, "ci_high": math.inf}
     plots.save(plots.e1_orthogonal([result]), [str(tmp_path / "e1.png")], dpi=40)
     assert (tmp_path / "e1.png").read_bytes().startswith(b"\x89PNG")

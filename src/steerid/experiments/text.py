@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from steerid.conditions import PERTURBATION_KINDS, pooled
@@ -13,7 +14,13 @@ TYPE_NAMES = {pooled(kind.name): kind.report_label for kind in PERTURBATION_KIND
 
 
 def ci(estimate: Mapping, digits: int = 2) -> str:
-    return f"{estimate['value']:.{digits}f} [{estimate['ci_low']:.{digits}f}, {estimate['ci_high']:.{digits}f}]"
+    low, high = (_bound(estimate[key], digits) for key in ("ci_low", "ci_high"))
+    return f"{estimate['value']:.{digits}f} [{low}, {high}]"
+
+
+def _bound(value: float, digits: int) -> str:
+    """An interval bound; an unbounded side (a ratio's Fieller interval) as -∞ or ∞."""
+    return ("-∞" if value < 0 else "∞") if math.isinf(value) else f"{value:.{digits}f}"
 
 
 def cell(result: Mapping) -> str:

@@ -79,15 +79,17 @@ def _ci(estimate: Mapping) -> str:
 
 
 def _errors(entries: Sequence[Mapping]) -> np.ndarray:
-    """Asymmetric error bars; undefined (nan) CI bounds draw no bar rather than failing.
+    """Asymmetric error bars; undefined (nan) or unbounded (inf, a ratio whose denominator is not
+    significant) CI bounds draw no bar rather than failing or stretching the axis.
 
-    A percentile bootstrap interval (e.g. of a ratio) need not contain the point estimate, and
-    matplotlib rejects negative bar lengths, so the side that the estimate lies beyond is drawn as 0.
+    A percentile bootstrap interval need not contain the point estimate, and matplotlib rejects
+    negative bar lengths, so the side that the estimate lies beyond is drawn as 0.
     """
     values = np.array([e["value"] for e in entries], dtype=float)
     low = np.array([e["ci_low"] for e in entries], dtype=float)
     high = np.array([e["ci_high"] for e in entries], dtype=float)
-    return np.clip(np.nan_to_num(np.stack([values - low, high - values]), nan=0.0), 0.0, None)
+    lengths = np.stack([values - low, high - values])
+    return np.clip(np.where(np.isfinite(lengths), lengths, 0.0), 0.0, None)
 
 
 def _interval_bars(axis, entries: Sequence[Mapping], labels: Sequence[str], colour: str):

@@ -6,7 +6,8 @@ aligned across conditions: row ``i`` is evaluation prompt ``i`` and column ``j``
 
 The bootstrap resamples prompts (rows) with replacement and keeps every sample of a row
 together (cluster bootstrap). Within one replicate the same row indices are applied to every
-array, so paired quantities stay paired. Confidence intervals are percentile intervals.
+array, so paired quantities stay paired. Confidence intervals are percentile intervals, except
+the efficacy ratio's: Fieller's interval on prompt means (:func:`efficacy_ratio_ci`).
 
 Equivalence statistics (TOST, its power, the E1 verdict, the sign-flip permutation null of
 |d_z|) work on prompt-level means: the samples of each prompt are averaged first, so the unit
@@ -231,21 +232,36 @@ def effect_ci(
 
 
 def efficacy_ratio_ci(
-    scores_perturbed: np.ndarray,
-    scores_v: np.ndarray,
-    scores_baseline: np.ndarray,
-    n_boot: int = 2000,
-    seed: int = 0,
-    confidence: float = 0.95,
+    scores_perturbed: np.ndarray, scores_v: np.ndarray, scores_baseline: np.ndarray, confidence: float = 0.95
 ) -> Estimate:
-    """R = Δ(v+δ)/Δ(v) with a paired cluster-bootstrap CI (replicates with Δ(v) = 0 are nan)."""
-    _check_boot(n_boot, confidence)
+    """R = Δ(v+δ)/Δ(v) with Fieller's interval on prompt means.
+
+    The interval is every ρ that a one-sample t-test of the prompt means of
+    (v+δ − base) − ρ·(v − base) does not reject at level 1 − ``confidence``: a quadratic
+    inequality in ρ. It is bounded exactly when Δ(v) itself differs from 0 at that level, and
+    then contains the estimate (a percentile bootstrap of a ratio need not: its replicates blow up
+    as Δ(v) nears 0). Otherwise the set is unbounded (two rays, or every ρ) and is reported as
+    (-inf, inf); with Δ(v) = 0 the estimate is nan.
+    """
+    if not (isinstance(confidence, (int, float, np.floating)) and 0.0 < float(confidence) < 1.0):
+        raise ValueError(f"confidence must lie strictly between 0 and 1, got confidence={confidence!r}")
     pert, v, base = _validate(
         {"scores_perturbed": scores_perturbed, "scores_v": scores_v, "scores_baseline": scores_baseline}
     )
-    rows = _draw_rows(v.shape[0], n_boot, seed)
-    num, den = _boot_sums(pert - base, rows), _boot_sums(v - base, rows)
-    return _summarise(efficacy_ratio(pert, v, base), _ratio(num, den, den == 0.0), confidence)
+    numerator, denominator = (pert - base).mean(axis=1), (v - base).mean(axis=1)
+    n = numerator.size
+    covariance = np.cov(np.stack([numerator, denominator]), ddof=1) / n
+    t2 = float(sps.t.ppf(0.5 + confidence / 2.0, n - 1)) ** 2
+    a, b = float(numerator.mean()), float(denominator.mean())
+    value = efficacy_ratio(pert, v, base)
+    # (a − ρb)² ≤ t²·Var(a − ρb)  ⇔  q2·ρ² + q1·ρ + q0 ≤ 0
+    q2 = b * b - t2 * covariance[1, 1]
+    q1 = -2.0 * (a * b - t2 * covariance[0, 1])
+    q0 = a * a - t2 * covariance[0, 0]
+    if q2 <= 0.0:
+        return Estimate(value, -math.inf, math.inf)
+    root = math.sqrt(max(q1 * q1 - 4.0 * q2 * q0, 0.0))
+    return Estimate(value, (-q1 - root) / (2.0 * q2), (-q1 + root) / (2.0 * q2))
 
 
 def cohens_d_ci(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: int = 0, confidence: float = 0.95) -> Estimate:
@@ -268,7 +284,7 @@ def compare_conditions(
     """Compare every condition with the baseline and with the reference (usually ``v``).
 
     For each condition ``c`` other than ``baseline``: ``{"delta": Δ(c)}``, and for
-    ``c != reference`` also ``"efficacy_ratio"`` (Δ(c)/Δ(reference)), ``"cohens_d"``
+    ``c != reference`` also ``"efficacy_ratio"`` (Δ(c)/Δ(reference), Fieller's interval), ``"cohens_d"``
     (d_av(reference, c)) and ``"cohens_dz"`` (float). Estimates are JSON-able dicts. All
     bootstraps share ``seed``, hence the same resampled prompts across quantities.
     """
@@ -291,7 +307,7 @@ def _compare_one(x: np.ndarray, ref: np.ndarray, base: np.ndarray, is_reference:
     """The result entry of one condition for :func:`compare_conditions`."""
     entry: dict = {"delta": effect_ci(x, base, n_boot, seed).to_dict()}
     if not is_reference:
-        entry["efficacy_ratio"] = efficacy_ratio_ci(x, ref, base, n_boot, seed).to_dict()
+        entry["efficacy_ratio"] = efficacy_ratio_ci(x, ref, base).to_dict()
         entry["cohens_d"] = cohens_d_ci(ref, x, n_boot, seed).to_dict()
         entry["cohens_dz"] = paired_cohens_dz(ref, x)
     return entry
