@@ -263,5 +263,14 @@ def test_estimates_outside_or_without_their_interval_still_render(tmp_path):
     result["by_type"]["v+orthogonal"]["cohens_d"] = {"value": 2.0, "ci_low": 0.5, "ci_high": 1.5}
     result["by_type"]["v+null"]["cohens_d"] = {"value": 0.1, "ci_low": float("nan"), "ci_high": float("nan")}
     result["by_type"]["v+orthogonal"]["efficacy_ratio"] = {"value": 2.0, "ci_low": -math.inf, "ci_high": math.inf}
-    plots.save(plots.e1_orthogonal([result]), [str(tmp_path / "e1.png")], dpi=40)
+    figure = plots.e1_orthogonal([result])
+    assert all(abs(limit) < 1e3 for axis in figure.axes for limit in axis.get_ylim())  # no bar to infinity
+    plots.save(figure, [str(tmp_path / "e1.png")], dpi=40)
     assert (tmp_path / "e1.png").read_bytes().startswith(b"\x89PNG")
+    spanning = _json(_e7(np.random.default_rng(3), "sentiment"))
+    curve = next(iter(spanning["curves"].values()))
+    curve[0]["efficacy_ratio"] = {"value": 3.0, "ci_low": -math.inf, "ci_high": math.inf}
+    figure = plots.e7_spanning([spanning])
+    assert all(abs(limit) < 1e3 for limit in figure.axes[0].get_ylim())
+    plots.save(figure, [str(tmp_path / "e7.png")], dpi=40)
+    assert (tmp_path / "e7.png").read_bytes().startswith(b"\x89PNG")
