@@ -23,8 +23,8 @@ RETAINED = (0.95, 1.00)
 INTRO = (
     "Δ is the mean trait score minus the α = 0 baseline; R = Δ(v+δ)/Δ(v); d is the paired Cohen's d (d_av) of "
     "v+δ against v; every δ is ⟂ v with ‖δ‖ = ‖v‖. Intervals are 95% cluster-bootstrap CIs over prompts (all "
-    "environments pooled), R's Fieller's interval on prompt means (unbounded, [-∞, ∞], where Δ(v) is not "
-    "significant). The verdict is a paired TOST of v+δ against v on prompt means at the margin stated, "
+    "environments pooled), except R's: Fieller's interval on prompt means, unbounded ([-∞, ∞]) where Δ(v) "
+    "is not significant. The verdict is a paired TOST of v+δ against v on prompt means at the margin stated, "
     "with its power; 'equivalent' is only possible where Δ(v) is significant and the margin is below |Δ(v)| "
     "(a wider margin would also admit a δ that cancels v: 'inconclusive (margin ≥ |Δ(v)|)'). The verdict after "
     "Holm corrects the TOST p and the difference p, each across every (model, trait, δ-type) cell of the run; "
