@@ -100,6 +100,10 @@ def _check_boot(n_boot: int, confidence: float) -> None:
     """Raise ValueError unless ``n_boot >= 100`` is an integer and ``0 < confidence < 1``."""
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < _MIN_BOOT:
         raise ValueError(f"n_boot must be an integer >= {_MIN_BOOT}, got n_boot={n_boot!r}")
+    _check_confidence(confidence)
+
+
+def _check_confidence(confidence: float) -> None:
     if not (isinstance(confidence, (int, float, np.floating)) and 0.0 < float(confidence) < 1.0):
         raise ValueError(f"confidence must lie strictly between 0 and 1, got confidence={confidence!r}")
 
@@ -243,8 +247,7 @@ def efficacy_ratio_ci(
     as Δ(v) nears 0). Otherwise the set is unbounded (two rays, or every ρ) and is reported as
     (-inf, inf); with Δ(v) = 0 the estimate is nan.
     """
-    if not (isinstance(confidence, (int, float, np.floating)) and 0.0 < float(confidence) < 1.0):
-        raise ValueError(f"confidence must lie strictly between 0 and 1, got confidence={confidence!r}")
+    _check_confidence(confidence)
     pert, v, base = _validate(
         {"scores_perturbed": scores_perturbed, "scores_v": scores_v, "scores_baseline": scores_baseline}
     )
