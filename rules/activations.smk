@@ -6,6 +6,8 @@ rule dump_contrast:
         "results/{model}/activations/L{layer}/contrast-{trait}.h5",
     log:
         "logs/{model}/L{layer}/dump_contrast-{trait}.log",
+    wildcard_constraints:
+        layer=LAYER,
     cache: "omit-software"
     conda:
         "../envs/steerid.yaml"
@@ -30,6 +32,8 @@ rule dump_background:
         "results/{model}/activations/L{layer}/background.h5",
     log:
         "logs/{model}/L{layer}/dump_background.log",
+    wildcard_constraints:
+        layer=LAYER,
     cache: "omit-software"
     conda:
         "../envs/steerid.yaml"
@@ -57,6 +61,8 @@ rule dump_background_shard:
         "results/{model}/activations/L{layer}/background/{shard}-of-{shards}.h5",
     log:
         "logs/{model}/L{layer}/dump_background-{shard}-of-{shards}.log",
+    wildcard_constraints:
+        layer=LAYER,
     cache: "omit-software"
     conda:
         "../envs/steerid.yaml"

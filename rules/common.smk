@@ -4,6 +4,7 @@
 import os
 
 from steerid.conditions import CONDITION_SETS
+from steerid.engine.site import parse_site_label, site_label, site_layers
 from steerid.experiments import EXPERIMENTS, scored
 from steerid.experiments.settings import config_values
 from steerid.scoring import measurement_of, scorer_record
@@ -24,7 +25,9 @@ EXPORTED_FORMATS = ("gguf", "safetensors")
 wildcard_constraints:
     model="|".join(config["models"]),
     trait="|".join(ALL_TRAITS),
-    layer=r"\d+",
+    # A steering site's label: one layer (15) or several (12+15+18); rules of one layer's activations,
+    # spectra and Jacobians narrow it to LAYER.
+    layer=r"\d+(?:\+\d+)*",
     condition_set="|".join(CONDITION_SETS),
     environment="|".join(ENVIRONMENTS),
     figure="|".join(EXPERIMENTS),
@@ -56,28 +59,53 @@ def fitted_scorer_record(wildcards):
     return f"results/{wildcards.model}/validation/{wildcards.trait}.json"
 
 
+LAYER = r"\d+"
+MULTI_LAYER_SITE = r"\d+(?:\+\d+)+"
+# Each model's steering site (models.<model>.layer: one layer or several) as its label in paths.
+SITES = {model: site_label(spec["layer"]) for model, spec in config["models"].items()}
+
+
+def steered_layers(model):
+    """The layers of a model's steering site, ascending."""
+    return site_layers(config["models"][model]["layer"])
+
+
 def survey_layers(model):
-    """E6/E8 layers of a model: its survey layers and its steering layer, ascending."""
-    spec = config["models"][model]
-    return sorted(set(spec["survey_layers"]) | {spec["layer"]})
+    """E6/E8 layers of a model: its survey layers and every layer of its steering site, ascending."""
+    return sorted(set(config["models"][model]["survey_layers"]) | set(steered_layers(model)))
+
+
+def site_inputs(pattern):
+    """Input function: ``pattern`` at each layer of the job's steering site (wildcard ``layer``)."""
+
+    def inputs(wildcards):
+        return [pattern.format(**{**wildcards, "layer": layer}) for layer in site_layers(parse_site_label(wildcards.layer))]
+
+    return inputs
 
 
 def steering_targets(pattern, traits=config["traits"]):
-    """``pattern`` expanded over every model (at its steering layer) and each of ``traits``."""
+    """``pattern`` expanded over every model (at its steering site) and each of ``traits``."""
+    return [pattern.format(model=model, layer=SITES[model], trait=trait) for model in config["models"] for trait in traits]
+
+
+def layer_targets(pattern, traits=config["traits"]):
+    """``pattern`` expanded over every model, each layer of its steering site, and each of ``traits``."""
     return [
-        pattern.format(model=model, layer=spec["layer"], trait=trait)
-        for model, spec in config["models"].items()
+        pattern.format(model=model, layer=layer, trait=trait)
+        for model in config["models"]
+        for layer in steered_layers(model)
         for trait in traits
     ]
 
 
-def model_targets(pattern):
-    """``pattern`` expanded over every model and trait (no layer)."""
-    return [pattern.format(model=model, trait=trait) for model in config["models"] for trait in config["traits"]]
+def model_targets(pattern, traits=config["traits"]):
+    """``pattern`` expanded over every model and each of ``traits`` (no layer)."""
+    return [pattern.format(model=model, trait=trait) for model in config["models"] for trait in traits]
 
 
 def spectrum_targets():
-    return [f"results/{model}/spectra/L{spec['layer']}.h5" for model, spec in config["models"].items()]
+    return [f"results/{model}/spectra/L{layer}.h5" for model in config["models"] for layer in steered_layers(model)]
 
 
 def runtime_params():
@@ -112,8 +140,8 @@ MODEL_GPUS = config["runtime"]["gpus"]
 # the other's layer wildcard matches nothing.
 BACKGROUND_SHARDS = config["background"]["shards"]
 NO_LAYER = r"(?!)"
-UNSHARDED_LAYER = r"\d+" if BACKGROUND_SHARDS == 1 else NO_LAYER
-SHARDED_LAYER = NO_LAYER if BACKGROUND_SHARDS == 1 else r"\d+"
+UNSHARDED_LAYER = LAYER if BACKGROUND_SHARDS == 1 else NO_LAYER
+SHARDED_LAYER = NO_LAYER if BACKGROUND_SHARDS == 1 else LAYER
 
 
 def model_mem_mb(wildcards):
@@ -121,12 +149,11 @@ def model_mem_mb(wildcards):
 
 
 def experiment_targets(experiment):
-    """Every stats JSON of ``experiment``: per model at its steering layer (or per model when it spans
-    layers), per trait it applies to."""
+    """Every stats JSON of ``experiment``, per trait it applies to: per model at its steering site, at each
+    layer of the site, or per model (its scope)."""
     traits = GENERATION_TRAITS if experiment.generated_only else config["traits"]
-    if experiment.per_layer:
-        return steering_targets(experiment.target, traits)
-    return [experiment.target.format(model=model, trait=trait) for model in config["models"] for trait in traits]
+    expand = {"site": steering_targets, "layer": layer_targets, "model": model_targets}
+    return expand[experiment.scope](experiment.target, traits)
 
 
 # Stats JSONs behind each experiment's figure and the summary.

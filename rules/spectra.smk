@@ -53,6 +53,8 @@ rule covariance_shard:
         "results/{model}/covariance/L{layer}/{shard}-of-{shards}.h5",
     log:
         "logs/{model}/L{layer}/covariance-{shard}-of-{shards}.log",
+    wildcard_constraints:
+        layer=LAYER,
     cache: "omit-software"
     conda:
         "../envs/steerid.yaml"
@@ -75,6 +77,8 @@ rule spectrum:
         "results/{model}/spectra/L{layer}.h5",
     log:
         "logs/{model}/L{layer}/spectrum.log",
+    wildcard_constraints:
+        layer=LAYER,
     cache: "omit-software"
     conda:
         "../envs/steerid.yaml"
@@ -100,6 +104,8 @@ rule jacobian:
         "results/{model}/jacobian/L{layer}/{trait}.h5",
     log:
         "logs/{model}/L{layer}/jacobian-{trait}.log",
+    wildcard_constraints:
+        layer=LAYER,
     benchmark:
         "logs/{model}/L{layer}/jacobian-{trait}.benchmark.tsv"
     conda:
@@ -120,8 +126,8 @@ rule jacobian:
 rule perturbations:
     input:
         vector="results/{model}/vectors/L{layer}/{trait}.h5",
-        spectrum="results/{model}/spectra/L{layer}.h5",
-        jacobian="results/{model}/jacobian/L{layer}/{trait}.h5",
+        spectra=site_inputs("results/{model}/spectra/L{layer}.h5"),
+        jacobians=site_inputs("results/{model}/jacobian/L{layer}/{trait}.h5"),
         others=lambda w: [f"results/{w.model}/vectors/L{w.layer}/{other}.h5" for other in perturbing_traits(w.trait)],
     output:
         "results/{model}/perturbations/L{layer}/{trait}.h5",

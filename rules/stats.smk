@@ -87,7 +87,9 @@ rule recovery:
     output:
         EXPERIMENTS["e8"].target,
     log:
-        "logs/{model}/recovery-{trait}.log",
+        "logs/{model}/L{layer}/recovery-{trait}.log",
+    wildcard_constraints:
+        layer=LAYER,
     conda:
         "../envs/steerid.yaml"
     resources:
@@ -95,7 +97,6 @@ rule recovery:
         mem_mb=2000,
         runtime=10,
     params:
-        steering_layer=lambda w: config["models"][w.model]["layer"],
         rank_threshold=config["jacobian"]["recovery_threshold"],
     script:
         "../workflow_scripts/experiment.py"
@@ -109,6 +110,8 @@ rule sparsity:
         EXPERIMENTS["e9"].target,
     log:
         "logs/{model}/L{layer}/sparsity-{trait}.log",
+    wildcard_constraints:
+        layer=LAYER,
     benchmark:
         "logs/{model}/L{layer}/sparsity-{trait}.benchmark.tsv"
     conda:
@@ -130,6 +133,8 @@ rule independence:
         EXPERIMENTS["e10"].target,
     log:
         "logs/{model}/L{layer}/independence-{trait}.log",
+    wildcard_constraints:
+        layer=LAYER,
     benchmark:
         "logs/{model}/L{layer}/independence-{trait}.benchmark.tsv"
     conda:

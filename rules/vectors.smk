@@ -7,6 +7,8 @@ rule steering_vectors:
         "results/{model}/vectors/L{layer}/{trait}.h5",
     log:
         "logs/{model}/L{layer}/steering_vectors-{trait}.log",
+    wildcard_constraints:
+        layer=LAYER,
     conda:
         "../envs/steerid.yaml"
     resources:
@@ -17,6 +19,28 @@ rule steering_vectors:
         imported=imported_vector,
     script:
         "../workflow_scripts/steering_vectors.py"
+
+
+# A steering site of several layers: its layers' vector files stacked into one, (layers, d) per dataset.
+rule stack_vectors:
+    input:
+        layer_vectors=site_inputs("results/{model}/vectors/L{layer}/{trait}.h5"),
+    output:
+        "results/{model}/vectors/L{layer}/{trait}.h5",
+    log:
+        "logs/{model}/L{layer}/stack_vectors-{trait}.log",
+    wildcard_constraints:
+        layer=MULTI_LAYER_SITE,
+    conda:
+        "../envs/steerid.yaml"
+    resources:
+        cpu_threads=cpu_threads,
+        mem_mb=1000,
+        runtime=5,
+    params:
+        layers=lambda w: list(site_layers(parse_site_label(w.layer))),
+    script:
+        "../workflow_scripts/stack_vectors.py"
 
 
 # Every vector steerid uses, as files that llama.cpp, repeng (GGUF) and safetensors readers load.

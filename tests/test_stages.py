@@ -43,8 +43,8 @@ def inputs(tmp_path):
 def _perturbations(paths, output, params=PARAMS, seed=7):
     stages.perturbations(
         vector=paths["vector"],
-        spectrum=paths["spectrum"],
-        jacobian=paths["jacobian"],
+        spectra=[paths["spectrum"]],
+        jacobians=[paths["jacobian"]],
         others=[paths["other"]],
         null_fraction=params["null_fraction"],
         top_k=params["top_k"],
@@ -229,3 +229,107 @@ def test_export_writes_v_as_a_gguf_and_a_safetensors_file_that_read_back(tmp_pat
         read = interchange.read_vector(output)
         assert read.layers == [3] and read.model_hint == "llama"
         np.testing.assert_allclose(read.directions[3], v, rtol=1e-6)
+
+
+# -- a steering site of several layers ----------------------------------------------------------------
+
+
+def _layer_files(tmp_path, layer: int, seed: int) -> dict[str, str]:
+    """One layer's vector (with E5's directions), other-trait vector, spectrum and Jacobian files."""
+    rng = np.random.default_rng(seed)
+    v = rng.standard_normal(D) * (1 + layer)
+    paths = {name: str(tmp_path / f"{name}-{layer}.h5") for name in ("vector", "other", "spectrum", "jacobian")}
+    directions = {"mean_difference": v, "pca": rng.standard_normal(D), "probe": rng.standard_normal(D)}
+    directions["environments/in_distribution"] = v + rng.standard_normal(D)
+    attrs = {"model": "toy", "layer": layer, "source": "toy", "n_pairs": 8}
+    store.write(
+        paths["vector"],
+        directions | {"v": v},
+        attrs | {"norm": np.linalg.norm(v), "mean_residual_norm": 10.0 * (layer + 1)},
+    )
+    store.write(
+        paths["other"], {"v": rng.standard_normal(D) + 0.3 * v}, attrs | {"norm": 1.0, "mean_residual_norm": 1.0}
+    )
+    eigenvectors = f"{stages.PERTURBATION_VIEW}/eigenvectors"
+    store.write(paths["spectrum"], {eigenvectors: np.linalg.qr(rng.standard_normal((D, D)))[0].astype(np.float32)}, {})
+    store.write(paths["jacobian"], {"pooled/eigenvectors": np.linalg.qr(rng.standard_normal((D, D)))[0]}, {})
+    return paths
+
+
+def _site(tmp_path, layers=(2, 4)):
+    """The site's stacked vector and other-trait files and its perturbations, with each layer's files."""
+    per_layer = [_layer_files(tmp_path, layer, seed=layer) for layer in layers]
+    stacked = {name: str(tmp_path / f"{name}-site.h5") for name in ("vector", "other")}
+    for name, path in stacked.items():
+        stages.stack_vectors([files[name] for files in per_layer], {"layers": list(layers)}, path)
+    output = str(tmp_path / "perturbations-site.h5")
+    stages.perturbations(
+        vector=stacked["vector"],
+        spectra=[files["spectrum"] for files in per_layer],
+        jacobians=[files["jacobian"] for files in per_layer],
+        others=[stacked["other"]],
+        null_fraction=PARAMS["null_fraction"],
+        top_k=PARAMS["top_k"],
+        span_ks=PARAMS["span_ks"],
+        seed=7,
+        params=PARAMS,
+        output=output,
+    )
+    return per_layer, stacked, output
+
+
+def test_a_sites_vectors_stack_its_layers_and_scale_as_one(tmp_path):
+    per_layer, stacked, _ = _site(tmp_path)
+    v, pca = store.read(stacked["vector"], "v", "pca")
+    assert v.shape == pca.shape == (2, D)
+    for row, files in enumerate(per_layer):
+        np.testing.assert_array_equal(v[row], store.read(files["vector"], "v")[0])
+    attrs = store.read_attrs(stacked["vector"])
+    assert json.loads(attrs["layer"]) == [2, 4] and attrs["norm"] == pytest.approx(np.linalg.norm(v))
+    assert attrs["mean_residual_norm"] == pytest.approx(np.hypot(30.0, 50.0))
+
+
+def test_every_delta_of_a_site_is_one_delta_per_layer_orthogonal_to_its_v_at_its_norm(tmp_path):
+    per_layer, stacked, output = _site(tmp_path)
+    (v,) = store.read(stacked["vector"], "v")
+    with store.open_complete(output) as handle:
+        kinds = {name: handle[name][()] for name in handle if name not in ("span", "v")}
+        spans = {key: handle["span"][key][()] for key in handle["span"]}
+    assert kinds["orthogonal"].shape == (3, 2, D) and kinds["other"].shape == (1, 2, D)
+    for draws in [*kinds.values(), *(span[None] for span in spans.values())]:
+        for row in range(2):
+            layer_v = v[row]
+            np.testing.assert_allclose(draws[:, row] @ layer_v, 0.0, atol=1e-7 * float(layer_v @ layer_v))
+            np.testing.assert_allclose(np.linalg.norm(draws[:, row], axis=-1), np.linalg.norm(layer_v), rtol=1e-12)
+    for row, files in enumerate(per_layer):
+        (gain_basis,) = store.read(files["jacobian"], "pooled/eigenvectors")
+        assert _inside(kinds["top_gain"][:, row], gain_basis[:, : PARAMS["top_k"]])
+
+
+def test_a_sites_first_layer_keeps_the_one_layer_draws_and_its_other_layers_draw_their_own(tmp_path):
+    per_layer, _, output = _site(tmp_path)
+    first = per_layer[0]
+    one_layer, _ = _perturbations(first, str(tmp_path / "alone.h5"))
+    with store.open_complete(output) as handle:
+        site = {name: handle[name][()] for name in one_layer}
+    for name in one_layer:
+        np.testing.assert_array_equal(site[name][:, 0], one_layer[name])
+    # Two layers with the same directions and bases: only the seed can tell their draws apart.
+    (tmp_path / "same").mkdir()
+    _, _, same = _site(tmp_path / "same", layers=(2, 4))
+    with store.open_complete(same) as handle:
+        draws = handle["orthogonal"][()]
+    units = draws / np.linalg.norm(draws, axis=-1, keepdims=True)
+    assert np.abs(np.sum(units[:, 0] * units[:, 1], axis=-1)).max() < 0.9
+
+
+def test_a_sites_conditions_scale_the_stack_as_one_and_directions_per_layer(tmp_path):
+    _, stacked, output = _site(tmp_path)
+    (v,) = store.read(stacked["vector"], "v")
+    e1 = stages.read_condition_set("e1", stacked["vector"], output, 2.0, 1, ())
+    assert e1["orthogonal-0"].shape == (2, D)
+    np.testing.assert_allclose(e1["v"].numpy(), 2.0 * v, rtol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(e1["pca"].numpy(), axis=-1), 2.0 * np.linalg.norm(v, axis=-1), rtol=1e-5)
+    e2 = stages.read_condition_set("e2", stacked["vector"], output, None, 0, (0.1,))
+    site_residual_norm = store.read_attrs(stacked["vector"])["mean_residual_norm"]
+    assert np.linalg.norm(e2["v@0.1"].numpy()) == pytest.approx(0.1 * site_residual_norm, rel=1e-5)

@@ -111,6 +111,9 @@ POSITIVE_CONTROLS = tuple(kind.name for kind in PERTURBATION_KINDS.values() if k
 ALONE_KIND = "orthogonal"
 # Seeds of the E7 span draws start here, past every kind's offset.
 SPAN_SEED_OFFSET = 10
+# Layer i of a steering site draws its δ with seeds offset by i × this (above every offset one layer
+# uses), so a site's layers get independent draws and a one-layer site keeps the seeds it always had.
+SITE_SEED_STRIDE = 1000
 
 
 @dataclass(frozen=True)
@@ -211,7 +214,7 @@ def e1_conditions(
     """E1/E3/E5: baseline, ±v, v + every δ, the first ``n_alone`` random δ alone, and other directions.
 
     ``directions`` (PCA, probe, per-environment vectors, keyed by condition name) are applied at ‖v‖
-    so that only their direction differs from v.
+    (at a site of several layers, at each layer's ‖v_ℓ‖) so that only their direction differs from v.
     """
     conditions = {BASELINE: np.zeros_like(v), REFERENCE: alpha * v, Condition("-v").name: -alpha * v}
     for kind in PERTURBATION_TYPES:
@@ -220,7 +223,7 @@ def e1_conditions(
     for index, delta in enumerate(deltas[ALONE_KIND][:n_alone]):
         conditions[Condition(None, ALONE_KIND, index).name] = alpha * delta
     for name, direction in directions.items():
-        conditions[name] = alpha * at_norm(direction, float(np.linalg.norm(v)))
+        conditions[name] = alpha * at_norm(direction, np.linalg.norm(v, axis=-1))
     return conditions
 
 
@@ -262,12 +265,13 @@ def v_norms_per_alpha(units: str, residual_norm: float, v_norm: float) -> float:
     return residual_norm / v_norm if units == "mean_residual_norm" else 1.0
 
 
-def at_norm(direction: np.ndarray, norm: float) -> np.ndarray:
-    """``direction`` rescaled to ``norm``; a zero direction is an error, not a silent zero vector."""
-    length = float(np.linalg.norm(direction))
-    if length == 0.0:
+def at_norm(direction: np.ndarray, norm) -> np.ndarray:
+    """``direction`` rescaled to ``norm``, row by row for a site's (layers, d) stack (``norm`` then one
+    per layer); a zero direction is an error, not a silent zero vector."""
+    length = np.linalg.norm(direction, axis=-1, keepdims=True)
+    if np.any(length == 0.0):
         raise ValueError("cannot rescale a zero direction")
-    return direction * (norm / length)
+    return direction * (np.asarray(norm, dtype=np.float64)[..., None] / length)
 
 
 def members(names: Sequence[str], kind: str) -> list[str]:

@@ -6,15 +6,21 @@ once, each by its own row: the intervention is the sum of those shifts. Everythi
 (generation, teacher forcing, the residual hooks) takes ``layers`` as one int or a sequence of them
 and deltas of shape (..., d) for one layer or (..., len(layers), d) for several; this module is
 where both are checked and put in the one layout the engine uses.
+
+A site is named in file paths (the workflow's ``L{layer}`` wildcard) by its label: ``15`` for one
+layer, ``12+15+18`` for several; records store one layer as its int and a site as its list.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # the workflow's parse reads site labels and must not wait for torch to import
+    import torch
 
-__all__ = ["Layers", "site_deltas", "site_layers"]
+__all__ = ["Layers", "parse_site_label", "site_deltas", "site_label", "site_layers", "stored_site"]
 
 Layers = int | Sequence[int]
 
@@ -29,6 +35,30 @@ def site_layers(layers: Layers, n_layers: int | None = None) -> tuple[int, ...]:
     if n_layers is not None and not all(0 <= v < n_layers for v in values):
         raise ValueError(f"layers {list(values)} do not all exist: expected 0 <= layer < {n_layers}")
     return values
+
+
+def site_label(layers: Layers) -> str:
+    """The site's name in paths and reports: ``15``, or ``12+15+18`` for several layers."""
+    return "+".join(str(layer) for layer in site_layers(layers))
+
+
+def parse_site_label(label: str) -> Layers:
+    """A :func:`site_label` back as the site: an int for one layer, an ascending tuple for several."""
+    parts = str(label).split("+")
+    if not all(part.isdigit() for part in parts):
+        raise ValueError(f"steering site {label!r} is not a site label: expected a layer (15) or layers (12+15+18)")
+    layers = site_layers([int(part) for part in parts])
+    return layers[0] if len(layers) == 1 else layers
+
+
+def stored_site(value) -> Layers:
+    """A site as a record stored it (an int, a list, HDF5's numpy scalar, or the JSON text provenance
+    attributes hold lists as) back as the site."""
+    if isinstance(value, str):
+        value = json.loads(value)
+    values = [int(v) for v in value] if hasattr(value, "__iter__") and not isinstance(value, str) else [int(value)]
+    layers = site_layers(values)
+    return layers[0] if len(layers) == 1 else layers
 
 
 def site_deltas(deltas: torch.Tensor, layers: tuple[int, ...], rows: int | None = None) -> torch.Tensor:

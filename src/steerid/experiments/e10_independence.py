@@ -65,6 +65,7 @@ EXPERIMENT = register(
         title="E10 independence",
         rule="independence",
         stage=stats,
+        scope="layer",
         figure=plots.e10_independence,
         claims=one_claim(
             "Independence identifies one direction where the mean difference does not (E10, H10)", finding

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from steerid.conditions import PERTURBATION_KINDS, pooled
+from steerid.engine.site import site_label, stored_site
 from steerid.experiments import scores as score_files
 from steerid.experiments.records import E1Stats
 from steerid.experiments.registry import Claim, Experiment, ScoreInput, register
@@ -142,8 +143,9 @@ def section(e1: Sequence[E1Stats], corrected: Mapping[str, dict]) -> list[str]:
     lines = ["## E1: are v and v + δ behaviourally equivalent?", "", *grid(e1, corrected), INTRO, ""]
     for result in e1:
         delta_v, margins = result["by_type"]["v"]["delta"], result["margins"]
+        site = site_label(stored_site(result["layer"]))
         lines.append(
-            f"- {cell(result)} (layer {result['layer']}, {units(result)}, scorer {result['scorer']} AUROC "
+            f"- {cell(result)} (layer {site}, {units(result)}, scorer {result['scorer']} AUROC "
             f"{result['scorer_validation']['auroc']:.2f}): Δ(v) = {ci(delta_v, 3)}; margins "
             f"{margins['baseline_sd']['value']:.3f} ({margins['baseline_sd']['definition']}) and "
             f"{margins['effect']['value']:.3f} ({margins['effect']['definition']}); "

@@ -8,6 +8,7 @@ import numpy as np
 
 from steerid import conditions
 from steerid.conditions import BASELINE, REFERENCE, pooled
+from steerid.engine.site import Layers
 from steerid.experiments.records import E4Stats
 from steerid.experiments.registry import Experiment, one_claim, register
 from steerid.experiments.text import cell, short_kind
@@ -23,7 +24,7 @@ def stats(
     vector: str,
     perturbations: str,
     trait: str,
-    layer: int,
+    layer: Layers,
     alpha: float | str,
     positions: str,
     norm_preserving: bool,

@@ -172,6 +172,6 @@ EXPERIMENT = register(
         figure=plots.e6_null_space,
         claims=one_claim("A large null space: most directions are inert (E6)", finding),
         section=section,
-        per_layer=False,
+        scope="model",
     )
 )

@@ -12,17 +12,18 @@ from steerid.pipeline import plots
 
 
 def stats(
-    jacobians: Sequence[str], trait: str, steering_layer: int, rank_threshold: float, params: Mapping, output: str
+    jacobians: Sequence[str], trait: str, layer: int, rank_threshold: float, params: Mapping, output: str
 ) -> None:
-    """E8: how the dimension of the inert (equivalent) set shrinks as environments or layers are intersected."""
+    """E8 at one steered ``layer``: how the dimension of the inert (equivalent) set shrinks as that layer's
+    environments, or the model's surveyed and steered layers, are intersected."""
     grams_by_layer, grams_by_environment, d, model = {}, {}, 0, ""
     for path in jacobians:
         with store.open_complete(path) as jac:
-            layer, model = int(jac.attrs["layer"]), str(jac.attrs["model"])
+            member, model = int(jac.attrs["layer"]), str(jac.attrs["model"])
             values, basis = jac["pooled/eigenvalues"][()], jac["pooled/eigenvectors"][()]
             d = basis.shape[0]
-            grams_by_layer[f"L{layer}"] = nullspace.gram_from_spectrum(values, basis)
-            if layer == steering_layer:
+            grams_by_layer[f"L{member}"] = nullspace.gram_from_spectrum(values, basis)
+            if member == layer:
                 grams_by_environment = {
                     name: nullspace.gram_from_spectrum(g["eigenvalues"][()], g["eigenvectors"][()])
                     for name, g in jac["environments"].items()
@@ -32,7 +33,7 @@ def stats(
         "model": model,
         "trait": trait,
         "d": d,
-        "layer": steering_layer,
+        "layer": layer,
         "rank_threshold": rank_threshold,
         "definition": (
             "inert set = directions whose gain, in every member's Jacobians, stays below rank_threshold x "
@@ -64,6 +65,6 @@ EXPERIMENT = register(
         stage=stats,
         figure=plots.e8_recovery,
         claims=one_claim("Identifiability returns when environments or layers are intersected (E8)", finding),
-        per_layer=False,
+        scope="layer",
     )
 )

@@ -99,6 +99,7 @@ EXPERIMENT = register(
         title="E9 sparsity",
         rule="sparsity",
         stage=stats,
+        scope="layer",
         figure=plots.e9_sparsity,
         claims=one_claim(
             "Sparsity picks one vector of the equivalence class, and recovers a sparse one (E9, H10)", finding

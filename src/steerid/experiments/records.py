@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
+from steerid.engine.site import Layers
 from steerid.stats.analysis import AlphaCurves, Endpoints
 
 Table = dict[str, Any]
@@ -21,7 +22,7 @@ class ScoreHeader(TypedDict):
     """The cell a score-reading experiment describes."""
 
     model: str
-    layer: int
+    layer: Layers  # one layer, or a steering site of several
     trait: str
     scorer: str
     alpha: float | None
@@ -54,7 +55,7 @@ class E3Stats(ScoreHeader):
 class E4Stats(TypedDict):
     experiment: str
     model: str
-    layer: int
+    layer: Layers
     trait: str
     alpha: float | None
     alpha_source: str

@@ -22,6 +22,9 @@ from steerid.io import atomic_write_json
 
 # A claim of the paper as the summary states it: its title and one finding per cell.
 Claim = tuple[str, list[str]]
+# What one stats JSON covers: a model's steering site (it steers there), each layer of that site (one
+# layer's geometry), or the whole model (it compares layers).
+Scope = Literal["site", "layer", "model"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,7 @@ class Experiment:
     stage: Callable[..., None]
     figure: Callable[[Sequence[Any]], Figure]
     claims: Callable[[Sequence[Any], Mapping[str, dict]], list[Claim]]
-    per_layer: bool = True
+    scope: Scope = "site"
     generated_only: bool = False
     scores: ScoreInput | None = None
     settings: type | None = None
@@ -61,8 +64,8 @@ class Experiment:
 
     @property
     def target(self) -> str:
-        """Path pattern of one stats JSON: per steering layer and trait, or per model and trait."""
-        layer = "L{layer}/" if self.per_layer else ""
+        """Path pattern of one stats JSON: per steering site (or layer) and trait, or per model and trait."""
+        layer = "" if self.scope == "model" else "L{layer}/"
         return f"results/{{model}}/stats/{self.name}/{layer}{{trait}}.json"
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from steerid import store
+from steerid.engine.site import stored_site
 from steerid.experiments.records import ScoreHeader
 from steerid.pipeline.results import read_scores
 
@@ -31,7 +32,7 @@ def header(attrs: Mapping, vector: str, validation: str) -> ScoreHeader:
     scorer = json.loads(Path(validation).read_text())
     return {
         "model": attrs["model"],
-        "layer": int(attrs["layer"]),
+        "layer": stored_site(attrs["layer"]),
         "trait": attrs["trait"],
         "scorer": attrs["scorer"],
         "alpha": None if attrs["alpha"] == "none" else float(attrs["alpha"]),

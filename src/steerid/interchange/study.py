@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from steerid.engine.site import Layers, site_layers
 from steerid.interchange.checks import check_against
 from steerid.interchange.registry import guess_format, read_vector
 from steerid.interchange.strength import at_residual_strength
@@ -50,12 +51,12 @@ class VectorImport:
 
 
 def checked_import(
-    entry: VectorImport, *, d_model: int, n_layers: int, model_type: str | None, layer: int
+    entry: VectorImport, *, d_model: int, n_layers: int, model_type: str | None, layer: Layers
 ) -> VectorFile:
     """The entry's file, read and checked against the model (width, hint, layers, finite values).
 
     Raises:
-        VectorFileError: the file cannot be read, or cannot steer ``layer`` of this model; the
+        VectorFileError: the file cannot be read, or cannot steer ``layer`` (every layer of a site) of this model; the
             message names the file and the value.
     """
     vector_file = entry.read()
@@ -64,7 +65,7 @@ def checked_import(
         d_model=d_model,
         n_layers=n_layers,
         model_type=model_type,
-        layers=[layer],
+        layers=list(site_layers(layer)),
         allow_hint_mismatch=entry.allow_model_mismatch,
     )
     return vector_file

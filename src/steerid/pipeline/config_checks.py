@@ -40,6 +40,7 @@ from typing import Any
 
 import yaml
 
+from steerid.engine.site import site_label, site_layers
 from steerid.engine.specs import (
     EMBEDDED_MODULES,
     EMBEDDED_NAMES,
@@ -122,7 +123,8 @@ def check_config(config: dict, schema_path: str | Path, context: RunContext = Ru
         raise ConfigError(schema_problems)
     findings = _Findings(context)
     _check_trait_names(config, schema, findings)
-    if findings.errors:  # every check below reads each trait's prompts or scorer
+    _check_sites(config, findings)
+    if findings.errors:  # every check below reads each trait's prompts or scorer, and each model's site
         raise ConfigError(findings.errors)
     _fill_own_trait_scorers(config, schema)
     _check_own_trait_data(config, findings)
@@ -217,6 +219,16 @@ def _description(schema: dict, schema_path: Iterable) -> str:
 # --------------------------------------------------------------------------------------------
 # Relations between settings and sizes of the prompt sets
 # --------------------------------------------------------------------------------------------
+
+
+def _check_sites(config: dict, findings: _Findings) -> None:
+    """A steering site of several layers lists each once, ascending (the order its vectors stack in)."""
+    for name, entry in config["models"].items():
+        layers = entry["layer"]
+        if not isinstance(layers, int) and list(layers) != sorted(set(layers)):
+            findings.error(
+                f"models.{name}.layer", layers, "not strictly ascending", "each layer once, in ascending order"
+            )
 
 
 def _check_relations(config: dict, findings: _Findings) -> None:
@@ -477,8 +489,10 @@ def _check_against_model(config: dict, name: str, shape: ModelShape, findings: _
     """Layers against the depth, subspace sizes against d."""
     entry, d = config["models"][name], shape.d_model
     depth = f"0 <= layer < {shape.n_layers} ({name} has {shape.n_layers} decoder layers)"
-    if entry["layer"] >= shape.n_layers:
-        findings.error(f"models.{name}.layer", entry["layer"], "no such layer", depth)
+    missing = [layer for layer in site_layers(entry["layer"]) if layer >= shape.n_layers]
+    if missing:
+        problem = "no such layer" if isinstance(entry["layer"], int) else f"no such layers: {missing}"
+        findings.error(f"models.{name}.layer", entry["layer"], problem, depth)
     beyond = [layer for layer in entry["survey_layers"] if layer >= shape.n_layers]
     if beyond:
         findings.error(f"models.{name}.survey_layers", entry["survey_layers"], f"{beyond} do not exist", depth)
@@ -537,7 +551,7 @@ def _check_vector_imports(config: dict, name: str, shape: ModelShape, findings: 
                     layer=entry["layer"],
                 )
         except VectorFileError as err:  # its message names the file and the value
-            expected = f"a vector file that can steer layer {entry['layer']}"
+            expected = f"a vector file that can steer layer {site_label(entry['layer'])}"
             findings.error(f"{key}.file", spec["file"], str(err), expected)
             continue
         findings.warnings += [f"config {key}.file = {spec['file']!r}: {w.message}" for w in caught]

@@ -21,6 +21,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from steerid.conditions import PERTURBATION_KINDS, pooled
+from steerid.engine.site import site_label, stored_site
 from steerid.experiments.records import (
     E1Stats,
     E2Stats,
@@ -70,7 +71,7 @@ def _grid(n_rows: int, n_cols: int) -> tuple[Figure, np.ndarray]:
 
 def _title(result: Mapping) -> str:
     # E6 spans several layers, so "layer" is legitimately absent there.
-    layer = f" · L{result['layer']}" if "layer" in result else ""
+    layer = f" · L{site_label(stored_site(result['layer']))}" if "layer" in result else ""
     return f"{result['model']} · {result['trait']}{layer}"
 
 

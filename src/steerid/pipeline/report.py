@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from steerid import store
+from steerid.engine.site import site_label, stored_site
 from steerid.experiments import EXPERIMENTS
 from steerid.experiments.e1_orthogonal import corrected_verdicts
 from steerid.experiments.paper_claims import Grid, paragraphs
@@ -104,13 +105,17 @@ def validation_section(checks: Sequence[Mapping]) -> list[str]:
 def vectors_section(results: Mapping[str, Sequence[Any]]) -> list[str]:
     """Where each studied v came from (extracted or imported), as every stats record's header names it."""
     cells = {
-        (r["model"], r["layer"], r["trait"]): (r["vector_source"], r["v_norm"], r["mean_residual_norm"])
+        (r["model"], site_label(stored_site(r["layer"])), r["trait"]): (
+            r["vector_source"],
+            r["v_norm"],
+            r["mean_residual_norm"],
+        )
         for records in results.values()
         for r in records
         if "vector_source" in r
     }
     strengths = {
-        (r["model"], r["layer"], r["trait"]): f"{r['alpha']:.3g} ({r['alpha_source']})"
+        (r["model"], site_label(stored_site(r["layer"])), r["trait"]): f"{r['alpha']:.3g} ({r['alpha_source']})"
         for records in results.values()
         for r in records
         if r.get("alpha") is not None and "alpha_source" in r

@@ -20,6 +20,7 @@ from steerid.conditions import BASELINE
 from steerid.engine import activations, architectures
 from steerid.engine.generate import Sampling, generate_conditions
 from steerid.engine.models import check_layer, load_model, prepare_model, read_manifest
+from steerid.engine.site import Layers, site_label, site_layers, stored_site
 from steerid.io import atomic_path, atomic_write_json
 from steerid.linalg import nullspace, spectrum
 from steerid.linalg.streaming import covariance_from_hdf5, merged, read_accumulator, shard_slice, write_accumulator
@@ -34,10 +35,11 @@ from steerid.scoring import PairedItems, get_scorer, measurement_of, probe, scor
 from steerid.scoring.measurements import STATEMENT_LIKELIHOOD
 
 
-def open_model(model_dir: str, layer: int, runtime: Runtime):
+def open_model(model_dir: str, layer: Layers, runtime: Runtime):
     torch.set_num_threads(runtime.threads)
     model, tokenizer, manifest = load_model(Path(model_dir), runtime.device, runtime.dtype)
-    check_layer(manifest, layer)
+    for one in site_layers(layer):
+        check_layer(manifest, one)
     log.info(
         "loaded %s (%s, %d layers, d=%d) on %s in %s with %d CPU threads; engine: %s",
         manifest.spec,
@@ -52,14 +54,14 @@ def open_model(model_dir: str, layer: int, runtime: Runtime):
     return model, tokenizer, manifest
 
 
-def _model_fields(model, manifest, layer: int) -> dict:
+def _model_fields(model, manifest, layer: Layers) -> dict:
     parameter = next(model.parameters())
     return {
         "model": manifest.spec,
         "model_revision": manifest.revision,
         "architecture": manifest.architecture,
         "layer": layer,
-        "site": f"output of decoder layer {layer}",
+        "site": f"output of decoder layer{'' if isinstance(layer, int) else 's'} {site_label(layer)}",
         "dtype": str(parameter.dtype).removeprefix("torch."),
         "device": str(parameter.device),
     }
@@ -209,20 +211,53 @@ def _study_vector(
 
 
 def export_vector(vector: str, model: str, vector_format: str, output: str) -> None:
-    """The study's v at its layer as a ``vector_format`` file (a GGUF control vector llama.cpp and repeng load,
-    or steerid's safetensors), at its own length: loaded with strength 1 it adds what steerid added at α = 1."""
+    """The study's v at its layer (each layer of its site) as a ``vector_format`` file (a GGUF control
+    vector llama.cpp and repeng load, or steerid's safetensors), at its own length: loaded with
+    strength 1 it adds what steerid added at α = 1."""
     (v,) = store.read(vector, "v")
     attrs = store.read_attrs(vector)
-    layer = int(attrs["layer"])
+    layers = site_layers(stored_site(attrs["layer"]))
     metadata = {key: str(attrs[key]) for key in ("model", "source", "mean_residual_norm", "params_sha256")}
     interchange.export_vector(
-        {layer: v},
+        dict(zip(layers, np.reshape(v, (len(layers), -1)))),
         output,
         model_hint=read_manifest(Path(model)).architecture,
         metadata=metadata,
         format_name=vector_format,
     )
-    log.info("wrote v of layer %d (‖v‖ = %.3f) as %s to %s", layer, np.linalg.norm(v), vector_format, output)
+    log.info(
+        "wrote v of layers %s (‖v‖ = %.3f) as %s to %s", site_label(layers), np.linalg.norm(v), vector_format, output
+    )
+
+
+def stack_vectors(layer_vectors: Sequence[str], params: Mapping, output: str) -> None:
+    """A steering site's vectors: every dataset of its layers' vector files stacked as (layers, d).
+
+    The site's ``mean_residual_norm`` is the root sum of squares of its layers' (and ``norm`` is
+    ‖v‖ over the whole stack), so α in residual-norm units scales the stacked v as one vector, as
+    a control vector's one coefficient does, and keeps the layers' relative strengths.
+    """
+    attrs = [store.read_attrs(path) for path in layer_vectors]
+    layers = site_layers([int(a["layer"]) for a in attrs])
+    with contextlib.ExitStack() as stack:
+        handles = [stack.enter_context(store.open_complete(path)) for path in layer_vectors]
+        names: list[str] = []
+        handles[0].visititems(lambda name, item: names.append(name) if hasattr(item, "shape") else None)
+        datasets = {name: np.stack([handle[name][()] for handle in handles]) for name in names}
+    residual_norm = float(np.sqrt(sum(float(a["mean_residual_norm"]) ** 2 for a in attrs)))
+    shared = {key: attrs[0][key] for key in ("model", "source", "source_format") if key in attrs[0]}
+    record = store.provenance(
+        params,
+        **shared,
+        layer=list(layers),
+        n_pairs=int(attrs[0]["n_pairs"]),
+        norm=float(np.linalg.norm(datasets["v"])),
+        mean_residual_norm=residual_norm,
+        layer_norms=[float(a["norm"]) for a in attrs],
+        layer_mean_residual_norms=[float(a["mean_residual_norm"]) for a in attrs],
+    )
+    store.write(output, datasets, record)
+    log.info("stacked v at layers %s: ‖v_ℓ‖ = %s", site_label(layers), [round(float(a["norm"]), 3) for a in attrs])
 
 
 def _covariance_views(background: str, chunk_rows: int, sink_positions: Sequence[int]) -> dict:
@@ -362,8 +397,8 @@ def jacobian(
 
 def perturbations(
     vector: str,
-    spectrum: str,
-    jacobian: str,
+    spectra: Sequence[str],
+    jacobians: Sequence[str],
     others: Sequence[str],
     null_fraction: float,
     top_k: int,
@@ -374,27 +409,33 @@ def perturbations(
 ) -> None:
     """Every δ (⟂ v, ‖δ‖ = ‖v‖) of each kind in :data:`conditions.PERTURBATION_KINDS` — as many random
     draws as ``params[kind.count_key]``, from the kind's subspace — other traits' vectors, and the E7
-    bottom/top-k draws."""
+    bottom/top-k draws.
+
+    At a site of several layers every δ is one δ_ℓ per layer (stacked as (..., layers, d)): ⟂ v_ℓ,
+    ‖δ_ℓ‖ = ‖v_ℓ‖, drawn from layer ℓ's own covariance and Jacobian spectra (``spectra`` and
+    ``jacobians``, one per layer) with seeds of its own (:data:`conditions.SITE_SEED_STRIDE`).
+    """
     (v,) = store.read(vector, "v")
-    (covariance_basis,) = store.read(spectrum, f"{PERTURBATION_VIEW}/eigenvectors")
-    (gain_basis,) = store.read(jacobian, "pooled/eigenvectors")
-    bases = {"covariance": covariance_basis.astype(np.float64), "jacobian": gain_basis}
-    random = {kind.name: kind.draw for kind in conditions.PERTURBATION_KINDS.values() if kind.draw is not None}
-    counts = {name: int(params[draw.count_key]) for name, draw in random.items()}
-    null_k = max(counts["null"] + 1, round(null_fraction * v.size))
-    sizes = {"null": null_k, "top": top_k}
-    draws = {}
-    for name, draw in random.items():
-        where = draw.subspace
-        basis = None if where is None else perturb.eigen_subspace(bases[where.basis], sizes[where.size], where.end)
-        draws[name] = perturb.orthogonal_draws(v, counts[name], seed + draw.seed_offset, basis)
-    if others:
-        draws["other"] = np.stack([perturb.orthogonalised(store.read(path, "v")[0], v) for path in others])
-    spans = [conditions.Span(s, e, k) for s in bases for e in ("bottom", "top") for k in span_ks]
-    for offset, span in enumerate(spans):
-        subspace = perturb.eigen_subspace(bases[span.source], span.k, span.end)
-        seed_of_span = seed + conditions.SPAN_SEED_OFFSET + offset
-        draws[f"span/{span.key}"] = perturb.orthogonal_draws(v, 1, seed_of_span, subspace)[0]
+    site_v = v.reshape(len(spectra), -1)
+    other_vs = [store.read(path, "v")[0].reshape(site_v.shape) for path in others]
+    per_layer = [
+        _layer_perturbations(
+            site_v[i],
+            spectra[i],
+            jacobians[i],
+            [o[i] for o in other_vs],
+            null_fraction,
+            top_k,
+            span_ks,
+            seed + i * conditions.SITE_SEED_STRIDE,
+            params,
+        )
+        for i in range(len(spectra))
+    ]
+    draws = (
+        per_layer[0] if len(per_layer) == 1 else {k: np.stack([d[k] for d in per_layer], axis=-2) for k in per_layer[0]}
+    )
+    null_k = max(int(params["n_null"]) + 1, round(null_fraction * site_v.shape[1]))
     attrs = store.provenance(
         params,
         **{k: a for k, a in store.read_attrs(vector).items() if k in ("model", "layer")},
@@ -404,6 +445,39 @@ def perturbations(
         other_traits=[Path(path).stem for path in others],
     )
     store.write(output, {"v": v, **draws}, attrs)
+
+
+def _layer_perturbations(
+    v: np.ndarray,
+    spectrum: str,
+    jacobian: str,
+    others: Sequence[np.ndarray],
+    null_fraction: float,
+    top_k: int,
+    span_ks: Sequence[int],
+    seed: int,
+    params: Mapping,
+) -> dict[str, np.ndarray]:
+    """One layer's δ of every kind for its v (see :func:`perturbations`), keyed as the file stores them."""
+    (covariance_basis,) = store.read(spectrum, f"{PERTURBATION_VIEW}/eigenvectors")
+    (gain_basis,) = store.read(jacobian, "pooled/eigenvectors")
+    bases = {"covariance": covariance_basis.astype(np.float64), "jacobian": gain_basis}
+    random = {kind.name: kind.draw for kind in conditions.PERTURBATION_KINDS.values() if kind.draw is not None}
+    counts = {name: int(params[draw.count_key]) for name, draw in random.items()}
+    sizes = {"null": max(counts["null"] + 1, round(null_fraction * v.size)), "top": top_k}
+    draws = {}
+    for name, draw in random.items():
+        where = draw.subspace
+        basis = None if where is None else perturb.eigen_subspace(bases[where.basis], sizes[where.size], where.end)
+        draws[name] = perturb.orthogonal_draws(v, counts[name], seed + draw.seed_offset, basis)
+    if others:
+        draws["other"] = np.stack([perturb.orthogonalised(other, v) for other in others])
+    spans = [conditions.Span(s, e, k) for s in bases for e in ("bottom", "top") for k in span_ks]
+    for offset, span in enumerate(spans):
+        subspace = perturb.eigen_subspace(bases[span.source], span.k, span.end)
+        seed_of_span = seed + conditions.SPAN_SEED_OFFSET + offset
+        draws[f"span/{span.key}"] = perturb.orthogonal_draws(v, 1, seed_of_span, subspace)[0]
+    return draws
 
 
 def read_condition_set(
@@ -465,7 +539,7 @@ def evaluate(
     perturbations: str,
     condition_set: str,
     environment: str,
-    layer: int,
+    layer: Layers,
     alpha: float | str | None,
     positions: str,
     norm_preserving: bool,
@@ -579,7 +653,7 @@ def score_statements(
     condition_set: str,
     trait: str,
     scorer: str,
-    layer: int,
+    layer: Layers,
     alpha: float | str | None,
     n_alone: int,
     norm_preserving: bool,

@@ -9,6 +9,7 @@ import typing
 from collections.abc import Callable, Mapping
 
 from steerid import experiments, prompts
+from steerid.engine.site import parse_site_label
 from steerid.pipeline.runtime import Runtime
 
 
@@ -26,6 +27,7 @@ def runtime(snakemake) -> Runtime:
 def call(stage: Callable, snakemake) -> None:
     """Call ``stage`` with the rule's named inputs, params and wildcards as keyword arguments.
 
+    The wildcard ``layer`` (a steering site's label) comes as the site: an int, or a tuple of layers.
     ``output`` is the rule's first output and ``outputs`` all of them, ``params`` (when the stage
     takes it) all params for the provenance digest, and ``runtime`` the job's :class:`Runtime`. An
     argument typed as a settings dataclass and not provided by name is built from the params named
@@ -49,7 +51,7 @@ def call(stage: Callable, snakemake) -> None:
     if "runtime" in available:
         available["runtime"] = runtime(snakemake)
     if "layer" in available:
-        available["layer"] = int(available["layer"])
+        available["layer"] = parse_site_label(available["layer"])
     accepted = inspect.signature(stage).parameters
     named = {name: p for name, p in accepted.items() if p.kind is not inspect.Parameter.VAR_KEYWORD}
     hints = typing.get_type_hints(stage)

@@ -56,6 +56,7 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
+from steerid.engine.site import Layers
 from steerid.prompts import load_trait, own_trait_names
 from steerid.scoring.measurements import GENERATED_TEXT, MEASUREMENTS, STATEMENT_LIKELIHOOD, Measurement
 
@@ -349,7 +350,7 @@ class TruthfulnessLikelihood:
         if prefix:
             self._context += list(tokenizer(prefix, add_special_tokens=False)["input_ids"])
 
-    def token_logprobs(self, texts: Sequence[str], delta=None, layer: int | None = None) -> list[np.ndarray]:
+    def token_logprobs(self, texts: Sequence[str], delta=None, layer: Layers | None = None) -> list[np.ndarray]:
         """Per text, the log-probability of each of its tokens given everything before it."""
         from steerid.engine.teacher import continuation_logprobs
 
@@ -369,12 +370,12 @@ class TruthfulnessLikelihood:
         )
         return [values.numpy().astype(np.float64) for values in logprobs]
 
-    def score(self, texts: Sequence[str], delta=None, layer: int | None = None) -> np.ndarray:
+    def score(self, texts: Sequence[str], delta=None, layer: Layers | None = None) -> np.ndarray:
         """Mean token log-probability of each text (length-normalised)."""
         return np.array([lp.mean() for lp in self.token_logprobs(texts, delta, layer)], dtype=np.float64)
 
     def score_pairs(
-        self, true_statements: Sequence[str], false_statements: Sequence[str], delta=None, layer: int | None = None
+        self, true_statements: Sequence[str], false_statements: Sequence[str], delta=None, layer: Layers | None = None
     ) -> np.ndarray:
         """Per pair, mean logP(true) − mean logP(false); > 0 means the model prefers the truth."""
         trues = _text_list(true_statements, "score_pairs true_statements")
@@ -560,7 +561,9 @@ def _lazy(module: str, function: str) -> Callable[..., Any]:
     return call
 
 
-def _statement_preferences(model, tokenizer, layer: int, prompt_set: Mapping[str, Any], named, norm_preserving=False):
+def _statement_preferences(
+    model, tokenizer, layer: Layers, prompt_set: Mapping[str, Any], named, norm_preserving=False
+):
     """Truthfulness: the preferences of the prompt set's true/false statement pairs."""
     from steerid.scoring import truthfulness
 

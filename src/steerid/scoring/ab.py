@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from steerid.engine.site import Layers
 from steerid.prompts import POLES, ABItem, instructed, prompt_set_ab_items
 from steerid.scoring import paired_validation_record
 
@@ -50,7 +51,7 @@ class ABLikelihood:
         self.norm_preserving = norm_preserving
 
     def answer_logprobs(
-        self, questions: Sequence[str], answers: Sequence[str], delta=None, layer: int | None = None
+        self, questions: Sequence[str], answers: Sequence[str], delta=None, layer: Layers | None = None
     ) -> np.ndarray:
         """Per (question, answer), log p(answer | question): the sum over the answer's tokens."""
         from steerid.engine.models import answered_prompt_ids
@@ -70,7 +71,7 @@ class ABLikelihood:
         )
         return np.array([values.numpy().astype(np.float64).sum() for values in logprobs], dtype=np.float64)
 
-    def score_items(self, items: Sequence[ABItem], delta=None, layer: int | None = None) -> np.ndarray:
+    def score_items(self, items: Sequence[ABItem], delta=None, layer: Layers | None = None) -> np.ndarray:
         """Per item, logP(matching answer | question) − logP(not matching answer | question)."""
         items = list(items)
         if not items:
@@ -91,7 +92,7 @@ class ABLikelihood:
 def steered_preferences(
     model,
     tokenizer,
-    layer: int,
+    layer: Layers,
     items: Sequence[ABItem],
     named: Mapping[str, torch.Tensor],
     norm_preserving: bool = False,
@@ -105,7 +106,7 @@ def steered_preferences(
 def prompt_set_preferences(
     model,
     tokenizer,
-    layer: int,
+    layer: Layers,
     prompt_set: Mapping[str, Any],
     named: Mapping[str, torch.Tensor],
     norm_preserving: bool = False,

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
+from steerid.engine.site import Layers
 from steerid.scoring import TruthfulnessLikelihood, paired_validation_record
 
 STEERED_POSITIONS = "all"
@@ -21,7 +22,7 @@ STEERED_POSITIONS = "all"
 def steered_preferences(
     model,
     tokenizer,
-    layer: int,
+    layer: Layers,
     statements: Sequence[tuple[str, str]],
     named: Mapping[str, torch.Tensor],
     norm_preserving: bool = False,
