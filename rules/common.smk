@@ -79,14 +79,18 @@ def site_inputs(pattern):
     """Input function: ``pattern`` at each layer of the job's steering site (wildcard ``layer``)."""
 
     def inputs(wildcards):
-        return [pattern.format(**{**wildcards, "layer": layer}) for layer in site_layers(parse_site_label(wildcards.layer))]
+        return [
+            pattern.format(**{**wildcards, "layer": layer}) for layer in site_layers(parse_site_label(wildcards.layer))
+        ]
 
     return inputs
 
 
 def steering_targets(pattern, traits=config["traits"]):
     """``pattern`` expanded over every model (at its steering site) and each of ``traits``."""
-    return [pattern.format(model=model, layer=SITES[model], trait=trait) for model in config["models"] for trait in traits]
+    return [
+        pattern.format(model=model, layer=SITES[model], trait=trait) for model in config["models"] for trait in traits
+    ]
 
 
 def layer_targets(pattern, traits=config["traits"]):

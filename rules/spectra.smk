@@ -104,10 +104,10 @@ rule jacobian:
         "results/{model}/jacobian/L{layer}/{trait}.h5",
     log:
         "logs/{model}/L{layer}/jacobian-{trait}.log",
-    wildcard_constraints:
-        layer=LAYER,
     benchmark:
         "logs/{model}/L{layer}/jacobian-{trait}.benchmark.tsv"
+    wildcard_constraints:
+        layer=LAYER,
     conda:
         "../envs/steerid.yaml"
     threads: MODEL_THREADS

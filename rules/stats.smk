@@ -110,10 +110,10 @@ rule sparsity:
         EXPERIMENTS["e9"].target,
     log:
         "logs/{model}/L{layer}/sparsity-{trait}.log",
-    wildcard_constraints:
-        layer=LAYER,
     benchmark:
         "logs/{model}/L{layer}/sparsity-{trait}.benchmark.tsv"
+    wildcard_constraints:
+        layer=LAYER,
     conda:
         "../envs/steerid.yaml"
     resources:
@@ -133,10 +133,10 @@ rule independence:
         EXPERIMENTS["e10"].target,
     log:
         "logs/{model}/L{layer}/independence-{trait}.log",
-    wildcard_constraints:
-        layer=LAYER,
     benchmark:
         "logs/{model}/L{layer}/independence-{trait}.benchmark.tsv"
+    wildcard_constraints:
+        layer=LAYER,
     conda:
         "../envs/steerid.yaml"
     resources:

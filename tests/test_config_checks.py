@@ -74,6 +74,18 @@ def test_every_problem_is_reported_at_once():
             f"expected 0 <= layer < 30 ({MODEL} has 30 decoder layers)",
         ),
         (
+            lambda c: c["models"][MODEL].update(layer=[12, 30]),
+            f"config models.{MODEL}.layer = [12, 30]: no such layers: [30]; expected 0 <= layer < 30",
+        ),
+        (
+            lambda c: c["models"][MODEL].update(layer=[15, 12]),
+            f"config models.{MODEL}.layer = [15, 12]: not strictly ascending; expected each layer once",
+        ),
+        (
+            lambda c: c["models"][MODEL].update(layer=[]),
+            f"config models.{MODEL}.layer = []: expected an integer >= 0 or a non-empty array of integers >= 0",
+        ),
+        (
             lambda c: c["models"][MODEL].update(survey_layers=[8, 31]),
             f"config models.{MODEL}.survey_layers = [8, 31]: [31]",
         ),
@@ -115,6 +127,9 @@ def test_every_problem_is_reported_at_once():
     ],
     ids=[
         "layer",
+        "site-layer",
+        "site-order",
+        "empty-site",
         "survey-layer",
         "span-k",
         "spectrum-top-k",

@@ -23,9 +23,12 @@ def test_the_registry_holds_the_papers_experiments_in_order():
     assert {e.scores.condition_set for e in scored()} == {"e1", "e2", "e7"}
 
 
-def test_targets_are_per_steering_layer_or_per_model():
+def test_targets_are_per_steering_site_per_steered_layer_or_per_model():
     assert EXPERIMENTS["e1"].target == "results/{model}/stats/e1/L{layer}/{trait}.json"
     assert EXPERIMENTS["e6"].target == "results/{model}/stats/e6/{trait}.json"
+    scopes = {name: experiment.scope for name, experiment in EXPERIMENTS.items()}
+    assert {name for name, scope in scopes.items() if scope == "layer"} == {"e8", "e9", "e10"}
+    assert {name for name, scope in scopes.items() if scope == "model"} == {"e6"}
 
 
 def test_rules_map_back_to_their_experiment():

@@ -3,7 +3,8 @@
 The vector is examples/vectors/refusal-smollm2-135m.gguf, trained and exported by repeng itself
 (examples/make_refusal_vector.py); the trait is examples/traits/refusal.json. The run adds them to a
 copy of the finished test study, so the model, background dump and spectra are reused, and
-exactly the trait's own chain runs.
+exactly the trait's own chain runs. It steers at two of the file's layers at once (12 and 15), as the
+control vector is meant to be applied: v is the file's direction at each, every δ is one δ_ℓ per layer.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from steerid.pipeline.config_checks import ConfigError, check_config
 from steerid.pipeline.study_config import DEFAULT_PROMPT_COUNTS
 
 MODEL, LAYER, TRAIT = "smollm2-135m", 15, "refusal"
+# The study's steering site: two of the file's three layers.
+SITE, SITE_LABEL = (12, 15), "12+15"
 VECTOR = REPO / "examples" / "vectors" / "refusal-smollm2-135m.gguf"
 TRAIT_FILE = REPO / "examples" / "traits" / "refusal.json"
 STRENGTH = 0.2
@@ -36,13 +39,18 @@ MINIMAL = {
     "traits": [TRAIT],
     "trait_files": {TRAIT: str(TRAIT_FILE)},
 }
-# The trait's chain and nothing the finished study already has (model, background, covariance, spectra).
+# The trait's chain at both layers of the site, and of the rest only the background, covariance and
+# spectrum of layer 12, which the finished study (layers 8 and 15) lacks.
 OWN_CHAIN = {
     "prompts": 1,
-    "dump_contrast": 1,
-    "steering_vectors": 1,
+    "dump_background": 1,
+    "covariance": 1,
+    "spectrum": 1,
+    "dump_contrast": 2,
+    "steering_vectors": 2,
+    "stack_vectors": 1,
     "export_vector": 2,
-    "jacobian": 2,
+    "jacobian": 3,
     "perturbations": 1,
     "validate_scorer": 1,
     "evaluate": 5,
@@ -54,9 +62,9 @@ OWN_CHAIN = {
     "stats_e7": 1,
     "logit_distance": 1,
     "null_space": 1,
-    "recovery": 1,
-    "sparsity": 1,
-    "independence": 1,
+    "recovery": 2,
+    "sparsity": 2,
+    "independence": 2,
     "figure": 10,
     "summary": 1,
     "all": 1,
@@ -96,6 +104,15 @@ def test_a_vector_for_a_layer_the_file_lacks_is_named_before_any_job():
     (line,) = _problems(config)
     assert line.startswith(f"config models.{MODEL}.vectors.{TRAIT}.file = {str(VECTOR)!r}")
     assert "no direction for layers [10]" in line and "it has layers [12, 15, 18]" in line
+
+
+def test_a_site_needs_the_files_direction_at_each_of_its_layers():
+    config = copy.deepcopy(MINIMAL)
+    config["models"][MODEL]["layer"] = [12, 15, 18]
+    assert check_config(copy.deepcopy(config), SCHEMA) == []
+    config["models"][MODEL]["layer"] = [12, 14]
+    (line,) = _problems(config)
+    assert "no direction for layers [14]" in line and line.endswith("expected a vector file that can steer layer 12+14")
 
 
 def test_a_vector_of_another_width_is_named_before_any_job(tmp_path):
@@ -162,9 +179,10 @@ def test_a_model_a_vector_file_and_a_trait_file_plan_every_experiment(tmp_path):
 
 @pytest.fixture(scope="module")
 def own_study(run, tmp_path_factory):
-    """The finished test study with its trait replaced by the imported refusal vector, run to the end."""
+    """The finished test study with its trait replaced by the imported refusal vector at two of its layers,
+    run to the end."""
     workdir = copy_study(run, tmp_path_factory.mktemp("own") / "study")
-    model = {**BASE["models"][MODEL], "vectors": IMPORT}
+    model = {**BASE["models"][MODEL], "layer": list(SITE), "vectors": IMPORT}
     config = {**BASE, **MINIMAL, "models": {MODEL: model}, "other_traits": []}
     path = workdir / "own.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -180,24 +198,58 @@ def test_the_imported_study_runs_exactly_the_traits_chain(own_study):
 
 
 @pytest.mark.workflow
-def test_v_is_the_files_direction_at_the_strength_asked_for(own_study):
+def test_v_is_the_files_direction_at_each_layer_at_the_strength_asked_for(own_study):
     workdir, _ = own_study
-    path = str(workdir / f"results/{MODEL}/vectors/L{LAYER}/{TRAIT}.h5")
-    (v,) = store.read(path, "v")
-    attrs = store.read_attrs(path)
-    direction = read_vector(VECTOR).directions[LAYER].astype(np.float64)
-    expected = direction / np.linalg.norm(direction) * STRENGTH * attrs["mean_residual_norm"]
-    np.testing.assert_allclose(v, expected, rtol=1e-5)
-    assert attrs["source_format"] == "gguf" and attrs["source_model_hint"] == "llama"
+    rows = []
+    for layer in SITE:
+        path = str(workdir / f"results/{MODEL}/vectors/L{layer}/{TRAIT}.h5")
+        (v,) = store.read(path, "v")
+        attrs = store.read_attrs(path)
+        direction = read_vector(VECTOR).directions[layer].astype(np.float64)
+        expected = direction / np.linalg.norm(direction) * STRENGTH * attrs["mean_residual_norm"]
+        np.testing.assert_allclose(v, expected, rtol=1e-5)
+        assert attrs["source_format"] == "gguf" and attrs["source_model_hint"] == "llama"
+        rows.append(v)
+    site = str(workdir / f"results/{MODEL}/vectors/L{SITE_LABEL}/{TRAIT}.h5")
+    np.testing.assert_array_equal(store.read(site, "v")[0], np.stack(rows))
+    assert json.loads(store.read_attrs(site)["layer"]) == list(SITE)
+
+
+@pytest.mark.workflow
+def test_every_delta_is_one_delta_per_layer_orthogonal_to_that_layers_v_at_its_norm(own_study):
+    workdir, _ = own_study
+    with store.open_complete(str(workdir / f"results/{MODEL}/perturbations/L{SITE_LABEL}/{TRAIT}.h5")) as handle:
+        v = handle["v"][()]
+        deltas = np.concatenate([handle[kind][()] for kind in ("orthogonal", "null", "top_variance", "top_gain")])
+    assert v.shape == (2, 576) and deltas.shape[1:] == (2, 576)
+    for row in range(len(SITE)):
+        np.testing.assert_allclose(deltas[:, row] @ v[row], 0.0, atol=1e-6 * float(v[row] @ v[row]))
+        np.testing.assert_allclose(np.linalg.norm(deltas[:, row], axis=-1), np.linalg.norm(v[row]), rtol=1e-6)
+
+
+@pytest.mark.workflow
+def test_the_site_is_steered_as_a_whole_and_its_layers_studied_one_by_one(own_study):
+    workdir, _ = own_study
+    generations = workdir / f"results/{MODEL}/generations/e1/L{SITE_LABEL}/{TRAIT}/in_distribution.jsonl"
+    first = json.loads(generations.read_text().splitlines()[0])
+    assert first["layer"] == list(SITE)
+    e6 = json.loads((workdir / f"results/{MODEL}/stats/e6/{TRAIT}.json").read_text())
+    assert [layer["layer"] for layer in e6["layers"]] == [8, *SITE]
+    for name in ("e8", "e9", "e10"):
+        for layer in SITE:
+            record = json.loads((workdir / f"results/{MODEL}/stats/{name}/L{layer}/{TRAIT}.json").read_text())
+            assert record["layer"] == layer, name
+    e8 = json.loads((workdir / f"results/{MODEL}/stats/e8/L{LAYER}/{TRAIT}.json").read_text())
+    assert [row["m"] for row in e8["layers"]] == [1, 2, 3]
 
 
 @pytest.mark.workflow
 def test_every_stats_file_and_the_summary_name_the_vectors_source(own_study):
     workdir, _ = own_study
-    source = f"imported from {VECTOR} (gguf, layer {LAYER})"
+    source = f"imported from {VECTOR} (gguf, layers {SITE_LABEL})"
     for name in ("e1", "e2", "e3", "e5", "e7"):
-        record = json.loads((workdir / f"results/{MODEL}/stats/{name}/L{LAYER}/{TRAIT}.json").read_text())
-        assert record["vector_source"] == source, name
+        record = json.loads((workdir / f"results/{MODEL}/stats/{name}/L{SITE_LABEL}/{TRAIT}.json").read_text())
+        assert record["vector_source"] == source and record["layer"] == list(SITE), name
     summary = (workdir / "results/summary.md").read_text()
     assert source in summary and f"{MODEL}/{TRAIT}" in summary
 
@@ -211,9 +263,10 @@ def test_the_own_traits_scorer_went_through_the_auroc_gate(own_study):
 
 
 @pytest.mark.workflow
-def test_the_exported_gguf_is_v(own_study):
+def test_the_exported_gguf_is_v_at_every_layer_of_the_site(own_study):
     workdir, _ = own_study
-    (v,) = store.read(str(workdir / f"results/{MODEL}/vectors/L{LAYER}/{TRAIT}.h5"), "v")
-    exported = read_vector(workdir / f"results/{MODEL}/vectors/L{LAYER}/{TRAIT}.gguf")
-    assert exported.layers == [LAYER]
-    np.testing.assert_allclose(exported.directions[LAYER], v, rtol=1e-6)
+    (v,) = store.read(str(workdir / f"results/{MODEL}/vectors/L{SITE_LABEL}/{TRAIT}.h5"), "v")
+    exported = read_vector(workdir / f"results/{MODEL}/vectors/L{SITE_LABEL}/{TRAIT}.gguf")
+    assert exported.layers == list(SITE)
+    for row, layer in enumerate(SITE):
+        np.testing.assert_allclose(exported.directions[layer], v[row], rtol=1e-6)

@@ -296,7 +296,7 @@ def test_null_space_and_recovery(run):
         assert set(layer["covariance"]) == {"all_tokens", "excluding_sinks"}
         assert 0 <= layer["jacobian"]["fraction_of_d_at_0.05_of_max"] <= 1
         assert 0 <= layer["low_variance_vs_low_gain"]["overlap"] <= 1
-    e8 = read_json(run, f"{MODEL}/stats/e8/{TRAIT}.json")
+    e8 = read_json(run, f"{MODEL}/stats/e8/L{LAYER}/{TRAIT}.json")
     for curve in (e8["environments"], e8["layers"]):
         assert [row["m"] for row in curve] == [1, 2]
         assert curve[1]["max"] <= curve[0]["max"]

@@ -29,6 +29,7 @@ __all__ = [
     "RandomDraw",
     "Span",
     "Subspace",
+    "as_applied",
     "at_norm",
     "e1_conditions",
     "e2_conditions",
@@ -272,6 +273,12 @@ def at_norm(direction: np.ndarray, norm) -> np.ndarray:
     if np.any(length == 0.0):
         raise ValueError("cannot rescale a zero direction")
     return direction * (np.asarray(norm, dtype=np.float64)[..., None] / length)
+
+
+def as_applied(direction: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``direction`` as the conditions apply it in v's place (at ‖v‖, at each layer of a site), flattened:
+    cosines between the directions of a site compare these, weighting each layer as the steering does."""
+    return at_norm(direction, np.linalg.norm(v, axis=-1)).ravel()
 
 
 def members(names: Sequence[str], kind: str) -> list[str]:

@@ -36,7 +36,7 @@ from transformers import PreTrainedModel
 from steerid.engine import architectures
 from steerid.engine.generate import prompt_token_ids
 from steerid.engine.positions import PositionMode, position_mode
-from steerid.engine.site import Layers
+from steerid.engine.site import Layers, site_layers
 from steerid.engine.teacher import LOGIT_BUDGET, TeacherBatch, batches
 
 __all__ = ["METRICS", "distances"]
@@ -86,7 +86,7 @@ def _batch_distances(
     return results
 
 
-def _check_inputs(prompts, continuations, conditions, pairs, batch_size) -> None:
+def _check_inputs(prompts, continuations, conditions, pairs, layer: Layers, batch_size) -> None:
     if len(prompts) == 0 or len(prompts) != len(continuations):
         raise ValueError(
             f"need one continuation per prompt and at least one of each; got {len(prompts)} prompts "
@@ -101,8 +101,11 @@ def _check_inputs(prompts, continuations, conditions, pairs, batch_size) -> None
             f"pairs must be a non-empty list of condition names; unknown: {unknown}, conditions: {sorted(conditions)}"
         )
     shapes = {name: tuple(conditions[name].shape) for pair in pairs for name in pair}
-    if any(len(shape) != 1 for shape in shapes.values()):
-        raise ValueError(f"each condition must be one (d,) delta; got shapes {shapes}")
+    layers = site_layers(layer)
+    rows = () if len(layers) == 1 else (len(layers),)
+    if any(shape[:-1] != rows for shape in shapes.values()):
+        expected = "(d,)" if len(layers) == 1 else f"({len(layers)}, d) for the layers {list(layers)}"
+        raise ValueError(f"each condition must be one {expected} delta; got shapes {shapes}")
     if batch_size != "auto" and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch_size must be 'auto' or an integer >= 1, got {batch_size!r}")
 
@@ -126,7 +129,7 @@ def distances(
             steers each with its own row of a condition's (len(layer), d) delta.
         prompts: raw prompt texts (formatted with the chat template here).
         continuations: per prompt, the token ids that follow it (at least one each).
-        conditions: name -> steering delta (d,), added at ``positions``.
+        conditions: name -> steering delta (d,), or (len(layer), d) at several layers, added at ``positions``.
         pairs: (a, b) condition names; KL is KL(p_a ‖ p_b), so order matters for it only.
         batch_size: sequences per forward pass, or "auto" (a budget of logits per batch).
         positions: the position mode (``last``: from the last prompt token onward; the
@@ -140,7 +143,7 @@ def distances(
         ValueError: mismatched or empty inputs, an empty continuation, an unknown condition name
             or a bad batch_size or position mode.
     """
-    _check_inputs(prompts, continuations, conditions, pairs, batch_size)
+    _check_inputs(prompts, continuations, conditions, pairs, layer, batch_size)
     mode = position_mode(positions)
     pairs = list(dict.fromkeys((a, b) for a, b in pairs))
     results = {pair: {name: np.empty(len(prompts)) for name in METRICS} for pair in pairs}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from steerid import store, vectors
+from steerid.conditions import as_applied
 from steerid.experiments import scores as score_files
 from steerid.experiments.e1_orthogonal import endpoints
 from steerid.experiments.records import E3Stats
@@ -28,11 +29,13 @@ def stats(
     with store.open_complete(vector) as handle:
         env_vectors = {name: handle["environments"][name][()] for name in handle["environments"]}
         v = handle["v"][()]
-    cosines = {a: {b: vectors.cosine(env_vectors[a], env_vectors[b]) for b in env_vectors} for a in env_vectors}
+    # Each as E1 applies it (at ‖v‖, at each layer of a site).
+    applied = {name: as_applied(vec, v) for name, vec in {**env_vectors, "v": v}.items()}
+    cosines = {a: {b: vectors.cosine(applied[a], applied[b]) for b in env_vectors} for a in env_vectors}
     record: E3Stats = {
         "experiment": EXPERIMENT.title,
         **score_files.header(attrs, vector, validation),
-        "cosine_with_v": {name: vectors.cosine(vec, v) for name, vec in env_vectors.items()},
+        "cosine_with_v": {name: vectors.cosine(applied[name], applied["v"]) for name in env_vectors},
         "cosines": cosines,
         "by_environment": {env: endpoints(grids, settings) for env, grids in by_environment.items()},
         "cross_application": analysis.cross_application(by_environment, settings.n_boot, settings.seed),

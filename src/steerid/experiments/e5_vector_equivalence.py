@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from steerid import store, vectors
-from steerid.conditions import BASELINE
+from steerid.conditions import BASELINE, as_applied
 from steerid.experiments import scores as score_files
 from steerid.experiments.records import E5Stats
 from steerid.experiments.registry import Experiment, ScoreInput, one_claim, register
@@ -30,14 +30,16 @@ def stats(
     pooled = analysis.pool_environments(by_environment)
     with store.open_complete(vector) as handle:
         found = {name: handle[name][()] for name in ("v", "mean_difference", "pca", "probe")}
-    # v is the mean difference unless the study imported it; the contrast's estimates are compared with v either way.
-    cosines = {name: vectors.cosine(found["v"], found[name]) for name in ("pca", "probe")}
+    # v is the mean difference unless the study imported it; the contrast's estimates are compared with v either way,
+    # each as E1 applies it (at ‖v‖, at each layer of a site).
+    applied = {name: as_applied(direction, found["v"]) for name, direction in found.items()}
+    cosines = {name: vectors.cosine(applied["v"], applied[name]) for name in ("pca", "probe")}
     margin = analysis.margins(pooled, settings.margin_sd, 1.0)["baseline_sd"]
     record: E5Stats = {
         "experiment": EXPERIMENT.title,
         **score_files.header(attrs, vector, validation),
-        "cosine_pca_probe": vectors.cosine(found["pca"], found["probe"]),
-        "cosine_v_mean_difference": vectors.cosine(found["v"], found["mean_difference"]),
+        "cosine_pca_probe": vectors.cosine(applied["pca"], applied["probe"]),
+        "cosine_v_mean_difference": vectors.cosine(applied["v"], applied["mean_difference"]),
         "natural_norms": {name: float(np.linalg.norm(vec)) for name, vec in found.items() if name != "v"},
         "margin": margin,
         "n_prompts": int(pooled[BASELINE].shape[0]),

@@ -51,8 +51,8 @@ def finding(result: E8Stats) -> str:
         return " → ".join(f"{row['mean_fraction']:.3f}" for row in rows)
 
     return (
-        f"{result['model']}/{result['trait']}: inert fraction of d as environments are intersected "
-        f"{curve(result['environments'])}; as layers are intersected {curve(result['layers'])} "
+        f"{result['model']}/{result['trait']} L{result['layer']}: inert fraction of d as its environments are "
+        f"intersected {curve(result['environments'])}; as layers are intersected {curve(result['layers'])} "
         f"(threshold {result['rank_threshold']:g} of σ_max)"
     )
 

@@ -198,6 +198,10 @@ def _describe(option: Mapping) -> str:
         return repr(option["const"])
     if "enum" in option:
         return f"one of {option['enum']}"
+    if option.get("type") == "array" and "type" in option.get("items", {}):
+        items = option["items"]
+        size = "a non-empty array" if option.get("minItems", 0) >= 1 else "an array"
+        return " ".join([f"{size} of {items['type']}s", *([f">= {items['minimum']}"] if "minimum" in items else [])])
     bounds = [f">= {option['minimum']}"] if "minimum" in option else []
     return " ".join(
         [f"{'an' if option.get('type', 'a')[0] in 'aeiou' else 'a'} {option.get('type', 'value')}", *bounds]

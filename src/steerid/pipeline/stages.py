@@ -245,10 +245,10 @@ def stack_vectors(layer_vectors: Sequence[str], params: Mapping, output: str) ->
         handles[0].visititems(lambda name, item: names.append(name) if hasattr(item, "shape") else None)
         datasets = {name: np.stack([handle[name][()] for handle in handles]) for name in names}
     residual_norm = float(np.sqrt(sum(float(a["mean_residual_norm"]) ** 2 for a in attrs)))
-    shared = {key: attrs[0][key] for key in ("model", "source", "source_format") if key in attrs[0]}
     record = store.provenance(
         params,
-        **shared,
+        model=attrs[0]["model"],
+        **_site_source(attrs, layers),
         layer=list(layers),
         n_pairs=int(attrs[0]["n_pairs"]),
         norm=float(np.linalg.norm(datasets["v"])),
@@ -258,6 +258,18 @@ def stack_vectors(layer_vectors: Sequence[str], params: Mapping, output: str) ->
     )
     store.write(output, datasets, record)
     log.info("stacked v at layers %s: ‖v_ℓ‖ = %s", site_label(layers), [round(float(a["norm"]), 3) for a in attrs])
+
+
+def _site_source(attrs: Sequence[Mapping], layers: tuple[int, ...]) -> dict:
+    """Where a site's vectors came from: one file's directions at its layers, or each layer's own source."""
+    first = attrs[0]
+    if "source_file" not in first:
+        return {"source": "; ".join(dict.fromkeys(str(a["source"]) for a in attrs)), "source_format": "steerid"}
+    shared = ("source_file", "source_format", "source_sha256", "source_model_hint", "strength_in_residual_norms")
+    return {
+        "source": f"imported from {first['source_file']} ({first['source_format']}, layers {site_label(layers)})",
+        **{key: first[key] for key in shared},
+    }
 
 
 def _covariance_views(background: str, chunk_rows: int, sink_positions: Sequence[int]) -> dict:
