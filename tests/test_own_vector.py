@@ -152,6 +152,17 @@ def test_init_writes_a_config_that_passes_the_checks_and_plans_the_study(tmp_pat
     assert "exists" in capsys.readouterr().err
 
 
+def test_init_steers_several_of_the_files_layers_or_all_of_them(tmp_path, capsys):
+    arguments = ["--model", MODEL, "--vector", str(VECTOR), "--trait-file", str(TRAIT_FILE)]
+    for layer, site in (("12+15", [12, 15]), ("all", [12, 15, 18])):
+        output = tmp_path / f"{layer}.yaml"
+        assert main(["init", *arguments, "--layer", layer, "-o", str(output)]) == 0
+        config = yaml.safe_load(output.read_text())
+        assert config["models"][MODEL]["layer"] == site and check_config(config, SCHEMA) == []
+    assert main(["init", *arguments, "--layer", "12+14", "-o", str(tmp_path / "bad.yaml")]) == 1
+    assert "--layer 12+14 has no direction in the file at [14]" in capsys.readouterr().err
+
+
 def test_inits_prompt_defaults_are_the_schemas():
     prompts = yaml.safe_load(SCHEMA.read_text())["properties"]["prompts"]["properties"]
     assert {key: prompts[key]["default"] for key in DEFAULT_PROMPT_COUNTS} == DEFAULT_PROMPT_COUNTS

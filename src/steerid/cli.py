@@ -75,12 +75,14 @@ def _add_vector_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _init(args: argparse.Namespace) -> None:
+    from steerid.engine.site import site_label
     from steerid.pipeline.study_config import choose_study, write_study_config
 
     choice = choose_study(args.model, args.vector, args.trait_file, args.layer, args.strength)
     write_study_config(args.output, choice, overwrite=args.force)
     print(
-        f"wrote {args.output}: {choice.trait} on {choice.spec} at layer {choice.layer}, v from {choice.vector_path}\n"
+        f"wrote {args.output}: {choice.trait} on {choice.spec} at layer {site_label(choice.layer)}, "
+        f"v from {choice.vector_path}\n"
         f"run it with: snakemake --cores 8 --configfile {args.output}"
     )
 
@@ -90,7 +92,10 @@ def _add_init_command(commands: argparse._SubParsersAction) -> None:
     init.add_argument("--model", required=True, help="embedded name (smollm2-135m, gemma3-270m), folder or hub id")
     init.add_argument("--vector", required=True, help="the vector file to test (format from its name)")
     init.add_argument("--trait-file", required=True, help="the trait file (schemas/trait.schema.json)")
-    init.add_argument("--layer", type=int, help="layer to steer (default: the vector file's only, or middle, layer)")
+    init.add_argument(
+        "--layer",
+        help="layer to steer, several at once (12+15), or all of the file's (default: its only, or middle, layer)",
+    )
     init.add_argument("--strength", type=float, help="‖v‖ in mean residual norms (default: the file's own length)")
     init.add_argument("--output", "-o", default="study.yaml", help="config file to write (default: study.yaml)")
     init.add_argument("--force", action="store_true", help="replace an existing config file")

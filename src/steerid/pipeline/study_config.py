@@ -1,7 +1,7 @@
 """A commented study config for one model, one vector file and one trait file (``steerid init``).
 
 Everything the three inputs let it know is checked before the file is written: the vector file is
-read, the trait file is validated, the layer is one the vector file has, and, when the model's shape
+read, the trait file is validated, the layers are ones the vector file has, and, when the model's shape
 is known without loading it (an embedded model or a local folder), the vector's width and layers
 are checked against the model. The config sets only what the study needs; every other key takes
 its schema default, so the file stays short enough to read.
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from steerid import prompts
+from steerid.engine.site import Layers, parse_site_label, site_layers
 from steerid.engine.specs import EMBEDDED_SHAPES, ModelShape, shape_from_config, spec_kind
 from steerid.interchange import VectorFile, VectorFileError, check_against, read_vector
 from steerid.io import atomic_write_text
@@ -29,7 +30,7 @@ class StudyChoice:
 
     model_name: str
     spec: str
-    layer: int
+    layer: Layers
     survey_layers: tuple[int, ...]
     trait: str
     vector_path: str
@@ -73,20 +74,28 @@ def _trait_of(trait_path: str) -> tuple[str, dict[str, int]]:
     return name, {key: count for key, count in available.items() if count < DEFAULT_PROMPT_COUNTS[key]}
 
 
-def _layer(vector_file: VectorFile, layer: int | None) -> int:
-    """``layer`` when given (it must be in the file), else the file's only layer, else its middle one."""
+def _layer(vector_file: VectorFile, layer: str | None) -> Layers:
+    """The site ``layer`` names (a layer, a site label such as ``12+15``, or ``all`` of the file's layers;
+    each must be in the file), else the file's only layer, else its middle one."""
     if layer is None:
         return vector_file.layers[len(vector_file.layers) // 2]
-    if layer not in vector_file.directions:
+    if layer == "all":
+        return vector_file.layers[0] if len(vector_file.layers) == 1 else tuple(vector_file.layers)
+    try:
+        site = parse_site_label(layer)
+    except ValueError as err:
+        raise ValueError(f"--layer {layer!r}: expected a layer (15), layers (12+15) or 'all' ({err})") from err
+    missing = [one for one in site_layers(site) if one not in vector_file.directions]
+    if missing:
         raise VectorFileError(
-            f"{vector_file.source_path}: --layer {layer} has no direction in the file: "
-            f"expected one of {vector_file.layers}"
+            f"{vector_file.source_path}: --layer {layer} has no direction in the file at {missing}: "
+            f"expected layers among {vector_file.layers}"
         )
-    return layer
+    return site
 
 
 def choose_study(
-    spec: str, vector_path: str, trait_path: str, layer: int | None = None, strength: float | None = None
+    spec: str, vector_path: str, trait_path: str, layer: str | None = None, strength: float | None = None
 ) -> StudyChoice:
     """Read and check the inputs of a study; raise ValueError (VectorFileError for the vector) naming what is wrong."""
     vector_file = read_vector(vector_path)
@@ -94,10 +103,14 @@ def choose_study(
     shape = _known_shape(spec)
     if shape is not None:
         check_against(
-            vector_file, d_model=shape.d_model, n_layers=shape.n_layers, model_type=shape.model_type, layers=[steered]
+            vector_file,
+            d_model=shape.d_model,
+            n_layers=shape.n_layers,
+            model_type=shape.model_type,
+            layers=list(site_layers(steered)),
         )
     depth = shape.n_layers if shape is not None else None
-    survey = tuple(sorted({depth // 4, depth // 2, 3 * depth // 4} - {steered})) if depth else ()
+    survey = tuple(sorted({depth // 4, depth // 2, 3 * depth // 4} - set(site_layers(steered)))) if depth else ()
     trait, prompt_counts = _trait_of(trait_path)
     return StudyChoice(
         model_name=_model_name(spec),
@@ -129,7 +142,7 @@ def render_study_config(choice: StudyChoice) -> str:
             "models:",
             f"  {choice.model_name}:",
             f"    spec: {_yaml(choice.spec)}   # embedded name, local Hugging Face folder or hub id",
-            f"    layer: {choice.layer}   # decoder block whose output is steered; the file's direction there is v",
+            f"    layer: {_yaml(choice.layer)}   # block(s) whose output is steered; v: the file's direction there",
             f"    survey_layers: {_yaml(list(choice.survey_layers))}   # E6/E8 also compare these layers' spectra",
             "    vectors:",
             f"      {choice.trait}:",
