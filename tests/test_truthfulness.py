@@ -25,17 +25,21 @@ def setup(smollm2):
     return model, tokenizer, site, statements, named, steered_preferences(model, tokenizer, LAYER, statements, named)
 
 
-def mean_logprob_steered(model, tokenizer, site, text: str, delta: torch.Tensor) -> float:
-    """One unpadded forward with ``delta`` added to every position's residual at the site."""
+def _adding(delta: torch.Tensor):
+    return lambda _m, _i, out: (out[0] + delta, *tuple(out[1:])) if isinstance(out, tuple) else out + delta
+
+
+def mean_logprob_steered(model, tokenizer, site, text: str, delta: torch.Tensor, more=()) -> float:
+    """One unpadded forward with ``delta`` added to every position's residual at the site (and each of
+    ``more``'s (block, delta) at its block)."""
     ids = torch.tensor([document_start_ids(tokenizer) + tokenizer(text, add_special_tokens=False)["input_ids"]])
-    handle = site.register_forward_hook(
-        lambda _m, _i, out: (out[0] + delta, *tuple(out[1:])) if isinstance(out, tuple) else out + delta
-    )
+    handles = [block.register_forward_hook(_adding(added)) for block, added in [(site, delta), *more]]
     try:
         with torch.inference_mode():
             logp = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), dim=-1)
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
     n_context = len(document_start_ids(tokenizer))
     return logp.gather(-1, ids[0, 1:, None])[n_context - 1 :].mean().item()
 
@@ -49,6 +53,19 @@ def test_batched_preferences_equal_single_unpadded_forwards(setup):
             for true, false in statements
         ]
         np.testing.assert_allclose(preferences[name], expected, atol=1e-4)
+
+
+def test_a_site_of_two_layers_adds_each_row_at_its_layer(setup):
+    model, tokenizer, _site, statements, _, _ = setup
+    rows = torch.randn(2, 576, generator=torch.Generator().manual_seed(1)) * 3.0
+    preferences = steered_preferences(model, tokenizer, (9, LAYER), statements, {"site": rows})["site"]
+    early, late = decoder_layers(model)[9], decoder_layers(model)[LAYER]
+    expected = [
+        mean_logprob_steered(model, tokenizer, early, true, rows[0], [(late, rows[1])])
+        - mean_logprob_steered(model, tokenizer, early, false, rows[0], [(late, rows[1])])
+        for true, false in statements
+    ]
+    np.testing.assert_allclose(preferences, expected, atol=1e-4)
 
 
 def test_steering_moves_the_preferences(setup):
