@@ -108,6 +108,33 @@ def model_targets(pattern, traits=config["traits"]):
     return [pattern.format(model=model, trait=trait) for model in config["models"] for trait in traits]
 
 
+def joint_site_targets(pattern, traits=config["traits"]):
+    """``pattern`` expanded over every model whose steering site has several layers (its label), and ``traits``."""
+    return [
+        pattern.format(model=model, layer=SITES[model], trait=trait)
+        for model in config["models"]
+        if len(steered_layers(model)) > 1
+        for trait in traits
+    ]
+
+
+def recovery_jacobians(wildcards):
+    """E8's Jacobians: every surveyed and steered layer's, and the joint one of the site it is about."""
+    files = [
+        f"results/{wildcards.model}/jacobian/L{layer}/{wildcards.trait}.h5" for layer in survey_layers(wildcards.model)
+    ]
+    if len(site_layers(parse_site_label(wildcards.layer))) > 1:
+        files.append(f"results/{wildcards.model}/jacobian/L{wildcards.layer}/{wildcards.trait}.h5")
+    return files
+
+
+def joint_site_jacobians(wildcards):
+    """The joint Jacobian of the model's steering site when it has several layers (E6 reports it too)."""
+    if len(steered_layers(wildcards.model)) == 1:
+        return []
+    return [f"results/{wildcards.model}/jacobian/L{SITES[wildcards.model]}/{wildcards.trait}.h5"]
+
+
 def spectrum_targets():
     return [f"results/{model}/spectra/L{layer}.h5" for model in config["models"] for layer in steered_layers(model)]
 
@@ -156,7 +183,12 @@ def experiment_targets(experiment):
     """Every stats JSON of ``experiment``, per trait it applies to: per model at its steering site, at each
     layer of the site, or per model (its scope)."""
     traits = GENERATION_TRAITS if experiment.generated_only else config["traits"]
-    expand = {"site": steering_targets, "layer": layer_targets, "model": model_targets}
+    expand = {
+        "site": steering_targets,
+        "layer": layer_targets,
+        "layers_and_site": lambda pattern, traits: layer_targets(pattern, traits) + joint_site_targets(pattern, traits),
+        "model": model_targets,
+    }
     return expand[experiment.scope](experiment.target, traits)
 
 

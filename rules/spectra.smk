@@ -106,8 +106,6 @@ rule jacobian:
         "logs/{model}/L{layer}/jacobian-{trait}.log",
     benchmark:
         "logs/{model}/L{layer}/jacobian-{trait}.benchmark.tsv"
-    wildcard_constraints:
-        layer=LAYER,
     conda:
         "../envs/steerid.yaml"
     threads: MODEL_THREADS

@@ -62,6 +62,7 @@ rule null_space:
     input:
         spectra=lambda w: [f"results/{w.model}/spectra/L{layer}.h5" for layer in survey_layers(w.model)],
         jacobians=lambda w: [f"results/{w.model}/jacobian/L{layer}/{w.trait}.h5" for layer in survey_layers(w.model)],
+        sites=joint_site_jacobians,
     output:
         EXPERIMENTS["e6"].target,
     log:
@@ -83,13 +84,11 @@ rule null_space:
 
 rule recovery:
     input:
-        jacobians=lambda w: [f"results/{w.model}/jacobian/L{layer}/{w.trait}.h5" for layer in survey_layers(w.model)],
+        jacobians=recovery_jacobians,
     output:
         EXPERIMENTS["e8"].target,
     log:
         "logs/{model}/L{layer}/recovery-{trait}.log",
-    wildcard_constraints:
-        layer=LAYER,
     conda:
         "../envs/steerid.yaml"
     resources:

@@ -27,7 +27,8 @@ def test_targets_are_per_steering_site_per_steered_layer_or_per_model():
     assert EXPERIMENTS["e1"].target == "results/{model}/stats/e1/L{layer}/{trait}.json"
     assert EXPERIMENTS["e6"].target == "results/{model}/stats/e6/{trait}.json"
     scopes = {name: experiment.scope for name, experiment in EXPERIMENTS.items()}
-    assert {name for name, scope in scopes.items() if scope == "layer"} == {"e8", "e9", "e10"}
+    assert {name for name, scope in scopes.items() if scope == "layer"} == {"e9", "e10"}
+    assert scopes["e8"] == "layers_and_site"
     assert {name for name, scope in scopes.items() if scope == "model"} == {"e6"}
 
 

@@ -287,3 +287,32 @@ def test_the_engine_and_the_hugging_face_path_give_the_same_pooled_spectrum(tiny
     fast = stacked_gram_spectrum(model, None, LAYER, prompts, (-1,))
     slow = stacked_gram_spectrum(model, None, LAYER, prompts, (-1,), engine=False)
     assert np.abs(fast.eigenvalues - slow.eigenvalues).max() < 1e-5 * slow.eigenvalues[0]
+
+
+def test_a_sites_gram_holds_each_layers_jacobian_and_their_cross_terms(family_model):
+    """At a site of two layers, J^T J of the stacked shifts against the autograd Jacobians of each layer's
+    own shift side by side; one prompt leaves at least d + 1 of the 2 d stacked directions inert."""
+    from steerid.engine.decoder import decoder_for
+    from steerid.engine.linearize import last_position_gram
+
+    ids = torch.randint(0, VOCAB, (9,), generator=torch.Generator().manual_seed(1))
+    J = torch.cat([autograd_jacobian(family_model, ids, layer, -1) for layer in (0, LAYER)], dim=1).double()
+    gram = last_position_gram(decoder_for(family_model), ids, (0, LAYER))
+    assert gram.shape == (2 * D, 2 * D) and rel(gram, J.T @ J) < 1e-5
+    values = torch.linalg.eigvalsh(gram)
+    assert float(values[D]) < 1e-6 * float(values[-1])  # the float32 floor of J, far below any gain
+
+
+def test_a_sites_pooled_spectrum_is_the_joint_grams_and_needs_the_engine(tiny):
+    from steerid.engine.decoder import decoder_for
+    from steerid.engine.linearize import last_position_gram
+
+    model, prompts = tiny
+    site = (0, LAYER)
+    spectrum = stacked_gram_spectrum(model, None, site, prompts)
+    pooled = sum(last_position_gram(decoder_for(model), ids, site) for ids in prompts)
+    np.testing.assert_allclose(spectrum.eigenvalues, np.linalg.eigvalsh(pooled.numpy())[::-1], atol=1e-9)
+    assert spectrum.eigenvectors.shape == (2 * D, 2 * D) and spectrum.pair_top_vectors.shape[1] == 2 * D
+    for options in ({"method": "randomized"}, {"engine": False}, {"positions": (-2,)}):
+        with pytest.raises(ValueError, match=r"joint Jacobian of the site at layers \[0, 1\]"):
+            stacked_gram_spectrum(model, None, site, prompts, **options)

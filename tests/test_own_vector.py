@@ -39,8 +39,8 @@ MINIMAL = {
     "traits": [TRAIT],
     "trait_files": {TRAIT: str(TRAIT_FILE)},
 }
-# The trait's chain at both layers of the site, and of the rest only the background, covariance and
-# spectrum of layer 12, which the finished study (layers 8 and 15) lacks.
+# The trait's chain at both layers of the site (Jacobians and E8 also of the site as one), and of the rest
+# only the background, covariance and spectrum of layer 12, which the finished study (layers 8 and 15) lacks.
 OWN_CHAIN = {
     "prompts": 1,
     "dump_background": 1,
@@ -50,7 +50,7 @@ OWN_CHAIN = {
     "steering_vectors": 2,
     "stack_vectors": 1,
     "export_vector": 2,
-    "jacobian": 3,
+    "jacobian": 4,
     "perturbations": 1,
     "validate_scorer": 1,
     "evaluate": 5,
@@ -62,7 +62,7 @@ OWN_CHAIN = {
     "stats_e7": 1,
     "logit_distance": 1,
     "null_space": 1,
-    "recovery": 2,
+    "recovery": 3,
     "sparsity": 2,
     "independence": 2,
     "figure": 10,
@@ -252,6 +252,24 @@ def test_the_site_is_steered_as_a_whole_and_its_layers_studied_one_by_one(own_st
             assert record["layer"] == layer, name
     e8 = json.loads((workdir / f"results/{MODEL}/stats/e8/L{LAYER}/{TRAIT}.json").read_text())
     assert [row["m"] for row in e8["layers"]] == [1, 2, 3]
+
+
+@pytest.mark.workflow
+def test_the_sites_joint_jacobian_is_studied_as_one_intervention(own_study):
+    """E6 and E8 of the stacked shifts, cross-layer terms included: a (2d, 2d) gain, its inert set shrinking
+    as environments are intersected (the joint Gram itself is tested against autograd in test_jacobian)."""
+    workdir, _ = own_study
+    e6 = json.loads((workdir / f"results/{MODEL}/stats/e6/{TRAIT}.json").read_text())
+    (site,) = e6["sites"]
+    assert site["layers"] == list(SITE) and site["size"] == 2 * 576
+    e8 = {
+        label: json.loads((workdir / f"results/{MODEL}/stats/e8/L{label}/{TRAIT}.json").read_text())
+        for label in (*SITE, SITE_LABEL)
+    }
+    assert e8[SITE_LABEL]["layer"] == list(SITE) and e8[SITE_LABEL]["d"] == 2 * 576
+    curve = [row["max_fraction"] for row in e8[SITE_LABEL]["environments"]]
+    assert len(curve) == 2 and 0 < curve[1] <= curve[0] < 1
+    assert e8[SITE_LABEL]["layers"] == e8[LAYER]["layers"]  # the cross-layer curve is the model's, whatever the cell
 
 
 @pytest.mark.workflow

@@ -291,7 +291,7 @@ def test_logit_distances(run):
 
 def test_null_space_and_recovery(run):
     e6 = read_json(run, f"{MODEL}/stats/e6/{TRAIT}.json")
-    assert [layer["layer"] for layer in e6["layers"]] == [8, 15]
+    assert [layer["layer"] for layer in e6["layers"]] == [8, 15] and e6["sites"] == []
     for layer in e6["layers"]:
         assert set(layer["covariance"]) == {"all_tokens", "excluding_sinks"}
         assert 0 <= layer["jacobian"]["fraction_of_d_at_0.05_of_max"] <= 1

@@ -66,6 +66,7 @@ from steerid.engine.decoder import decoder_for
 from steerid.engine.hooks import add_to_residual
 from steerid.engine.linearize import last_position_gram, last_position_operators
 from steerid.engine.models import decoder_layers, kv_cache_argument, tokenize_prompts
+from steerid.engine.site import Layers, site_label, site_layers
 from steerid.linalg import (
     DEFAULT_RTOLS,
     DEFAULT_VARIANCE_FRACTIONS,
@@ -417,7 +418,7 @@ class GramSpectrum:
 def stacked_gram_spectrum(
     model: PreTrainedModel,
     tokenizer,
-    layer: int,
+    layer: Layers,
     prompts: Sequence,
     positions: Sequence[int] = (-1,),
     *,
@@ -446,6 +447,9 @@ def stacked_gram_spectrum(
         progress: show a tqdm bar over the pairs.
         engine: last-position pairs of a model the engine runs take its closed-form path (see
             :func:`jacobian_operator`); None = whenever possible, False = never.
+        layer: one layer, or a steering site of several: then J is the Jacobian w.r.t. the stacked
+            shifts of all its layers (:func:`last_position_gram`), G is (k d, k d), and only the
+            exact method on the engine's last-position path computes it.
 
     Returns:
         a :class:`GramSpectrum`, eigenvalues descending.
@@ -454,7 +458,16 @@ def stacked_gram_spectrum(
         raise ValueError(f"method {method!r} is not supported; expected 'exact' or 'randomized'")
     if len(prompts) == 0 or len(positions) == 0:
         raise ValueError("stacked_gram_spectrum needs at least one prompt and one position")
-    _, d, device = _check_model(model, layer)
+    site = site_layers(layer, len(decoder_layers(model)))
+    _, width, device = _check_model(model, site[0])
+    d = width * len(site)
+    on_engine = engine is not False and architectures.supported(model)
+    if len(site) > 1 and not (method == "exact" and list(positions) == [-1] and on_engine):
+        raise ValueError(
+            f"the joint Jacobian of the site at layers {list(site)} is computed exactly at the last prompt token "
+            f"by the engine only; got method {method!r}, positions {list(positions)}, engine {engine} "
+            f"({'supported' if architectures.supported(model) else 'not supported'} for this model)"
+        )
     vocab = int(architectures.text_config(model).vocab_size)
     operators, pairs = [], []
     for index, prompt in enumerate(prompts):
@@ -478,7 +491,7 @@ def stacked_gram_spectrum(
 
     def pair_gram(ids, position) -> torch.Tensor:
         if _on_engine(model, position, ids.numel(), engine):
-            return last_position_gram(decoder_for(model), ids, layer).to(device)
+            return last_position_gram(decoder_for(model), ids, site).to(device)
         matvec, rmatvec = operator(ids, position)
         if vocab * d <= max_jacobian_elements:
             J = full_jacobian(matvec, d, chunk_size)
@@ -494,7 +507,7 @@ def stacked_gram_spectrum(
     if progress:
         from tqdm import tqdm
 
-        iterate = tqdm(pairs, desc=f"Jacobians L{layer}")
+        iterate = tqdm(pairs, desc=f"Jacobians L{site_label(site)}")
 
     if method == "randomized":
         operators = [operator(ids, position) for _, position, ids in pairs]

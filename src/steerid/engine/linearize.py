@@ -233,12 +233,19 @@ def vocabulary_gram(decoder: Decoder) -> VocabularyGram:
     return _VOCABULARY_GRAMS[decoder]
 
 
-def last_position_gram(decoder: Decoder, ids: torch.Tensor, layer: int) -> torch.Tensor:
-    """``J^T J`` (d, d) float64 of one prompt at its last token, with J the Jacobian of the log-probabilities."""
-    path = last_position_path(decoder, ids, layer)
-    d = path.hidden.numel()
-    A = path.tangents(torch.eye(d, device=decoder.device, dtype=path.hidden.dtype)).double()
-    M = vocabulary_gram(decoder).at(path.probabilities())
+def last_position_gram(decoder: Decoder, ids: torch.Tensor, layers: int | tuple[int, ...]) -> torch.Tensor:
+    """``J^T J`` float64 of one prompt at its last token, with J the Jacobian of the log-probabilities
+    w.r.t. the shift at one layer (d, d), or at each layer of a site: J = [J_1 … J_k] of the shifts
+    stacked, (k d, k d), so the Gram holds the cross-layer terms J_a^T J_b a stacked δ's gain has.
+
+    Every J_l = (I - 1 p^T) W A_l passes through the same final-normed residual, so rank J <= d - 1
+    for a site of any size: one prompt leaves at least (k - 1) d + 1 of its k d directions inert.
+    """
+    site = (layers,) if isinstance(layers, int) else layers
+    paths = [last_position_path(decoder, ids, layer) for layer in site]
+    identity = torch.eye(paths[0].hidden.numel(), device=decoder.device, dtype=paths[0].hidden.dtype)
+    A = torch.cat([path.tangents(identity) for path in paths], dim=1).double()
+    M = vocabulary_gram(decoder).at(paths[0].probabilities())
     return symmetrised(A.T @ M @ A)
 
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from steerid import linalg, store
+from steerid.engine.site import site_label, site_layers, stored_site
 from steerid.experiments.records import E6Stats
 from steerid.experiments.registry import Experiment, one_claim, register
 from steerid.linalg import nullspace, spectrum
@@ -66,6 +67,28 @@ def _layer(
     }
 
 
+def _site(jac, rank_thresholds: Sequence[float], variance_fractions: Sequence[float], stability_k: int) -> dict:
+    """E6 for a steering site of several layers from its joint Jacobian file: the gain of the stacked shifts,
+    cross-layer terms included, as fractions of k·d (a site has no covariance of its own)."""
+    layers = list(site_layers(stored_site(jac.attrs["layer"])))
+    size = jac["pooled/eigenvectors"].shape[0]
+
+    def ranks(eigenvalues):
+        singular_values = linalg.singular_values_from_eigenvalues(eigenvalues)
+        return linalg.singular_value_rank_summary(singular_values, size, rank_thresholds, variance_fractions)
+
+    return {
+        "layers": layers,
+        "d": size // len(layers),
+        "size": size,
+        "jacobian": ranks(jac["pooled/eigenvalues"][()]),
+        "jacobian_by_environment": {
+            name: ranks(group["eigenvalues"][()]) for name, group in jac["environments"].items()
+        },
+        "prompt_stability": _prompt_stability(jac, stability_k),
+    }
+
+
 def _prompt_stability(jacobian_file, k: int) -> dict:
     """Per environment: overlap of each single prompt's top-k gain subspace with the pooled one (chance: k/d)."""
 
@@ -87,6 +110,7 @@ def _prompt_stability(jacobian_file, k: int) -> dict:
 def stats(
     spectra: Sequence[str],
     jacobians: Sequence[str],
+    sites: Sequence[str],
     trait: str,
     null_fraction: float,
     rank_thresholds: Sequence[float],
@@ -97,7 +121,8 @@ def stats(
 ) -> None:
     """E6: per layer, covariance and Jacobian effective ranks as fractions of d (with and without sinks for
     the covariance), stability of the gain subspace across environments, and the overlap between the
-    covariance's low-variance subspace and the Jacobian's low-gain subspace."""
+    covariance's low-variance subspace and the Jacobian's low-gain subspace; and, for a steering site of
+    several layers, the joint Jacobian's ranks as fractions of k·d (``sites``: its joint Jacobian files)."""
     layers = []
     for spectrum_file, jacobian_file in zip(spectra, jacobians):
         with store.open_complete(spectrum_file) as cov, store.open_complete(jacobian_file) as jac:
@@ -107,7 +132,11 @@ def stats(
         "model": str(store.read_attrs(jacobians[0])["model"]),
         "trait": trait,
         "layers": layers,
+        "sites": [],
     }
+    for site_file in sites:
+        with store.open_complete(site_file) as jac:
+            record["sites"].append(_site(jac, rank_thresholds, variance_fractions, stability_k))
     EXPERIMENT.write(output, record, params)
 
 
@@ -128,6 +157,12 @@ def finding(result: E6Stats) -> str:
             f"σ_max is {_fraction(jac, 'at_0.05_of_max')} of d (participation ratio {jac['participation_ratio']:.1f}); "
             f"low-variance vs low-gain overlap {layer['low_variance_vs_low_gain']['overlap']:.2f} "
             f"(chance {layer['low_variance_vs_low_gain']['random_overlap']:.2f})"
+        )
+    for site in result["sites"]:
+        parts.append(
+            f"the site L{site_label(site['layers'])} as one intervention: its joint Jacobian's rank at 5% of σ_max "
+            f"is {_fraction(site['jacobian'], 'at_0.05_of_max')} of k·d = {site['size']} (one prompt reaches at most "
+            f"{(site['d'] - 1) / site['size']:.3f})"
         )
     return f"{result['model']}/{result['trait']}: " + "; ".join(parts)
 

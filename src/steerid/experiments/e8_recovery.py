@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from steerid import store
+from steerid.engine.site import Layers, site_label, stored_site
 from steerid.experiments.records import E8Stats
 from steerid.experiments.registry import Experiment, one_claim, register
 from steerid.linalg import nullspace
@@ -12,18 +13,20 @@ from steerid.pipeline import plots
 
 
 def stats(
-    jacobians: Sequence[str], trait: str, layer: int, rank_threshold: float, params: Mapping, output: str
+    jacobians: Sequence[str], trait: str, layer: Layers, rank_threshold: float, params: Mapping, output: str
 ) -> None:
-    """E8 at one steered ``layer``: how the dimension of the inert (equivalent) set shrinks as that layer's
-    environments, or the model's surveyed and steered layers, are intersected."""
+    """E8 at one steered ``layer``, or a steering site of several (its joint Jacobian's stacked shifts): how
+    the dimension of the inert (equivalent) set shrinks as its environments, or the model's surveyed and
+    steered layers, are intersected."""
     grams_by_layer, grams_by_environment, d, model = {}, {}, 0, ""
     for path in jacobians:
         with store.open_complete(path) as jac:
-            member, model = int(jac.attrs["layer"]), str(jac.attrs["model"])
+            member, model = stored_site(jac.attrs["layer"]), str(jac.attrs["model"])
             values, basis = jac["pooled/eigenvalues"][()], jac["pooled/eigenvectors"][()]
-            d = basis.shape[0]
-            grams_by_layer[f"L{member}"] = nullspace.gram_from_spectrum(values, basis)
+            if isinstance(member, int):
+                grams_by_layer[f"L{member}"] = nullspace.gram_from_spectrum(values, basis)
             if member == layer:
+                d = basis.shape[0]
                 grams_by_environment = {
                     name: nullspace.gram_from_spectrum(g["eigenvalues"][()], g["eigenvectors"][()])
                     for name, g in jac["environments"].items()
@@ -50,8 +53,10 @@ def finding(result: E8Stats) -> str:
     def curve(rows):
         return " → ".join(f"{row['mean_fraction']:.3f}" for row in rows)
 
+    site = stored_site(result["layer"])
+    of = "d" if isinstance(site, int) else "k·d (the stacked shifts)"
     return (
-        f"{result['model']}/{result['trait']} L{result['layer']}: inert fraction of d as its environments are "
+        f"{result['model']}/{result['trait']} L{site_label(site)}: inert fraction of {of} as its environments are "
         f"intersected {curve(result['environments'])}; as layers are intersected {curve(result['layers'])} "
         f"(threshold {result['rank_threshold']:g} of σ_max)"
     )
@@ -65,6 +70,6 @@ EXPERIMENT = register(
         stage=stats,
         figure=plots.e8_recovery,
         claims=one_claim("Identifiability returns when environments or layers are intersected (E8)", finding),
-        scope="layer",
+        scope="layers_and_site",
     )
 )

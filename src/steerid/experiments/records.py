@@ -80,6 +80,7 @@ class E6Stats(TypedDict):
     model: str
     trait: str
     layers: list[Table]
+    sites: list[Table]  # steering sites of several layers: their joint Jacobians
 
 
 class E7Stats(ScoreHeader):
@@ -97,7 +98,7 @@ class E8Stats(TypedDict):
     model: str
     trait: str
     d: int
-    layer: int
+    layer: Layers  # a steered layer, or a steering site of several (its joint Jacobian)
     rank_threshold: float
     definition: str
     environments: list[Table]

@@ -23,8 +23,8 @@ from steerid.io import atomic_write_json
 # A claim of the paper as the summary states it: its title and one finding per cell.
 Claim = tuple[str, list[str]]
 # What one stats JSON covers: a model's steering site (it steers there), each layer of that site (one
-# layer's geometry), or the whole model (it compares layers).
-Scope = Literal["site", "layer", "model"]
+# layer's geometry), each layer and also a site of several layers as one, or the whole model (it compares layers).
+Scope = Literal["site", "layer", "layers_and_site", "model"]
 
 
 @dataclass(frozen=True)

@@ -374,9 +374,10 @@ def spectrum_stage(
 
 
 def jacobian(
-    model: str, prompts: str, layer: int, n_prompts: int, runtime: Runtime, params: Mapping, output: str
+    model: str, prompts: str, layer: Layers, n_prompts: int, runtime: Runtime, params: Mapping, output: str
 ) -> None:
-    """Exact Jacobian gain spectra (E6/E8) at one layer: per environment and pooled over all of them.
+    """Exact Jacobian gain spectra (E6/E8) at one layer, or jointly for the stacked shifts of a steering site
+    of several layers: per environment and pooled over all of them.
 
     For each environment, G_e = Σ J_iᵀ J_i over its first ``n_prompts`` evaluation prompts at the
     last prompt token (the steered site), from torch.func JVPs in float32. Per-prompt top
