@@ -16,6 +16,7 @@ from statistics import median
 from typing import Any
 
 from steerid.conditions import pooled
+from steerid.engine.site import site_label, stored_site
 from steerid.experiments.e1_orthogonal import CONTROL_TYPES, NEUTRAL_TYPES, RANDOM_TYPES, RETAINED
 from steerid.experiments.text import MARGIN, cell, short_kind
 
@@ -274,7 +275,7 @@ def judge_h10(grid: Grid) -> str:
 def _environments_and_layers(e8: Sequence[Mapping]) -> str:
     if not e8:
         return ""
-    shrink = [(cell(r), r["environments"], r["layers"]) for r in e8]
+    shrink = [(f"{cell(r)} L{site_label(stored_site(r['layer']))}", r["environments"], r["layers"]) for r in e8]
     shown = "; ".join(
         f"{name}: environments {envs[0]['mean_fraction']:.2f} → {envs[-1]['mean_fraction']:.2f}, "
         f"layers {layers[0]['mean_fraction']:.2f} → {layers[-1]['mean_fraction']:.2f}"
