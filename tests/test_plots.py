@@ -147,7 +147,7 @@ def _e6(rng, trait, d=16):
                 "subspace_dim": 4,
             }
         )
-    return {"experiment": "E6 null-space dimension", "model": "tiny", "trait": trait, "layers": layers}
+    return {"experiment": "E6 null-space dimension", "model": "tiny", "trait": trait, "layers": layers, "sites": []}
 
 
 def _e7(rng, trait):
