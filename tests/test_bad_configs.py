@@ -72,7 +72,7 @@ PROBES = {
     ),
     "more-shards-than-texts": (change("background", shards=25), ["background.shards", "25", "at most 24"]),
     # What already held (schema and Python checks), kept: each named, nothing run.
-    "negative-layer": (model(layer=-1), [f"models.{MODEL}.layer", "-1", "minimum of 0"]),
+    "negative-layer": (model(layer=-1), [f"models.{MODEL}.layer", "-1", "an integer >= 0"]),
     "unknown-trait": ({"traits": ["sentiment", "happiness"]}, ["traits[1]", "'happiness'"]),
     "alpha-as-string": (change("steering", alpha="strong"), ["steering.alpha", "'strong'", "a number or 'auto'"]),
     "batch-size-zero": (change("runtime", batch_size=0), ["runtime.batch_size", "0", "'auto' or an integer >= 1"]),
