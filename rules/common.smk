@@ -4,7 +4,7 @@
 import os
 
 from steerid.conditions import CONDITION_SETS
-from steerid.engine.site import parse_site_label, site_label, site_layers
+from steerid.engine.site import label_layers, site_label, site_layers
 from steerid.experiments import EXPERIMENTS, scored
 from steerid.experiments.settings import config_values
 from steerid.scoring import measurement_of, scorer_record
@@ -79,18 +79,14 @@ def site_inputs(pattern):
     """Input function: ``pattern`` at each layer of the job's steering site (wildcard ``layer``)."""
 
     def inputs(wildcards):
-        return [
-            pattern.format(**{**wildcards, "layer": layer}) for layer in site_layers(parse_site_label(wildcards.layer))
-        ]
+        return [pattern.format(**{**wildcards, "layer": layer}) for layer in label_layers(wildcards.layer)]
 
     return inputs
 
 
-def steering_targets(pattern, traits=config["traits"]):
-    """``pattern`` expanded over every model (at its steering site) and each of ``traits``."""
-    return [
-        pattern.format(model=model, layer=SITES[model], trait=trait) for model in config["models"] for trait in traits
-    ]
+def steering_targets(pattern, traits=config["traits"], models=config["models"]):
+    """``pattern`` expanded over ``models`` (each at its steering site) and each of ``traits``."""
+    return [pattern.format(model=model, layer=SITES[model], trait=trait) for model in models for trait in traits]
 
 
 def layer_targets(pattern, traits=config["traits"]):
@@ -109,13 +105,8 @@ def model_targets(pattern, traits=config["traits"]):
 
 
 def joint_site_targets(pattern, traits=config["traits"]):
-    """``pattern`` expanded over every model whose steering site has several layers (its label), and ``traits``."""
-    return [
-        pattern.format(model=model, layer=SITES[model], trait=trait)
-        for model in config["models"]
-        if len(steered_layers(model)) > 1
-        for trait in traits
-    ]
+    """``pattern`` at the steering site of every model whose site has several layers, for each of ``traits``."""
+    return steering_targets(pattern, traits, [model for model in config["models"] if len(steered_layers(model)) > 1])
 
 
 def recovery_jacobians(wildcards):
@@ -123,7 +114,7 @@ def recovery_jacobians(wildcards):
     files = [
         f"results/{wildcards.model}/jacobian/L{layer}/{wildcards.trait}.h5" for layer in survey_layers(wildcards.model)
     ]
-    if len(site_layers(parse_site_label(wildcards.layer))) > 1:
+    if len(label_layers(wildcards.layer)) > 1:
         files.append(f"results/{wildcards.model}/jacobian/L{wildcards.layer}/{wildcards.trait}.h5")
     return files
 

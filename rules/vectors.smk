@@ -38,7 +38,7 @@ rule stack_vectors:
         mem_mb=1000,
         runtime=5,
     params:
-        layers=lambda w: list(site_layers(parse_site_label(w.layer))),
+        layers=lambda w: list(label_layers(w.layer)),
     script:
         "../workflow_scripts/stack_vectors.py"
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the workflow's parse reads site labels and must not wait for torch to import
     import torch
 
-__all__ = ["Layers", "parse_site_label", "site_deltas", "site_label", "site_layers", "stored_site"]
+__all__ = ["Layers", "label_layers", "parse_site_label", "site_deltas", "site_label", "site_layers", "stored_site"]
 
 Layers = int | Sequence[int]
 
@@ -42,13 +42,17 @@ def site_label(layers: Layers) -> str:
     return "+".join(str(layer) for layer in site_layers(layers))
 
 
-def parse_site_label(label: str) -> Layers:
-    """A :func:`site_label` back as the site: an int for one layer, an ascending tuple for several."""
+def label_layers(label: str) -> tuple[int, ...]:
+    """The layers a :func:`site_label` names, ascending."""
     parts = str(label).split("+")
     if not all(part.isdigit() for part in parts):
         raise ValueError(f"steering site {label!r} is not a site label: expected a layer (15) or layers (12+15+18)")
-    layers = site_layers([int(part) for part in parts])
-    return layers[0] if len(layers) == 1 else layers
+    return site_layers([int(part) for part in parts])
+
+
+def parse_site_label(label: str) -> Layers:
+    """A :func:`site_label` back as the site: an int for one layer, an ascending tuple for several."""
+    return _as_site(label_layers(label))
 
 
 def stored_site(value) -> Layers:
@@ -56,8 +60,11 @@ def stored_site(value) -> Layers:
     attributes hold lists as) back as the site."""
     if isinstance(value, str):
         value = json.loads(value)
-    values = [int(v) for v in value] if hasattr(value, "__iter__") and not isinstance(value, str) else [int(value)]
-    layers = site_layers(values)
+    return _as_site(site_layers([int(v) for v in value] if hasattr(value, "__iter__") else [int(value)]))
+
+
+def _as_site(layers: tuple[int, ...]) -> Layers:
+    """How a site is passed around: one layer as its int, several as their tuple."""
     return layers[0] if len(layers) == 1 else layers
 
 

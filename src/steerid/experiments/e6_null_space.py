@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 
 import numpy as np
 
@@ -17,6 +18,12 @@ from steerid.pipeline import plots
 RANK_KEYS = ("at_0.01_of_max", "at_0.05_of_max", "at_0.1_of_max", "for_0.99_of_variance", "for_0.999_of_variance")
 
 
+def _ranks(eigenvalues, size: int, rank_thresholds: Sequence[float], variance_fractions: Sequence[float]) -> dict:
+    """Effective ranks of a spectrum as fractions of ``size``, thresholds on its singular values."""
+    singular_values = linalg.singular_values_from_eigenvalues(eigenvalues)
+    return linalg.singular_value_rank_summary(singular_values, size, rank_thresholds, variance_fractions)
+
+
 def _layer(
     cov,
     jac,
@@ -26,12 +33,8 @@ def _layer(
     stability_k: int,
 ) -> dict:
     """E6 for one layer from its open spectrum and Jacobian files."""
-
-    def ranks(eigenvalues):
-        singular_values = linalg.singular_values_from_eigenvalues(eigenvalues)
-        return linalg.singular_value_rank_summary(singular_values, d, rank_thresholds, variance_fractions)
-
     d = cov[PERTURBATION_VIEW]["eigenvectors"].shape[0]
+    ranks = partial(_ranks, size=d, rank_thresholds=rank_thresholds, variance_fractions=variance_fractions)
     k = max(1, round(null_fraction * d))
     top = {name: group["eigenvectors"][()][:, :stability_k] for name, group in jac["environments"].items()}
     names = list(top)
@@ -72,11 +75,7 @@ def _site(jac, rank_thresholds: Sequence[float], variance_fractions: Sequence[fl
     cross-layer terms included, as fractions of k·d (a site has no covariance of its own)."""
     layers = list(site_layers(stored_site(jac.attrs["layer"])))
     size = jac["pooled/eigenvectors"].shape[0]
-
-    def ranks(eigenvalues):
-        singular_values = linalg.singular_values_from_eigenvalues(eigenvalues)
-        return linalg.singular_value_rank_summary(singular_values, size, rank_thresholds, variance_fractions)
-
+    ranks = partial(_ranks, size=size, rank_thresholds=rank_thresholds, variance_fractions=variance_fractions)
     return {
         "layers": layers,
         "d": size // len(layers),

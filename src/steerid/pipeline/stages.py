@@ -448,16 +448,20 @@ def perturbations(
     draws = (
         per_layer[0] if len(per_layer) == 1 else {k: np.stack([d[k] for d in per_layer], axis=-2) for k in per_layer[0]}
     )
-    null_k = max(int(params["n_null"]) + 1, round(null_fraction * site_v.shape[1]))
     attrs = store.provenance(
         params,
         **{k: a for k, a in store.read_attrs(vector).items() if k in ("model", "layer")},
-        null_subspace_dim=null_k,
+        null_subspace_dim=_null_subspace_dim(params, null_fraction, site_v.shape[1]),
         top_subspace_dim=top_k,
         norm=float(np.linalg.norm(v)),
         other_traits=[Path(path).stem for path in others],
     )
     store.write(output, {"v": v, **draws}, attrs)
+
+
+def _null_subspace_dim(params: Mapping, null_fraction: float, d: int) -> int:
+    """How many of a layer's lowest-variance directions the null draws come from (room for all of them)."""
+    return max(int(params["n_null"]) + 1, round(null_fraction * d))
 
 
 def _layer_perturbations(
@@ -477,7 +481,7 @@ def _layer_perturbations(
     bases = {"covariance": covariance_basis.astype(np.float64), "jacobian": gain_basis}
     random = {kind.name: kind.draw for kind in conditions.PERTURBATION_KINDS.values() if kind.draw is not None}
     counts = {name: int(params[draw.count_key]) for name, draw in random.items()}
-    sizes = {"null": max(counts["null"] + 1, round(null_fraction * v.size)), "top": top_k}
+    sizes = {"null": _null_subspace_dim(params, null_fraction, v.size), "top": top_k}
     draws = {}
     for name, draw in random.items():
         where = draw.subspace
