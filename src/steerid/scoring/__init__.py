@@ -871,7 +871,7 @@ register(
         MINILM_TRAITS,
         _build_minilm_exemplars,
         "MiniLM cosine similarity to the trait's exemplar sentences of each pole (prompt data).",
-        default_for=("formality", "politeness", "agreeableness"),
+        default_for=("formality",),
         packages=MINILM_PACKAGES,
         own_traits=True,
         # the exemplars are its anchors; its validation generates from the pairs' instructions
@@ -911,6 +911,8 @@ register(
         _build_ab_likelihood,
         "The steered model's logP(matching answer | question) − logP(not matching answer | question) of the "
         "trait's held-out A/B items (politeness and agreeableness: a request and a reply at each pole).",
+        # the default where no text scorer separates SmolLM2's own instructed completions (0.68-0.78)
+        default_for=("politeness", "agreeableness"),
         needs_model=True,
         measurement=STATEMENT_LIKELIHOOD.name,
         own_traits=True,
