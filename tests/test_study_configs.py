@@ -1,20 +1,27 @@
-"""config/paper.yaml, the paper's own setting, plans its whole study here although its hub models,
-classifiers and GPU are not available: every job of every model × trait × layer is in the DAG."""
+"""The shipped studies plan every job of every model × trait × layer: the default (five traits on
+SmolLM2), config/two-models.yaml layered over it (Gemma 3 270M too), and config/paper.yaml, the
+paper's own setting, whose hub models, classifiers and GPU are not available here."""
 
 from __future__ import annotations
 
+import pytest
 import yaml
 from snakemake_runner import REPO, planned_jobs, printed, snakemake
 
+from steerid.scoring import default_scorer, measurement_of
+
+DEFAULT = REPO / "config.yaml"
+TWO_MODELS = REPO / "config" / "two-models.yaml"
 PAPER = REPO / "config" / "paper.yaml"
 # Stats rules with one job per (model, trait), generated text or not.
 PER_CELL_STATS = ("stats_e1", "stats_e5", "stats_e7", "null_space", "recovery", "sparsity", "independence")
 
 
 def expected_jobs(config: dict) -> dict[str, int]:
-    """The job count of each rule, from the study's shape (2 models, 5 traits of which 4 generate text)."""
+    """The job count of each rule, from the study's shape (models, traits, which traits generate text)."""
     models, traits = len(config["models"]), len(config["traits"])
-    generated = len([t for t in config["traits"] if config["scoring"][t] != "likelihood"])
+    scorers = [config["scoring"].get(trait, default_scorer(trait)) for trait in config["traits"]]
+    generated = len([name for name in scorers if measurement_of(name).generates_text])
     environments = len(config["prompts"]["environments"])
     layers = sum(len(set(spec["survey_layers"]) | {spec["layer"]}) for spec in config["models"].values())
     per_cell = models * traits
@@ -45,6 +52,35 @@ def expected_jobs(config: dict) -> dict[str, int]:
         "summary": 1,
         "all": 1,
     }
+
+
+def layered(*paths) -> dict:
+    """The study that ``--configfile`` ``paths`` give: later files override earlier ones, key by key."""
+    config: dict = {}
+    for path in paths:
+        for key, value in yaml.safe_load(path.read_text()).items():
+            config[key] = {**config[key], **value} if isinstance(value, dict) and key in config else value
+    return config
+
+
+@pytest.mark.parametrize(
+    ("configfiles", "models", "generated"),
+    [((), ["smollm2-135m"], ["formality", "sentiment"]), ((TWO_MODELS,), ["smollm2-135m", "gemma3-270m"], None)],
+    ids=["default", "two-models"],
+)
+def test_the_shipped_offline_studies_plan_all_five_traits(tmp_path, configfiles, models, generated):
+    config = layered(DEFAULT, *configfiles)
+    flags = ["--configfile", str(DEFAULT), *map(str, configfiles)] if configfiles else []
+    result = snakemake(tmp_path, *flags, "--cores", "8", "-n")
+    output = printed(result)
+    assert result.returncode == 0, output[-3000:]
+    assert list(config["models"]) == models and len(config["traits"]) == 5
+    assert planned_jobs(output) == expected_jobs(config)
+    for model in models:
+        assert f"results/{model}/stats/e1/L" in output
+    if generated:  # the text traits are the ones whose scorers passed the gate on this model's text
+        assert [t for t in config["traits"] if f"generations/e2/L15/{t}/" in output] == generated
+    assert "Warning" not in output and not (tmp_path / "results").exists()
 
 
 def test_the_papers_setting_plans_every_job_and_warns_about_what_is_not_here(tmp_path):
