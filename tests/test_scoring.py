@@ -271,7 +271,7 @@ def test_registry_is_consistent():
         for name in names:
             assert name in SCORERS, (trait, name)
     assert TRAIT_SCORERS["sentiment"][:3] == ("vader", "minilm-labels", "minilm-exemplars")
-    assert TRAIT_SCORERS["formality"][:2] == ("minilm-exemplars", "minilm-labels")
+    assert TRAIT_SCORERS["formality"][:2] == ("minilm-probe", "minilm-labels")
     for trait in ("politeness", "agreeableness"):
         assert TRAIT_SCORERS[trait][:3] == ("ab-likelihood", "minilm-labels", "minilm-exemplars")
     assert TRAIT_SCORERS["truthfulness"] == ("likelihood",)

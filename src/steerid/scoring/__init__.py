@@ -871,7 +871,6 @@ register(
         MINILM_TRAITS,
         _build_minilm_exemplars,
         "MiniLM cosine similarity to the trait's exemplar sentences of each pole (prompt data).",
-        default_for=("formality",),
         packages=MINILM_PACKAGES,
         own_traits=True,
         # the exemplars are its anchors; its validation generates from the pairs' instructions
@@ -885,6 +884,8 @@ register(
         _build_minilm_probe,
         "Logistic probe on MiniLM embeddings, fitted to the model's own instructed completions of half the "
         "contrast pairs and validated on the other half (log-odds of the positive pole).",
+        # formality's default: on SmolLM2's own text it separates the poles (0.86) where exemplars do not (0.79)
+        default_for=("formality",),
         packages=MINILM_PACKAGES,
         own_traits=True,
         trait_data=("pairs",),
