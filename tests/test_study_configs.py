@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from snakemake.utils import update_config
 from snakemake_runner import REPO, planned_jobs, printed, snakemake
 
 from steerid.scoring import default_scorer, measurement_of
@@ -43,10 +44,7 @@ def expected_jobs(config: dict) -> dict[str, int]:
         "score": generations,
         "score_statements": models * (traits - generated) * 2,
         "logit_distance": models * generated,
-        **{
-            rule: per_cell
-            for rule in ("stats_e1", "stats_e5", "stats_e7", "null_space", "recovery", "sparsity", "independence")
-        },
+        **{rule: per_cell for rule in PER_CELL_STATS},
         **{rule: models * generated for rule in ("stats_e2", "stats_e3")},
         "figure": 10,
         "summary": 1,
@@ -55,11 +53,10 @@ def expected_jobs(config: dict) -> dict[str, int]:
 
 
 def layered(*paths) -> dict:
-    """The study that ``--configfile`` ``paths`` give: later files override earlier ones, key by key."""
+    """The study that ``--configfile`` ``paths`` give, merged as Snakemake merges them."""
     config: dict = {}
     for path in paths:
-        for key, value in yaml.safe_load(path.read_text()).items():
-            config[key] = {**config[key], **value} if isinstance(value, dict) and key in config else value
+        update_config(config, yaml.safe_load(path.read_text()))
     return config
 
 
